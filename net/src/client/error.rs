@@ -1,0 +1,112 @@
+//! Client errors. Each variant names the address or the server's error code and message.
+
+use crate::codec::{ApiKey, CodecError, EncodeError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address could not be resolved. No connection exists.
+    #[error("cannot resolve broker address {addr}: {source}")]
+    Resolve {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// Nothing accepted the connection. No connection exists.
+    #[error("no Sprawl node reachable at {addr} ({source}); start one with `sprawl serve` or pass --broker HOST:PORT")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// A read or write failed. The connection is unusable; reconnect.
+    #[error("I/O error talking to {addr}: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// No complete reply arrived in time. Replies may still arrive later; the connection stays
+    /// usable, but the request's outcome is unknown.
+    #[error("timed out after {timeout_ms} ms waiting for {operation} from {addr}")]
+    Timeout {
+        addr: String,
+        operation: &'static str,
+        timeout_ms: u64,
+    },
+    /// The server closed the connection. Reconnect.
+    #[error("{addr} closed the connection")]
+    Closed { addr: String },
+    /// The server answered with an error code. The connection stays usable.
+    #[error("server error {code}: {message}")]
+    Server {
+        code: ErrorCode,
+        message: String,
+        /// Set with `THROTTLED`: wait this long before retrying.
+        retry_after_ms: Option<u32>,
+    },
+    /// The server sent bytes that do not decode. The connection is unusable.
+    #[error("undecodable reply from {addr}: {source}")]
+    Protocol { addr: String, source: CodecError },
+    /// The request could not be encoded (too long a field, or larger than the server accepts).
+    /// Nothing was sent; the connection stays usable.
+    #[error("cannot encode request: {0}")]
+    Encode(#[from] EncodeError),
+    /// The reply to a request was of another api. The connection is unusable.
+    #[error("reply to correlation id {correlation_id} was api key {got_api_key}, expected {}", expected.name())]
+    UnexpectedReply {
+        correlation_id: u32,
+        expected: ApiKey,
+        got_api_key: u16,
+    },
+    /// The server sent a frame that decodes but makes no sense here (a request, a generic error
+    /// body with code `NONE`, a successful describe without a topic). The connection is unusable.
+    #[error("bad reply from {addr} (correlation id {correlation_id}): {reason}")]
+    BadReply {
+        addr: String,
+        correlation_id: u32,
+        reason: &'static str,
+    },
+    /// A reply arrived for a correlation id that is not in flight. The connection is unusable.
+    #[error("{addr} sent a reply for correlation id {correlation_id}, which is not in flight")]
+    UnknownCorrelation { addr: String, correlation_id: u32 },
+    /// The server does not implement a version of `api` this client speaks.
+    #[error("server at {addr} supports {} versions {server_min}..={server_max}, this client speaks {client_version}", api.name())]
+    UnsupportedServer {
+        addr: String,
+        api: ApiKey,
+        server_min: u16,
+        server_max: u16,
+        client_version: u16,
+    },
+    /// The pipelining window is full: receive a reply before sending more.
+    #[error("{in_flight} requests in flight, the window is {window}: receive a reply first")]
+    WindowFull { in_flight: usize, window: usize },
+    /// Push frames arrived faster than they were consumed and the bounded queue filled up.
+    /// The push that did not fit was dropped, so its subscription now has a gap: unsubscribe
+    /// and subscribe again from the last offset seen. Grant fewer credits or call `next_push`
+    /// more often. The connection itself stays usable.
+    #[error("{queued} push frames are queued, the limit is {limit}")]
+    PushQueueFull { queued: usize, limit: usize },
+    /// `recv_produce` was called with nothing in flight.
+    #[error("no produce request is in flight")]
+    NothingInFlight,
+}
+
+impl ClientError {
+    /// The server's error code, when the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// True when the same request may succeed if sent again (possibly after reconnecting).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Server { code, .. } => code.is_retriable(),
+            ClientError::Timeout { .. }
+            | ClientError::Io { .. }
+            | ClientError::Closed { .. }
+            | ClientError::Connect { .. } => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Owned reply types returned by the client, converted from the borrowed codec responses.
+//!
+//! The codec decodes zero-copy into the client's read buffer; the client must reuse that buffer,
+//! so everything it hands back is copied out once, here.
+
+use super::error::ClientError;
+use crate::codec::{
+    message_id, ApiVersionRange, ErrorCode, FetchedRecordView, PartitionInfo, PartitionMetadata,
+    Response, TopicConfig,
+};
+
+/// What the server said in the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub versions: Vec<ApiVersionRange>,
+    pub server_version: String,
+    pub frame_bytes_max: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub node_id: u32,
+    pub client_address: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMetadataInfo {
+    pub name: String,
+    pub topic_id: u64,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    pub node_id: u32,
+    pub shards: u32,
+    pub brokers: Vec<BrokerInfo>,
+    pub topics: Vec<TopicMetadataInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub topic_id: u64,
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicListing {
+    pub name: String,
+    pub topic_id: u64,
+    pub partitions: u32,
+}
+
+/// The acknowledgement of one produce batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProduceAck {
+    pub topic_id: u64,
+    pub partition: u32,
+    pub base_offset: u64,
+    pub record_count: u32,
+    pub duplicate: bool,
+    pub durable: bool,
+}
+
+impl ProduceAck {
+    /// Message ids of the acknowledged records, in order.
+    pub fn message_ids(&self) -> impl Iterator<Item = String> + '_ {
+        (0..u64::from(self.record_count))
+            .map(|i| message_id(self.topic_id, self.partition, self.base_offset + i))
+    }
+}
+
+/// A delivered record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl From<&FetchedRecordView<'_>> for Record {
+    fn from(r: &FetchedRecordView<'_>) -> Self {
+        Record {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.to_vec(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchResult {
+    pub high_offset: u64,
+    pub start_offset: u64,
+    pub records: Vec<Record>,
+}
+
+/// Records pushed for a subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushBatch {
+    pub subscription_id: u32,
+    pub high_offset: u64,
+    pub records: Vec<Record>,
+    /// Set when the server ended the subscription (then `records` is usually empty).
+    pub ended: Option<(ErrorCode, String)>,
+}
+
+/// A reply converted to owned form. Errors were already turned into [`ClientError::Server`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    ApiVersions(ServerInfo),
+    Metadata(ClusterMetadata),
+    CreateTopic(u64),
+    DescribeTopic(TopicInfo),
+    ListTopics(Vec<TopicListing>),
+    Produce(ProduceAck),
+    Fetch(FetchResult),
+    Subscribe(u32),
+    OffsetFetch(Option<u64>),
+    /// DeleteTopic, Credit, Unsubscribe, OffsetCommit: nothing but success.
+    Done,
+}
+
+fn records(records: &[FetchedRecordView<'_>]) -> Vec<Record> {
+    records.iter().map(Record::from).collect()
+}
+
+/// Converts a non-push response, mapping a non-`NONE` error code to [`ClientError::Server`].
+/// The reply variant always matches the response's api (the caller relies on it).
+pub(crate) fn to_reply(
+    response: &Response<'_>,
+    addr: &str,
+    correlation_id: u32,
+) -> Result<Reply, ClientError> {
+    let bad = |reason| ClientError::BadReply {
+        addr: addr.to_owned(),
+        correlation_id,
+        reason,
+    };
+    let (code, message) = response.error();
+    if code != ErrorCode::None {
+        let retry_after_ms = match response {
+            Response::Error { retry_after_ms, .. } if code == ErrorCode::Throttled => {
+                Some(*retry_after_ms)
+            }
+            _ => None,
+        };
+        return Err(ClientError::Server {
+            code,
+            message: message.to_owned(),
+            retry_after_ms,
+        });
+    }
+    Ok(match response {
+        Response::Error { .. } => return Err(bad("generic error body with error code NONE")),
+        Response::ApiVersions {
+            versions,
+            server_version,
+            frame_bytes_max,
+            ..
+        } => Reply::ApiVersions(ServerInfo {
+            versions: versions.clone(),
+            server_version: (*server_version).to_owned(),
+            frame_bytes_max: *frame_bytes_max,
+        }),
+        Response::Metadata {
+            node_id,
+            shards,
+            brokers,
+            topics,
+            ..
+        } => Reply::Metadata(ClusterMetadata {
+            node_id: *node_id,
+            shards: *shards,
+            brokers: brokers
+                .iter()
+                .map(|b| BrokerInfo {
+                    node_id: b.node_id,
+                    client_address: b.client_address.to_owned(),
+                })
+                .collect(),
+            topics: topics
+                .iter()
+                .map(|t| TopicMetadataInfo {
+                    name: t.name.to_owned(),
+                    topic_id: t.topic_id,
+                    partitions: t.partitions.clone(),
+                })
+                .collect(),
+        }),
+        Response::CreateTopic { topic_id, .. } => Reply::CreateTopic(*topic_id),
+        Response::DescribeTopic { topic, .. } => match topic {
+            Some(t) => Reply::DescribeTopic(TopicInfo {
+                name: t.name.to_owned(),
+                topic_id: t.topic_id,
+                config: t.config,
+                partitions: t.partitions.clone(),
+            }),
+            None => return Err(bad("DescribeTopic reply without error has no topic")),
+        },
+        Response::ListTopics { topics, .. } => Reply::ListTopics(
+            topics
+                .iter()
+                .map(|t| TopicListing {
+                    name: t.name.to_owned(),
+                    topic_id: t.topic_id,
+                    partitions: t.partitions,
+                })
+                .collect(),
+        ),
+        Response::Produce {
+            topic_id,
+            partition,
+            base_offset,
+            record_count,
+            duplicate,
+            durable,
+            ..
+        } => Reply::Produce(ProduceAck {
+            topic_id: *topic_id,
+            partition: *partition,
+            base_offset: *base_offset,
+            record_count: *record_count,
+            duplicate: *duplicate,
+            durable: *durable,
+        }),
+        Response::Fetch {
+            high_offset,
+            start_offset,
+            records: recs,
+            ..
+        } => Reply::Fetch(FetchResult {
+            high_offset: *high_offset,
+            start_offset: *start_offset,
+            records: records(recs),
+        }),
+        Response::Subscribe {
+            subscription_id, ..
+        } => Reply::Subscribe(*subscription_id),
+        Response::OffsetFetch { offset, .. } => Reply::OffsetFetch(*offset),
+        Response::DeleteTopic { .. }
+        | Response::Credit { .. }
+        | Response::Unsubscribe { .. }
+        | Response::OffsetCommit { .. }
+        | Response::Push { .. } => Reply::Done,
+    })
+}
+
+/// Converts a push frame body.
+pub(crate) fn to_push(response: &Response<'_>) -> Option<PushBatch> {
+    match response {
+        Response::Push {
+            error,
+            message,
+            subscription_id,
+            high_offset,
+            records: recs,
+        } => Some(PushBatch {
+            subscription_id: *subscription_id,
+            high_offset: *high_offset,
+            records: records(recs),
+            ended: (*error != ErrorCode::None).then(|| (*error, (*message).to_owned())),
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,322 @@
+//! Request bodies (client -> server). Layouts are specified in docs/protocol.md.
+
+use super::types::{Acks, ApiKey, ProducerIdent, RecordView, TopicConfig};
+use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
+use super::Malformed;
+
+/// Minimum encoded size of one produced record: timestamp, ttl, key length, value length,
+/// header count.
+pub(crate) const RECORD_BYTES_MIN: usize = 8 + 4 + 4 + 4 + 4;
+
+/// A decoded request, borrowing strings and payloads from the input buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    ApiVersions {
+        client_name: &'a str,
+    },
+    Metadata {
+        /// `None` = every topic.
+        topics: Option<Vec<&'a str>>,
+    },
+    CreateTopic {
+        name: &'a str,
+        config: TopicConfig,
+    },
+    DeleteTopic {
+        name: &'a str,
+    },
+    DescribeTopic {
+        name: &'a str,
+    },
+    ListTopics,
+    Produce {
+        topic: &'a str,
+        partition: u32,
+        acks: Acks,
+        producer: Option<ProducerIdent>,
+        records: Vec<RecordView<'a>>,
+    },
+    Fetch {
+        topic: &'a str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    },
+    Subscribe {
+        topic: &'a str,
+        partition: u32,
+        offset: u64,
+        /// Records the server may push before it needs more credit.
+        credits: u32,
+    },
+    Credit {
+        subscription_id: u32,
+        credits: u32,
+    },
+    Unsubscribe {
+        subscription_id: u32,
+    },
+    OffsetCommit {
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+        offset: u64,
+    },
+    OffsetFetch {
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+    },
+}
+
+impl Request<'_> {
+    pub fn api_key(&self) -> ApiKey {
+        match self {
+            Request::ApiVersions { .. } => ApiKey::ApiVersions,
+            Request::Metadata { .. } => ApiKey::Metadata,
+            Request::CreateTopic { .. } => ApiKey::CreateTopic,
+            Request::DeleteTopic { .. } => ApiKey::DeleteTopic,
+            Request::DescribeTopic { .. } => ApiKey::DescribeTopic,
+            Request::ListTopics => ApiKey::ListTopics,
+            Request::Produce { .. } => ApiKey::Produce,
+            Request::Fetch { .. } => ApiKey::Fetch,
+            Request::Subscribe { .. } => ApiKey::Subscribe,
+            Request::Credit { .. } => ApiKey::Credit,
+            Request::Unsubscribe { .. } => ApiKey::Unsubscribe,
+            Request::OffsetCommit { .. } => ApiKey::OffsetCommit,
+            Request::OffsetFetch { .. } => ApiKey::OffsetFetch,
+        }
+    }
+
+    /// True when the server sends no reply (produce with `acks = none`).
+    pub fn expects_reply(&self) -> bool {
+        !matches!(
+            self,
+            Request::Produce {
+                acks: Acks::None,
+                ..
+            }
+        )
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> WriteResult {
+        match self {
+            Request::ApiVersions { client_name } => w.str("client_name", client_name)?,
+            Request::Metadata { topics } => {
+                w.opt_count("topics", topics.as_ref().map(Vec::len))?;
+                for t in topics.iter().flatten() {
+                    w.str("topics", t)?;
+                }
+            }
+            Request::CreateTopic { name, config } => {
+                w.str("name", name)?;
+                write_topic_config(w, config);
+            }
+            Request::DeleteTopic { name } | Request::DescribeTopic { name } => {
+                w.str("name", name)?
+            }
+            Request::ListTopics => {}
+            Request::Produce {
+                topic,
+                partition,
+                acks,
+                producer,
+                records,
+            } => {
+                w.str("topic", topic)?;
+                w.u32(*partition);
+                w.u8(*acks as u8);
+                match producer {
+                    Some(p) => {
+                        w.u8(1);
+                        w.u64(p.producer_id);
+                        w.u16(p.epoch);
+                        w.u32(p.base_sequence);
+                    }
+                    None => w.u8(0),
+                }
+                w.count("records", records.len())?;
+                for r in records {
+                    w.i64(r.timestamp_ms);
+                    w.u32(r.ttl_ms);
+                    w.opt_bytes("key", r.key)?;
+                    w.bytes("value", r.value)?;
+                    w.headers("headers", &r.headers)?;
+                }
+            }
+            Request::Fetch {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+            } => {
+                w.str("topic", topic)?;
+                w.u32(*partition);
+                w.u64(*offset);
+                w.u32(*max_bytes);
+                w.u32(*max_wait_ms);
+            }
+            Request::Subscribe {
+                topic,
+                partition,
+                offset,
+                credits,
+            } => {
+                w.str("topic", topic)?;
+                w.u32(*partition);
+                w.u64(*offset);
+                w.u32(*credits);
+            }
+            Request::Credit {
+                subscription_id,
+                credits,
+            } => {
+                w.u32(*subscription_id);
+                w.u32(*credits);
+            }
+            Request::Unsubscribe { subscription_id } => w.u32(*subscription_id),
+            Request::OffsetCommit {
+                consumer,
+                topic,
+                partition,
+                offset,
+            } => {
+                w.str("consumer", consumer)?;
+                w.str("topic", topic)?;
+                w.u32(*partition);
+                w.u64(*offset);
+            }
+            Request::OffsetFetch {
+                consumer,
+                topic,
+                partition,
+            } => {
+                w.str("consumer", consumer)?;
+                w.str("topic", topic)?;
+                w.u32(*partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a request body of a known api at a supported version.
+    pub(crate) fn read<'a>(api: ApiKey, r: &mut Reader<'a>) -> ReadResult<Request<'a>> {
+        Ok(match api {
+            ApiKey::ApiVersions => Request::ApiVersions {
+                client_name: r.str("client_name")?,
+            },
+            ApiKey::Metadata => Request::Metadata {
+                topics: r.opt_list("topics", 2, |r| r.str("topics"))?,
+            },
+            ApiKey::CreateTopic => Request::CreateTopic {
+                name: r.str("name")?,
+                config: read_topic_config(r)?,
+            },
+            ApiKey::DeleteTopic => Request::DeleteTopic {
+                name: r.str("name")?,
+            },
+            ApiKey::DescribeTopic => Request::DescribeTopic {
+                name: r.str("name")?,
+            },
+            ApiKey::ListTopics => Request::ListTopics,
+            ApiKey::Produce => {
+                let topic = r.str("topic")?;
+                let partition = r.u32("partition")?;
+                let raw_acks = r.u8("acks")?;
+                let acks = Acks::from_u8(raw_acks).ok_or(FieldError {
+                    field: "acks",
+                    reason: Malformed::InvalidValue {
+                        value: i64::from(raw_acks),
+                    },
+                })?;
+                let producer = if r.bool("producer")? {
+                    Some(ProducerIdent {
+                        producer_id: r.u64("producer_id")?,
+                        epoch: r.u16("epoch")?,
+                        base_sequence: r.u32("base_sequence")?,
+                    })
+                } else {
+                    None
+                };
+                let records = r.list("records", RECORD_BYTES_MIN, |r| {
+                    Ok(RecordView {
+                        timestamp_ms: r.i64("timestamp_ms")?,
+                        ttl_ms: r.u32("ttl_ms")?,
+                        key: r.opt_bytes("key")?,
+                        value: r.bytes("value")?,
+                        headers: r.headers("headers")?,
+                    })
+                })?;
+                Request::Produce {
+                    topic,
+                    partition,
+                    acks,
+                    producer,
+                    records,
+                }
+            }
+            ApiKey::Fetch => Request::Fetch {
+                topic: r.str("topic")?,
+                partition: r.u32("partition")?,
+                offset: r.u64("offset")?,
+                max_bytes: r.u32("max_bytes")?,
+                max_wait_ms: r.u32("max_wait_ms")?,
+            },
+            ApiKey::Subscribe => Request::Subscribe {
+                topic: r.str("topic")?,
+                partition: r.u32("partition")?,
+                offset: r.u64("offset")?,
+                credits: r.u32("credits")?,
+            },
+            ApiKey::Credit => Request::Credit {
+                subscription_id: r.u32("subscription_id")?,
+                credits: r.u32("credits")?,
+            },
+            ApiKey::Unsubscribe => Request::Unsubscribe {
+                subscription_id: r.u32("subscription_id")?,
+            },
+            ApiKey::OffsetCommit => Request::OffsetCommit {
+                consumer: r.str("consumer")?,
+                topic: r.str("topic")?,
+                partition: r.u32("partition")?,
+                offset: r.u64("offset")?,
+            },
+            ApiKey::OffsetFetch => Request::OffsetFetch {
+                consumer: r.str("consumer")?,
+                topic: r.str("topic")?,
+                partition: r.u32("partition")?,
+            },
+            ApiKey::Push => {
+                // Push only travels server -> client; as a request it is an unknown api.
+                return Err(FieldError {
+                    field: "api_key",
+                    reason: Malformed::InvalidValue {
+                        value: ApiKey::Push as i64,
+                    },
+                });
+            }
+        })
+    }
+}
+
+pub(crate) fn write_topic_config(w: &mut Writer<'_>, c: &TopicConfig) {
+    w.u32(c.partitions);
+    w.opt_u64(c.retention_ms);
+    w.opt_u64(c.retention_bytes);
+    w.opt_u64(c.segment_bytes);
+    w.bool(c.compacted);
+    w.opt_u64(c.default_ttl_ms);
+}
+
+pub(crate) fn read_topic_config(r: &mut Reader<'_>) -> ReadResult<TopicConfig> {
+    Ok(TopicConfig {
+        partitions: r.u32("partitions")?,
+        retention_ms: r.opt_u64("retention_ms")?,
+        retention_bytes: r.opt_u64("retention_bytes")?,
+        segment_bytes: r.opt_u64("segment_bytes")?,
+        compacted: r.bool("compacted")?,
+        default_ttl_ms: r.opt_u64("default_ttl_ms")?,
+    })
+}

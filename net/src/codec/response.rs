@@ -1,0 +1,445 @@
+//! Response and push bodies (server -> client). Layouts are specified in docs/protocol.md.
+//!
+//! Every api-specific response starts with `error: u16` and `message: str`. The generic
+//! [`Response::Error`] body (flag bit 1) can answer any request, including one whose api key or
+//! version the server did not understand.
+
+use super::request::{read_topic_config, write_topic_config};
+use super::types::{
+    ApiKey, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo,
+    PartitionMetadata, TopicDescription, TopicMetadata, TopicSummary,
+};
+use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
+use super::Malformed;
+
+/// Minimum encoded size of one fetched record: offset, timestamp, key length, value length,
+/// header count.
+pub(crate) const FETCHED_RECORD_BYTES_MIN: usize = 8 + 8 + 4 + 4 + 4;
+
+/// A decoded response or push, borrowing strings and payloads from the input buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response<'a> {
+    /// Generic error body, valid for any api key (header flag bit 1).
+    Error {
+        error: ErrorCode,
+        message: &'a str,
+        /// Meaningful with `THROTTLED`: wait at least this long before retrying; 0 otherwise.
+        retry_after_ms: u32,
+    },
+    ApiVersions {
+        error: ErrorCode,
+        message: &'a str,
+        versions: Vec<ApiVersionRange>,
+        server_version: &'a str,
+        /// Largest frame the server accepts after the handshake (value of the `length` field).
+        frame_bytes_max: u32,
+    },
+    Metadata {
+        error: ErrorCode,
+        message: &'a str,
+        node_id: u32,
+        shards: u32,
+        brokers: Vec<Broker<'a>>,
+        topics: Vec<TopicMetadata<'a>>,
+    },
+    CreateTopic {
+        error: ErrorCode,
+        message: &'a str,
+        topic_id: u64,
+    },
+    DeleteTopic {
+        error: ErrorCode,
+        message: &'a str,
+    },
+    DescribeTopic {
+        error: ErrorCode,
+        message: &'a str,
+        /// Present when `error` is `NONE`.
+        topic: Option<TopicDescription<'a>>,
+    },
+    ListTopics {
+        error: ErrorCode,
+        message: &'a str,
+        topics: Vec<TopicSummary<'a>>,
+    },
+    Produce {
+        error: ErrorCode,
+        message: &'a str,
+        topic_id: u64,
+        partition: u32,
+        base_offset: u64,
+        record_count: u32,
+        /// The batch had already been written (idempotent retry); offsets are the original ones.
+        duplicate: bool,
+        /// The batch is fdatasync'ed (always true for `acks = all`).
+        durable: bool,
+    },
+    Fetch {
+        error: ErrorCode,
+        message: &'a str,
+        /// Offset the next produced record will get (end offset).
+        high_offset: u64,
+        /// First offset still available.
+        start_offset: u64,
+        records: Vec<FetchedRecordView<'a>>,
+    },
+    Subscribe {
+        error: ErrorCode,
+        message: &'a str,
+        subscription_id: u32,
+    },
+    Credit {
+        error: ErrorCode,
+        message: &'a str,
+    },
+    Unsubscribe {
+        error: ErrorCode,
+        message: &'a str,
+    },
+    OffsetCommit {
+        error: ErrorCode,
+        message: &'a str,
+    },
+    OffsetFetch {
+        error: ErrorCode,
+        message: &'a str,
+        /// `None` when the consumer never committed for this partition.
+        offset: Option<u64>,
+    },
+    /// Subscription data (api key 13, correlation id = subscription id). A push with an error
+    /// other than `NONE` ends the subscription.
+    Push {
+        error: ErrorCode,
+        message: &'a str,
+        subscription_id: u32,
+        high_offset: u64,
+        records: Vec<FetchedRecordView<'a>>,
+    },
+}
+
+impl<'a> Response<'a> {
+    /// The api this response answers; `None` for [`Response::Error`], which takes the api key of
+    /// the request it answers.
+    pub fn api_key(&self) -> Option<ApiKey> {
+        Some(match self {
+            Response::Error { .. } => return None,
+            Response::ApiVersions { .. } => ApiKey::ApiVersions,
+            Response::Metadata { .. } => ApiKey::Metadata,
+            Response::CreateTopic { .. } => ApiKey::CreateTopic,
+            Response::DeleteTopic { .. } => ApiKey::DeleteTopic,
+            Response::DescribeTopic { .. } => ApiKey::DescribeTopic,
+            Response::ListTopics { .. } => ApiKey::ListTopics,
+            Response::Produce { .. } => ApiKey::Produce,
+            Response::Fetch { .. } => ApiKey::Fetch,
+            Response::Subscribe { .. } => ApiKey::Subscribe,
+            Response::Credit { .. } => ApiKey::Credit,
+            Response::Unsubscribe { .. } => ApiKey::Unsubscribe,
+            Response::OffsetCommit { .. } => ApiKey::OffsetCommit,
+            Response::OffsetFetch { .. } => ApiKey::OffsetFetch,
+            Response::Push { .. } => ApiKey::Push,
+        })
+    }
+
+    /// The error code and message every response carries.
+    pub fn error(&self) -> (ErrorCode, &'a str) {
+        match *self {
+            Response::Error { error, message, .. }
+            | Response::ApiVersions { error, message, .. }
+            | Response::Metadata { error, message, .. }
+            | Response::CreateTopic { error, message, .. }
+            | Response::DeleteTopic { error, message }
+            | Response::DescribeTopic { error, message, .. }
+            | Response::ListTopics { error, message, .. }
+            | Response::Produce { error, message, .. }
+            | Response::Fetch { error, message, .. }
+            | Response::Subscribe { error, message, .. }
+            | Response::Credit { error, message }
+            | Response::Unsubscribe { error, message }
+            | Response::OffsetCommit { error, message }
+            | Response::OffsetFetch { error, message, .. }
+            | Response::Push { error, message, .. } => (error, message),
+        }
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> WriteResult {
+        let (error, message) = self.error();
+        w.u16(error as u16);
+        w.str("message", message)?;
+        match self {
+            Response::Error { retry_after_ms, .. } => w.u32(*retry_after_ms),
+            Response::ApiVersions {
+                versions,
+                server_version,
+                frame_bytes_max,
+                ..
+            } => {
+                w.count("versions", versions.len())?;
+                for v in versions {
+                    w.u16(v.api_key);
+                    w.u16(v.min_version);
+                    w.u16(v.max_version);
+                }
+                w.str("server_version", server_version)?;
+                w.u32(*frame_bytes_max);
+            }
+            Response::Metadata {
+                node_id,
+                shards,
+                brokers,
+                topics,
+                ..
+            } => {
+                w.u32(*node_id);
+                w.u32(*shards);
+                w.count("brokers", brokers.len())?;
+                for b in brokers {
+                    w.u32(b.node_id);
+                    w.str("client_address", b.client_address)?;
+                }
+                w.count("topics", topics.len())?;
+                for t in topics {
+                    w.str("name", t.name)?;
+                    w.u64(t.topic_id);
+                    w.count("partitions", t.partitions.len())?;
+                    for p in &t.partitions {
+                        w.u32(p.partition);
+                        w.u32(p.shard);
+                    }
+                }
+            }
+            Response::CreateTopic { topic_id, .. } => w.u64(*topic_id),
+            Response::DeleteTopic { .. }
+            | Response::Credit { .. }
+            | Response::Unsubscribe { .. }
+            | Response::OffsetCommit { .. } => {}
+            Response::DescribeTopic { topic, .. } => {
+                w.bool(topic.is_some());
+                if let Some(t) = topic {
+                    w.str("name", t.name)?;
+                    w.u64(t.topic_id);
+                    write_topic_config(w, &t.config);
+                    w.count("partitions", t.partitions.len())?;
+                    for p in &t.partitions {
+                        w.u32(p.partition);
+                        w.u64(p.start_offset);
+                        w.u64(p.end_offset);
+                        w.u64(p.durable_offset);
+                        w.u32(p.shard);
+                        w.u64(p.bytes_on_disk);
+                    }
+                }
+            }
+            Response::ListTopics { topics, .. } => {
+                w.count("topics", topics.len())?;
+                for t in topics {
+                    w.str("name", t.name)?;
+                    w.u64(t.topic_id);
+                    w.u32(t.partitions);
+                }
+            }
+            Response::Produce {
+                topic_id,
+                partition,
+                base_offset,
+                record_count,
+                duplicate,
+                durable,
+                ..
+            } => {
+                w.u64(*topic_id);
+                w.u32(*partition);
+                w.u64(*base_offset);
+                w.u32(*record_count);
+                w.bool(*duplicate);
+                w.bool(*durable);
+            }
+            Response::Fetch {
+                high_offset,
+                start_offset,
+                records,
+                ..
+            } => {
+                w.u64(*high_offset);
+                w.u64(*start_offset);
+                write_fetched(w, records)?;
+            }
+            Response::Subscribe {
+                subscription_id, ..
+            } => w.u32(*subscription_id),
+            Response::OffsetFetch { offset, .. } => w.opt_u64(*offset),
+            Response::Push {
+                subscription_id,
+                high_offset,
+                records,
+                ..
+            } => {
+                w.u32(*subscription_id);
+                w.u64(*high_offset);
+                write_fetched(w, records)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a response body: the generic error body when `api` is `None`.
+    pub(crate) fn read(api: Option<ApiKey>, r: &mut Reader<'a>) -> ReadResult<Response<'a>> {
+        let raw = r.u16("error")?;
+        let error = ErrorCode::from_u16(raw).ok_or(FieldError {
+            field: "error",
+            reason: Malformed::InvalidValue {
+                value: i64::from(raw),
+            },
+        })?;
+        let message = r.str("message")?;
+        let Some(api) = api else {
+            return Ok(Response::Error {
+                error,
+                message,
+                retry_after_ms: r.u32("retry_after_ms")?,
+            });
+        };
+        Ok(match api {
+            ApiKey::ApiVersions => Response::ApiVersions {
+                error,
+                message,
+                versions: r.list("versions", 6, |r| {
+                    Ok(ApiVersionRange {
+                        api_key: r.u16("api_key")?,
+                        min_version: r.u16("min_version")?,
+                        max_version: r.u16("max_version")?,
+                    })
+                })?,
+                server_version: r.str("server_version")?,
+                frame_bytes_max: r.u32("frame_bytes_max")?,
+            },
+            ApiKey::Metadata => Response::Metadata {
+                error,
+                message,
+                node_id: r.u32("node_id")?,
+                shards: r.u32("shards")?,
+                brokers: r.list("brokers", 6, |r| {
+                    Ok(Broker {
+                        node_id: r.u32("node_id")?,
+                        client_address: r.str("client_address")?,
+                    })
+                })?,
+                topics: r.list("topics", 14, |r| {
+                    Ok(TopicMetadata {
+                        name: r.str("name")?,
+                        topic_id: r.u64("topic_id")?,
+                        partitions: r.list("partitions", 8, |r| {
+                            Ok(PartitionMetadata {
+                                partition: r.u32("partition")?,
+                                shard: r.u32("shard")?,
+                            })
+                        })?,
+                    })
+                })?,
+            },
+            ApiKey::CreateTopic => Response::CreateTopic {
+                error,
+                message,
+                topic_id: r.u64("topic_id")?,
+            },
+            ApiKey::DeleteTopic => Response::DeleteTopic { error, message },
+            ApiKey::DescribeTopic => {
+                let topic = if r.bool("topic")? {
+                    Some(TopicDescription {
+                        name: r.str("name")?,
+                        topic_id: r.u64("topic_id")?,
+                        config: read_topic_config(r)?,
+                        partitions: r.list("partitions", 40, |r| {
+                            Ok(PartitionInfo {
+                                partition: r.u32("partition")?,
+                                start_offset: r.u64("start_offset")?,
+                                end_offset: r.u64("end_offset")?,
+                                durable_offset: r.u64("durable_offset")?,
+                                shard: r.u32("shard")?,
+                                bytes_on_disk: r.u64("bytes_on_disk")?,
+                            })
+                        })?,
+                    })
+                } else {
+                    None
+                };
+                Response::DescribeTopic {
+                    error,
+                    message,
+                    topic,
+                }
+            }
+            ApiKey::ListTopics => Response::ListTopics {
+                error,
+                message,
+                topics: r.list("topics", 14, |r| {
+                    Ok(TopicSummary {
+                        name: r.str("name")?,
+                        topic_id: r.u64("topic_id")?,
+                        partitions: r.u32("partitions")?,
+                    })
+                })?,
+            },
+            ApiKey::Produce => Response::Produce {
+                error,
+                message,
+                topic_id: r.u64("topic_id")?,
+                partition: r.u32("partition")?,
+                base_offset: r.u64("base_offset")?,
+                record_count: r.u32("record_count")?,
+                duplicate: r.bool("duplicate")?,
+                durable: r.bool("durable")?,
+            },
+            ApiKey::Fetch => Response::Fetch {
+                error,
+                message,
+                high_offset: r.u64("high_offset")?,
+                start_offset: r.u64("start_offset")?,
+                records: read_fetched(r)?,
+            },
+            ApiKey::Subscribe => Response::Subscribe {
+                error,
+                message,
+                subscription_id: r.u32("subscription_id")?,
+            },
+            ApiKey::Credit => Response::Credit { error, message },
+            ApiKey::Unsubscribe => Response::Unsubscribe { error, message },
+            ApiKey::OffsetCommit => Response::OffsetCommit { error, message },
+            ApiKey::OffsetFetch => Response::OffsetFetch {
+                error,
+                message,
+                offset: r.opt_u64("offset")?,
+            },
+            ApiKey::Push => Response::Push {
+                error,
+                message,
+                subscription_id: r.u32("subscription_id")?,
+                high_offset: r.u64("high_offset")?,
+                records: read_fetched(r)?,
+            },
+        })
+    }
+}
+
+fn write_fetched(w: &mut Writer<'_>, records: &[FetchedRecordView<'_>]) -> WriteResult {
+    w.count("records", records.len())?;
+    for rec in records {
+        w.u64(rec.offset);
+        w.i64(rec.timestamp_ms);
+        w.opt_bytes("key", rec.key)?;
+        w.bytes("value", rec.value)?;
+        w.headers("headers", &rec.headers)?;
+    }
+    Ok(())
+}
+
+fn read_fetched<'a>(r: &mut Reader<'a>) -> ReadResult<Vec<FetchedRecordView<'a>>> {
+    r.list("records", FETCHED_RECORD_BYTES_MIN, |r| {
+        Ok(FetchedRecordView {
+            offset: r.u64("offset")?,
+            timestamp_ms: r.i64("timestamp_ms")?,
+            key: r.opt_bytes("key")?,
+            value: r.bytes("value")?,
+            headers: r.headers("headers")?,
+        })
+    })
+}

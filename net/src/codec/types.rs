@@ -1,0 +1,324 @@
+//! Enumerations and shared structs that appear inside frame bodies.
+
+/// Api keys. The wire value is the discriminant (`u16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u16)]
+pub enum ApiKey {
+    ApiVersions = 0,
+    Metadata = 1,
+    CreateTopic = 2,
+    DeleteTopic = 3,
+    DescribeTopic = 4,
+    ListTopics = 5,
+    Produce = 6,
+    Fetch = 7,
+    Subscribe = 8,
+    Credit = 9,
+    Unsubscribe = 10,
+    OffsetCommit = 11,
+    OffsetFetch = 12,
+    /// Server -> client subscription data; never sent as a request.
+    Push = 13,
+}
+
+impl ApiKey {
+    /// Every api key, in wire order.
+    pub const ALL: [ApiKey; 14] = [
+        ApiKey::ApiVersions,
+        ApiKey::Metadata,
+        ApiKey::CreateTopic,
+        ApiKey::DeleteTopic,
+        ApiKey::DescribeTopic,
+        ApiKey::ListTopics,
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::Subscribe,
+        ApiKey::Credit,
+        ApiKey::Unsubscribe,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::Push,
+    ];
+
+    pub fn from_u16(raw: u16) -> Option<ApiKey> {
+        ApiKey::ALL.get(usize::from(raw)).copied()
+    }
+
+    /// Versions of this api the codec implements (inclusive range).
+    pub fn supported_versions(self) -> (u16, u16) {
+        // Every api is at version 0; a new layout gets a new version and this table grows.
+        (0, 0)
+    }
+
+    /// The version the encoder uses when building frames with [`crate::codec::Frame`] helpers.
+    pub fn current_version(self) -> u16 {
+        self.supported_versions().1
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiKey::ApiVersions => "ApiVersions",
+            ApiKey::Metadata => "Metadata",
+            ApiKey::CreateTopic => "CreateTopic",
+            ApiKey::DeleteTopic => "DeleteTopic",
+            ApiKey::DescribeTopic => "DescribeTopic",
+            ApiKey::ListTopics => "ListTopics",
+            ApiKey::Produce => "Produce",
+            ApiKey::Fetch => "Fetch",
+            ApiKey::Subscribe => "Subscribe",
+            ApiKey::Credit => "Credit",
+            ApiKey::Unsubscribe => "Unsubscribe",
+            ApiKey::OffsetCommit => "OffsetCommit",
+            ApiKey::OffsetFetch => "OffsetFetch",
+            ApiKey::Push => "Push",
+        }
+    }
+}
+
+/// Durability a producer waits for. Wire: `u8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Acks {
+    /// No reply at all.
+    None = 0,
+    /// Reply once the batch is in the leader's mapped segment (survives kill -9, not power loss).
+    Leader = 1,
+    /// Reply after fdatasync on the leader (and in-sync replicas in a cluster).
+    All = 2,
+}
+
+impl Acks {
+    pub fn from_u8(raw: u8) -> Option<Acks> {
+        match raw {
+            0 => Some(Acks::None),
+            1 => Some(Acks::Leader),
+            2 => Some(Acks::All),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! error_codes {
+    ($($name:ident = $value:literal, $wire:literal, $retriable:literal;)*) => {
+        /// The closed set of error codes. Wire: `u16`. See docs/protocol.md for client actions.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum ErrorCode { $($name = $value,)* }
+
+        impl ErrorCode {
+            /// Every code, in wire order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name,)*];
+
+            pub fn from_u16(raw: u16) -> Option<ErrorCode> {
+                match raw { $($value => Some(ErrorCode::$name),)* _ => None }
+            }
+
+            /// The SCREAMING_CASE name used in docs and logs.
+            pub fn name(self) -> &'static str {
+                match self { $(ErrorCode::$name => $wire,)* }
+            }
+
+            /// True when resending the same request later may succeed.
+            pub fn is_retriable(self) -> bool {
+                match self { $(ErrorCode::$name => $retriable,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    None = 0, "NONE", false;
+    UnknownTopic = 1, "UNKNOWN_TOPIC", false;
+    UnknownPartition = 2, "UNKNOWN_PARTITION", false;
+    TopicExists = 3, "TOPIC_EXISTS", false;
+    InvalidRequest = 4, "INVALID_REQUEST", false;
+    UnsupportedVersion = 5, "UNSUPPORTED_VERSION", false;
+    UnknownApi = 6, "UNKNOWN_API", false;
+    OffsetOutOfRange = 7, "OFFSET_OUT_OF_RANGE", false;
+    MessageTooLarge = 8, "MESSAGE_TOO_LARGE", false;
+    Throttled = 9, "THROTTLED", true;
+    StorageError = 10, "STORAGE_ERROR", true;
+    DuplicateSequence = 11, "DUPLICATE_SEQUENCE", false;
+    OutOfOrderSequence = 12, "OUT_OF_ORDER_SEQUENCE", false;
+    InvalidProducerEpoch = 13, "INVALID_PRODUCER_EPOCH", false;
+    NotLeader = 14, "NOT_LEADER", true;
+    Timeout = 15, "TIMEOUT", true;
+    InvalidConfig = 16, "INVALID_CONFIG", false;
+    Internal = 17, "INTERNAL", false;
+    ShuttingDown = 18, "SHUTTING_DOWN", true;
+    FrameTooLarge = 19, "FRAME_TOO_LARGE", false;
+    UnknownSubscription = 20, "UNKNOWN_SUBSCRIPTION", false;
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}({})", self.name(), *self as u16)
+    }
+}
+
+/// Topic settings. `None` means "use the server default".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TopicConfig {
+    pub partitions: u32,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: Option<u64>,
+    pub compacted: bool,
+    pub default_ttl_ms: Option<u64>,
+}
+
+/// Idempotent producer identity attached to a produce batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProducerIdent {
+    pub producer_id: u64,
+    pub epoch: u16,
+    /// Sequence number of the first record in the batch; record `i` has `base_sequence + i`.
+    pub base_sequence: u32,
+}
+
+/// A record as sent by a producer, borrowed from the frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    pub timestamp_ms: i64,
+    /// Time to live after `timestamp_ms`; 0 = no per-record TTL (the topic default applies).
+    pub ttl_ms: u32,
+}
+
+/// A record as delivered by fetch or push, borrowed from the frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedRecordView<'a> {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// One entry of the `ApiVersions` response. `api_key` stays raw: a newer server may list keys
+/// this client does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiVersionRange {
+    pub api_key: u16,
+    pub min_version: u16,
+    pub max_version: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    pub durable_offset: u64,
+    pub shard: u32,
+    pub bytes_on_disk: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription<'a> {
+    pub name: &'a str,
+    pub topic_id: u64,
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicSummary<'a> {
+    pub name: &'a str,
+    pub topic_id: u64,
+    pub partitions: u32,
+}
+
+/// A node and the address clients should connect to (`HOST:PORT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Broker<'a> {
+    pub node_id: u32,
+    pub client_address: &'a str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    pub partition: u32,
+    pub shard: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMetadata<'a> {
+    pub name: &'a str,
+    pub topic_id: u64,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+/// The printable, unique id of a record: `<topic_id as 16 lowercase hex>-<partition>-<offset>`
+/// (decimal partition and offset), e.g. `00000000000000a3-2-1047`.
+///
+/// Topic ids are never reused, so the id stays unique even after a topic is deleted and a topic
+/// with the same name is created again.
+pub fn message_id(topic_id: u64, partition: u32, offset: u64) -> String {
+    format!("{topic_id:016x}-{partition}-{offset}")
+}
+
+/// Parses a [`message_id`] back into `(topic_id, partition, offset)`.
+pub fn parse_message_id(id: &str) -> Option<(u64, u32, u64)> {
+    let mut parts = id.splitn(3, '-');
+    let topic = parts.next()?;
+    let partition = parts.next()?;
+    let offset = parts.next()?;
+    if topic.len() != 16 || !topic.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    if [partition, offset]
+        .iter()
+        .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(topic, 16).ok()?,
+        partition.parse().ok()?,
+        offset.parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_printable_and_parse_back() {
+        assert_eq!(message_id(0xa3, 2, 1047), "00000000000000a3-2-1047");
+        for (t, p, o) in [(0, 0, 0), (u64::MAX, u32::MAX, u64::MAX), (0xa3, 2, 1047)] {
+            assert_eq!(parse_message_id(&message_id(t, p, o)), Some((t, p, o)));
+        }
+        for bad in [
+            "",
+            "a3-2-1",
+            "00000000000000a3-2",
+            "00000000000000a3--1",
+            "00000000000000zz-1-1",
+            "00000000000000a3-1-+1",
+        ] {
+            assert_eq!(parse_message_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn enums_round_trip_through_their_wire_values() {
+        for (i, api) in ApiKey::ALL.iter().enumerate() {
+            assert_eq!(*api as usize, i);
+            assert_eq!(ApiKey::from_u16(*api as u16), Some(*api));
+        }
+        assert_eq!(ApiKey::from_u16(ApiKey::ALL.len() as u16), None);
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i, "codes are dense");
+            assert_eq!(ErrorCode::from_u16(*code as u16), Some(*code));
+        }
+        assert_eq!(ErrorCode::from_u16(ErrorCode::ALL.len() as u16), None);
+        for acks in [Acks::None, Acks::Leader, Acks::All] {
+            assert_eq!(Acks::from_u8(acks as u8), Some(acks));
+        }
+        assert_eq!(Acks::from_u8(3), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! Peak heap allocation while decoding hostile frames, measured with a counting global allocator.
+//! Its own test binary with a single test, so no other test thread allocates during the
+//! measurement.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use net::codec::{decode, CodecError, Decoded, Limits};
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: delegates every call to `System` unchanged; only bookkeeping is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
+            PEAK.fetch_max(now, Ordering::SeqCst);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
+        // SAFETY: `ptr` came from `alloc` above with this `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Bytes allocated at the peak of `f`, above what was live when it started.
+fn peak_during(f: impl FnOnce()) -> usize {
+    let base = CURRENT.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    f();
+    PEAK.load(Ordering::SeqCst) - base
+}
+
+fn frame(api_key: u16, body: &[u8]) -> Vec<u8> {
+    let mut b = (10 + body.len() as u32).to_le_bytes().to_vec();
+    b.extend_from_slice(&api_key.to_le_bytes());
+    b.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(body);
+    b
+}
+
+const PEAK_BYTES_MAX: usize = 64 * 1024;
+
+#[test]
+fn hostile_lengths_and_counts_allocate_almost_nothing() {
+    let limits = Limits::default();
+
+    // Length prefixes: huge, negative, and a legal-but-unsent 8 MiB frame.
+    for length in [u32::MAX, i32::MAX as u32, Limits::FRAME_BYTES_MAX_DEFAULT] {
+        let prefix = length.to_le_bytes();
+        let peak = peak_during(|| {
+            let _ = std::hint::black_box(decode(&prefix, &limits));
+        });
+        assert!(peak <= PEAK_BYTES_MAX, "length {length}: peak {peak} bytes");
+    }
+
+    // Produce with a records count of u32::MAX and 3 bytes left.
+    let mut body = vec![1, 0, b't', 0, 0, 0, 0, 1, 0];
+    body.extend_from_slice(&u32::MAX.to_le_bytes());
+    body.extend_from_slice(&[1, 2, 3]);
+    let produce = frame(6, &body);
+    // Metadata with an i32::MAX topic count; Fetch response with u32::MAX records.
+    let metadata = frame(1, &i32::MAX.to_le_bytes());
+    let mut body = vec![0, 0, 0, 0];
+    body.extend_from_slice(&[0; 16]);
+    body.extend_from_slice(&u32::MAX.to_le_bytes());
+    let mut fetch_response = frame(7, &body);
+    fetch_response[12] = 1; // response flag
+    for (name, bytes) in [
+        ("produce", &produce),
+        ("metadata", &metadata),
+        ("fetch", &fetch_response),
+    ] {
+        let mut result = None;
+        let peak = peak_during(|| result = Some(decode(bytes, &limits)));
+        assert!(
+            matches!(result, Some(Err(CodecError::Malformed { .. }))),
+            "{name}: {result:?}"
+        );
+        assert!(peak <= PEAK_BYTES_MAX, "{name}: peak {peak} bytes");
+    }
+
+    // A legitimately large frame still decodes (the counter is not vacuous): 1000 records.
+    let mut body = vec![1, 0, b't', 0, 0, 0, 0, 1, 0];
+    body.extend_from_slice(&1000u32.to_le_bytes());
+    for _ in 0..1000 {
+        body.extend_from_slice(&[0; 12]);
+        body.extend_from_slice(&(-1i32).to_le_bytes());
+        body.extend_from_slice(&[0; 8]);
+    }
+    let big = frame(6, &body);
+    let mut result = None;
+    let peak = peak_during(|| result = Some(decode(&big, &limits)));
+    assert!(matches!(result, Some(Ok(Decoded::Frame(..)))), "{result:?}");
+    assert!(
+        peak > 1000 * 24,
+        "decoding 1000 records must allocate their views: peak {peak}"
+    );
+}

@@ -1,0 +1,461 @@
+//! One fixed, named frame of every kind. These are the golden vectors (see tests/golden.rs) and
+//! the seeds of the fuzz corpus; change them only together with docs/protocol.md.
+
+use net::codec::{
+    Acks, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, Frame, FrameHeader, PartitionInfo,
+    PartitionMetadata, ProducerIdent, RecordView, Request, Response, TopicConfig, TopicDescription,
+    TopicMetadata, TopicSummary,
+};
+
+const CONFIG: TopicConfig = TopicConfig {
+    partitions: 3,
+    retention_ms: Some(604_800_000),
+    retention_bytes: None,
+    segment_bytes: Some(67_108_864),
+    compacted: false,
+    default_ttl_ms: Some(60_000),
+};
+
+fn fetched() -> Vec<FetchedRecordView<'static>> {
+    vec![
+        FetchedRecordView {
+            offset: 41,
+            timestamp_ms: 1_764_460_800_000,
+            key: Some(b"user-7"),
+            value: b"hello",
+            headers: vec![(b"trace", b"abc")],
+        },
+        FetchedRecordView {
+            offset: 42,
+            timestamp_ms: 1_764_460_800_001,
+            key: None,
+            value: b"",
+            headers: vec![],
+        },
+    ]
+}
+
+/// `(file stem, frame)` for every request, response, push and error body.
+pub fn all() -> Vec<(&'static str, Frame<'static>)> {
+    let req = Frame::request;
+    let resp = Frame::response;
+    let ok = ErrorCode::None;
+    vec![
+        (
+            "req_api_versions",
+            req(
+                1,
+                Request::ApiVersions {
+                    client_name: "sprawl-cli/0.1.0",
+                },
+            ),
+        ),
+        (
+            "req_metadata_all",
+            req(2, Request::Metadata { topics: None }),
+        ),
+        (
+            "req_metadata_some",
+            req(
+                3,
+                Request::Metadata {
+                    topics: Some(vec!["orders", "ü"]),
+                },
+            ),
+        ),
+        (
+            "req_create_topic",
+            req(
+                4,
+                Request::CreateTopic {
+                    name: "orders",
+                    config: CONFIG,
+                },
+            ),
+        ),
+        (
+            "req_delete_topic",
+            req(5, Request::DeleteTopic { name: "orders" }),
+        ),
+        (
+            "req_describe_topic",
+            req(6, Request::DescribeTopic { name: "orders" }),
+        ),
+        ("req_list_topics", req(7, Request::ListTopics)),
+        (
+            "req_produce",
+            req(
+                8,
+                Request::Produce {
+                    topic: "orders",
+                    partition: 2,
+                    acks: Acks::All,
+                    producer: Some(ProducerIdent {
+                        producer_id: 77,
+                        epoch: 1,
+                        base_sequence: 10,
+                    }),
+                    records: vec![
+                        RecordView {
+                            key: Some(b"user-7"),
+                            value: b"hello",
+                            headers: vec![(b"trace", b"abc")],
+                            timestamp_ms: 1_764_460_800_000,
+                            ttl_ms: 0,
+                        },
+                        RecordView {
+                            key: None,
+                            value: b"world",
+                            headers: vec![],
+                            timestamp_ms: -1,
+                            ttl_ms: 30_000,
+                        },
+                    ],
+                },
+            ),
+        ),
+        (
+            "req_produce_acks_none",
+            req(
+                9,
+                Request::Produce {
+                    topic: "t",
+                    partition: 0,
+                    acks: Acks::None,
+                    producer: None,
+                    records: vec![],
+                },
+            ),
+        ),
+        (
+            "req_fetch",
+            req(
+                10,
+                Request::Fetch {
+                    topic: "orders",
+                    partition: 1,
+                    offset: 41,
+                    max_bytes: 1_048_576,
+                    max_wait_ms: 500,
+                },
+            ),
+        ),
+        (
+            "req_subscribe",
+            req(
+                11,
+                Request::Subscribe {
+                    topic: "orders",
+                    partition: 0,
+                    offset: 0,
+                    credits: 1000,
+                },
+            ),
+        ),
+        (
+            "req_credit",
+            req(
+                12,
+                Request::Credit {
+                    subscription_id: 5,
+                    credits: 500,
+                },
+            ),
+        ),
+        (
+            "req_unsubscribe",
+            req(13, Request::Unsubscribe { subscription_id: 5 }),
+        ),
+        (
+            "req_offset_commit",
+            req(
+                14,
+                Request::OffsetCommit {
+                    consumer: "billing",
+                    topic: "orders",
+                    partition: 2,
+                    offset: 43,
+                },
+            ),
+        ),
+        (
+            "req_offset_fetch",
+            req(
+                15,
+                Request::OffsetFetch {
+                    consumer: "billing",
+                    topic: "orders",
+                    partition: 2,
+                },
+            ),
+        ),
+        (
+            "resp_api_versions",
+            resp(
+                1,
+                Response::ApiVersions {
+                    error: ok,
+                    message: "",
+                    versions: vec![
+                        ApiVersionRange {
+                            api_key: 0,
+                            min_version: 0,
+                            max_version: 0,
+                        },
+                        ApiVersionRange {
+                            api_key: 6,
+                            min_version: 0,
+                            max_version: 0,
+                        },
+                    ],
+                    server_version: "sprawl 0.1.0",
+                    frame_bytes_max: 8_388_608,
+                },
+            ),
+        ),
+        (
+            "resp_metadata",
+            resp(
+                2,
+                Response::Metadata {
+                    error: ok,
+                    message: "",
+                    node_id: 1,
+                    shards: 2,
+                    brokers: vec![Broker {
+                        node_id: 1,
+                        client_address: "127.0.0.1:7070",
+                    }],
+                    topics: vec![TopicMetadata {
+                        name: "orders",
+                        topic_id: 0xa3,
+                        partitions: vec![
+                            PartitionMetadata {
+                                partition: 0,
+                                shard: 0,
+                            },
+                            PartitionMetadata {
+                                partition: 1,
+                                shard: 1,
+                            },
+                        ],
+                    }],
+                },
+            ),
+        ),
+        (
+            "resp_create_topic",
+            resp(
+                4,
+                Response::CreateTopic {
+                    error: ok,
+                    message: "",
+                    topic_id: 0xa3,
+                },
+            ),
+        ),
+        (
+            "resp_create_topic_exists",
+            resp(
+                4,
+                Response::CreateTopic {
+                    error: ErrorCode::TopicExists,
+                    message: "topic `orders` already exists",
+                    topic_id: 0,
+                },
+            ),
+        ),
+        (
+            "resp_delete_topic",
+            resp(
+                5,
+                Response::DeleteTopic {
+                    error: ok,
+                    message: "",
+                },
+            ),
+        ),
+        (
+            "resp_describe_topic",
+            resp(
+                6,
+                Response::DescribeTopic {
+                    error: ok,
+                    message: "",
+                    topic: Some(TopicDescription {
+                        name: "orders",
+                        topic_id: 0xa3,
+                        config: CONFIG,
+                        partitions: vec![PartitionInfo {
+                            partition: 0,
+                            start_offset: 0,
+                            end_offset: 43,
+                            durable_offset: 42,
+                            shard: 1,
+                            bytes_on_disk: 4096,
+                        }],
+                    }),
+                },
+            ),
+        ),
+        (
+            "resp_describe_topic_unknown",
+            resp(
+                6,
+                Response::DescribeTopic {
+                    error: ErrorCode::UnknownTopic,
+                    message: "no topic `nope`; list topics with `sprawl topic list`",
+                    topic: None,
+                },
+            ),
+        ),
+        (
+            "resp_list_topics",
+            resp(
+                7,
+                Response::ListTopics {
+                    error: ok,
+                    message: "",
+                    topics: vec![TopicSummary {
+                        name: "orders",
+                        topic_id: 0xa3,
+                        partitions: 3,
+                    }],
+                },
+            ),
+        ),
+        (
+            "resp_produce",
+            resp(
+                8,
+                Response::Produce {
+                    error: ok,
+                    message: "",
+                    topic_id: 0xa3,
+                    partition: 2,
+                    base_offset: 1047,
+                    record_count: 2,
+                    duplicate: false,
+                    durable: true,
+                },
+            ),
+        ),
+        (
+            "resp_fetch",
+            resp(
+                10,
+                Response::Fetch {
+                    error: ok,
+                    message: "",
+                    high_offset: 43,
+                    start_offset: 0,
+                    records: fetched(),
+                },
+            ),
+        ),
+        (
+            "resp_subscribe",
+            resp(
+                11,
+                Response::Subscribe {
+                    error: ok,
+                    message: "",
+                    subscription_id: 5,
+                },
+            ),
+        ),
+        (
+            "resp_credit",
+            resp(
+                12,
+                Response::Credit {
+                    error: ok,
+                    message: "",
+                },
+            ),
+        ),
+        (
+            "resp_unsubscribe",
+            resp(
+                13,
+                Response::Unsubscribe {
+                    error: ok,
+                    message: "",
+                },
+            ),
+        ),
+        (
+            "resp_offset_commit",
+            resp(
+                14,
+                Response::OffsetCommit {
+                    error: ok,
+                    message: "",
+                },
+            ),
+        ),
+        (
+            "resp_offset_fetch",
+            resp(
+                15,
+                Response::OffsetFetch {
+                    error: ok,
+                    message: "",
+                    offset: Some(43),
+                },
+            ),
+        ),
+        (
+            "resp_offset_fetch_none",
+            resp(
+                15,
+                Response::OffsetFetch {
+                    error: ok,
+                    message: "",
+                    offset: None,
+                },
+            ),
+        ),
+        (
+            "push",
+            resp(
+                5,
+                Response::Push {
+                    error: ok,
+                    message: "",
+                    subscription_id: 5,
+                    high_offset: 43,
+                    records: fetched(),
+                },
+            ),
+        ),
+        (
+            "error_throttled",
+            Frame::error(
+                FrameHeader {
+                    api_key: 6,
+                    api_version: 0,
+                    correlation_id: 8,
+                    flags: 0,
+                },
+                ErrorCode::Throttled,
+                "shard 1 is over its in-flight budget",
+                250,
+            ),
+        ),
+        (
+            "error_unknown_api",
+            Frame::error(
+                FrameHeader {
+                    api_key: 999,
+                    api_version: 3,
+                    correlation_id: 16,
+                    flags: 0,
+                },
+                ErrorCode::UnknownApi,
+                "unknown api key 999",
+                0,
+            ),
+        ),
+    ]
+}

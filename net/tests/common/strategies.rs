@@ -1,0 +1,366 @@
+//! proptest strategies producing `'static` borrowed codec types.
+//!
+//! The codec's types borrow their strings and payloads; strategies generate owned data and leak
+//! it (`Box::leak`) to get `'static` views. Each property runs a bounded number of cases, so the
+//! leaked memory stays small for the life of the test process.
+
+use net::codec::{
+    Acks, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo, PartitionMetadata,
+    ProducerIdent, RecordView, Request, Response, TopicConfig, TopicDescription, TopicMetadata,
+    TopicSummary,
+};
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+
+fn leak_str(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn leak_bytes(b: Vec<u8>) -> &'static [u8] {
+    Box::leak(b.into_boxed_slice())
+}
+
+pub fn text() -> impl Strategy<Value = &'static str> {
+    // Any Unicode, including multi-byte characters, to exercise the UTF-8 length in bytes.
+    ".{0,12}".prop_map(leak_str)
+}
+
+pub fn blob() -> impl Strategy<Value = &'static [u8]> {
+    vec(any::<u8>(), 0..24).prop_map(leak_bytes)
+}
+
+pub fn error_code() -> impl Strategy<Value = ErrorCode> {
+    proptest::sample::select(ErrorCode::ALL)
+}
+
+fn acks() -> impl Strategy<Value = Acks> {
+    prop_oneof![Just(Acks::None), Just(Acks::Leader), Just(Acks::All)]
+}
+
+fn headers() -> impl Strategy<Value = Vec<(&'static [u8], &'static [u8])>> {
+    vec((blob(), blob()), 0..3)
+}
+
+pub fn topic_config() -> impl Strategy<Value = TopicConfig> {
+    (
+        any::<u32>(),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        any::<bool>(),
+        option::of(any::<u64>()),
+    )
+        .prop_map(|(partitions, rm, rb, sb, compacted, ttl)| TopicConfig {
+            partitions,
+            retention_ms: rm,
+            retention_bytes: rb,
+            segment_bytes: sb,
+            compacted,
+            default_ttl_ms: ttl,
+        })
+}
+
+fn record() -> impl Strategy<Value = RecordView<'static>> {
+    (
+        option::of(blob()),
+        blob(),
+        headers(),
+        any::<i64>(),
+        any::<u32>(),
+    )
+        .prop_map(|(key, value, headers, timestamp_ms, ttl_ms)| RecordView {
+            key,
+            value,
+            headers,
+            timestamp_ms,
+            ttl_ms,
+        })
+}
+
+fn fetched() -> impl Strategy<Value = FetchedRecordView<'static>> {
+    (
+        any::<u64>(),
+        any::<i64>(),
+        option::of(blob()),
+        blob(),
+        headers(),
+    )
+        .prop_map(
+            |(offset, timestamp_ms, key, value, headers)| FetchedRecordView {
+                offset,
+                timestamp_ms,
+                key,
+                value,
+                headers,
+            },
+        )
+}
+
+fn producer() -> impl Strategy<Value = ProducerIdent> {
+    (any::<u64>(), any::<u16>(), any::<u32>()).prop_map(|(producer_id, epoch, base_sequence)| {
+        ProducerIdent {
+            producer_id,
+            epoch,
+            base_sequence,
+        }
+    })
+}
+
+pub fn request() -> impl Strategy<Value = Request<'static>> {
+    prop_oneof![
+        text().prop_map(|client_name| Request::ApiVersions { client_name }),
+        option::of(vec(text(), 0..4)).prop_map(|topics| Request::Metadata { topics }),
+        (text(), topic_config()).prop_map(|(name, config)| Request::CreateTopic { name, config }),
+        text().prop_map(|name| Request::DeleteTopic { name }),
+        text().prop_map(|name| Request::DescribeTopic { name }),
+        Just(Request::ListTopics),
+        (
+            text(),
+            any::<u32>(),
+            acks(),
+            option::of(producer()),
+            vec(record(), 0..4)
+        )
+            .prop_map(
+                |(topic, partition, acks, producer, records)| Request::Produce {
+                    topic,
+                    partition,
+                    acks,
+                    producer,
+                    records,
+                }
+            ),
+        (
+            text(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(|(topic, partition, offset, max_bytes, max_wait_ms)| {
+                Request::Fetch {
+                    topic,
+                    partition,
+                    offset,
+                    max_bytes,
+                    max_wait_ms,
+                }
+            }),
+        (text(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
+            |(topic, partition, offset, credits)| Request::Subscribe {
+                topic,
+                partition,
+                offset,
+                credits,
+            }
+        ),
+        (any::<u32>(), any::<u32>()).prop_map(|(subscription_id, credits)| Request::Credit {
+            subscription_id,
+            credits,
+        }),
+        any::<u32>().prop_map(|subscription_id| Request::Unsubscribe { subscription_id }),
+        (text(), text(), any::<u32>(), any::<u64>()).prop_map(
+            |(consumer, topic, partition, offset)| Request::OffsetCommit {
+                consumer,
+                topic,
+                partition,
+                offset,
+            }
+        ),
+        (text(), text(), any::<u32>()).prop_map(|(consumer, topic, partition)| {
+            Request::OffsetFetch {
+                consumer,
+                topic,
+                partition,
+            }
+        }),
+    ]
+}
+
+fn partition_info() -> impl Strategy<Value = PartitionInfo> {
+    (
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(partition, start_offset, end_offset, durable_offset, shard, bytes_on_disk)| {
+                PartitionInfo {
+                    partition,
+                    start_offset,
+                    end_offset,
+                    durable_offset,
+                    shard,
+                    bytes_on_disk,
+                }
+            },
+        )
+}
+
+fn topic_metadata() -> impl Strategy<Value = TopicMetadata<'static>> {
+    (
+        text(),
+        any::<u64>(),
+        vec((any::<u32>(), any::<u32>()), 0..4),
+    )
+        .prop_map(|(name, topic_id, parts)| TopicMetadata {
+            name,
+            topic_id,
+            partitions: parts
+                .into_iter()
+                .map(|(partition, shard)| PartitionMetadata { partition, shard })
+                .collect(),
+        })
+}
+
+/// Every response kind, each with an arbitrary error code and message.
+pub fn response() -> impl Strategy<Value = Response<'static>> {
+    let head = || (error_code(), text());
+    prop_oneof![
+        (head(), any::<u32>()).prop_map(|((error, message), retry_after_ms)| Response::Error {
+            error,
+            message,
+            retry_after_ms,
+        }),
+        (
+            head(),
+            vec(any::<(u16, u16, u16)>(), 0..5),
+            text(),
+            any::<u32>()
+        )
+            .prop_map(|((error, message), v, server_version, frame_bytes_max)| {
+                Response::ApiVersions {
+                    error,
+                    message,
+                    versions: v
+                        .into_iter()
+                        .map(|(api_key, min_version, max_version)| ApiVersionRange {
+                            api_key,
+                            min_version,
+                            max_version,
+                        })
+                        .collect(),
+                    server_version,
+                    frame_bytes_max,
+                }
+            }),
+        (
+            head(),
+            any::<u32>(),
+            any::<u32>(),
+            vec((any::<u32>(), text()), 0..3),
+            vec(topic_metadata(), 0..3)
+        )
+            .prop_map(|((error, message), node_id, shards, brokers, topics)| {
+                Response::Metadata {
+                    error,
+                    message,
+                    node_id,
+                    shards,
+                    brokers: brokers
+                        .into_iter()
+                        .map(|(node_id, client_address)| Broker {
+                            node_id,
+                            client_address,
+                        })
+                        .collect(),
+                    topics,
+                }
+            }),
+        (head(), any::<u64>()).prop_map(|((error, message), topic_id)| Response::CreateTopic {
+            error,
+            message,
+            topic_id,
+        }),
+        head().prop_map(|(error, message)| Response::DeleteTopic { error, message }),
+        (
+            head(),
+            option::of((
+                text(),
+                any::<u64>(),
+                topic_config(),
+                vec(partition_info(), 0..3)
+            ))
+        )
+            .prop_map(|((error, message), topic)| Response::DescribeTopic {
+                error,
+                message,
+                topic: topic.map(|(name, topic_id, config, partitions)| TopicDescription {
+                    name,
+                    topic_id,
+                    config,
+                    partitions,
+                }),
+            }),
+        (head(), vec((text(), any::<u64>(), any::<u32>()), 0..4)).prop_map(
+            |((error, message), topics)| Response::ListTopics {
+                error,
+                message,
+                topics: topics
+                    .into_iter()
+                    .map(|(name, topic_id, partitions)| TopicSummary {
+                        name,
+                        topic_id,
+                        partitions,
+                    })
+                    .collect(),
+            }
+        ),
+        (head(), any::<(u64, u32, u64, u32, bool, bool)>()).prop_map(
+            |(
+                (error, message),
+                (topic_id, partition, base_offset, record_count, duplicate, durable),
+            )| {
+                Response::Produce {
+                    error,
+                    message,
+                    topic_id,
+                    partition,
+                    base_offset,
+                    record_count,
+                    duplicate,
+                    durable,
+                }
+            }
+        ),
+        (head(), any::<u64>(), any::<u64>(), vec(fetched(), 0..4)).prop_map(
+            |((error, message), high_offset, start_offset, records)| Response::Fetch {
+                error,
+                message,
+                high_offset,
+                start_offset,
+                records,
+            }
+        ),
+        (head(), any::<u32>()).prop_map(|((error, message), subscription_id)| {
+            Response::Subscribe {
+                error,
+                message,
+                subscription_id,
+            }
+        }),
+        head().prop_map(|(error, message)| Response::Credit { error, message }),
+        head().prop_map(|(error, message)| Response::Unsubscribe { error, message }),
+        head().prop_map(|(error, message)| Response::OffsetCommit { error, message }),
+        (head(), option::of(any::<u64>())).prop_map(|((error, message), offset)| {
+            Response::OffsetFetch {
+                error,
+                message,
+                offset,
+            }
+        }),
+        (head(), any::<u32>(), any::<u64>(), vec(fetched(), 0..4)).prop_map(
+            |((error, message), subscription_id, high_offset, records)| Response::Push {
+                error,
+                message,
+                subscription_id,
+                high_offset,
+                records,
+            }
+        ),
+    ]
+}
