@@ -1,0 +1,238 @@
+//! Blocking work, packaged as `Send + 'static` jobs: the engine runs them on a blocking thread pool
+//! and hands the result back to the log on its shard. The log never blocks on them.
+//!
+//! Group commit: [`PartitionLog::begin_flush`] snapshots the end offset and the files that hold
+//! everything appended so far; the job fdatasyncs them (fdatasync also writes back the file's dirty
+//! mmap pages); appends continue meanwhile; [`PartitionLog::complete_flush`] then advances
+//! `durable_offset` to the snapshot. At most one flush is in flight per log.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Prefault;
+use crate::error::StorageError;
+use crate::format::{encode_checkpoint, OffsetIndexEntry, TimeIndexEntry, CHECKPOINT_BYTES};
+use crate::index::{index_paths, write_index_files, IndexOwner};
+use crate::log::PartitionLog;
+use crate::segment::{create_prepared, PreparedSegment, Segment};
+
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// What must happen to a segment once it is sealed: trim, sync, write its index files.
+#[derive(Debug, Clone)]
+pub(crate) struct SealWork {
+    pub seq: u64,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    pub high_water: u64,
+    pub next_offset: u64,
+    pub header_crc32c: u32,
+    pub offsets: Vec<OffsetIndexEntry>,
+    pub times: Vec<TimeIndexEntry>,
+}
+
+impl SealWork {
+    pub fn of(seg: &Segment) -> SealWork {
+        SealWork {
+            seq: seg.seq,
+            path: seg.path.clone(),
+            file: Arc::clone(&seg.file),
+            high_water: seg.high_water,
+            next_offset: seg.next_offset,
+            header_crc32c: seg.header.crc32c(),
+            offsets: seg.offset_index.clone(),
+            times: seg.time_index.clone(),
+        }
+    }
+
+    /// Trims the unused preallocation (never below bytes a reader may map), syncs data and header,
+    /// writes the index files.
+    pub fn run(&self, dir: &std::path::Path) -> Result<(), StorageError> {
+        self.file
+            .set_len(self.high_water)
+            .map_err(|e| StorageError::io(&self.path, "ftruncate", e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io(&self.path, "fdatasync", e))?;
+        let owner = IndexOwner {
+            seq: self.seq,
+            segment_header_crc32c: self.header_crc32c,
+        };
+        write_index_files(
+            &index_paths(dir, self.seq, ""),
+            owner,
+            &self.offsets,
+            &self.times,
+        )
+    }
+}
+
+/// Writes and syncs the checkpoint file (one sector, CRC-protected, rewritten in place).
+pub(crate) fn write_checkpoint(
+    dir: &std::path::Path,
+    checkpoint_offset: u64,
+) -> Result<(), StorageError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let mut buf = [0u8; CHECKPOINT_BYTES];
+    encode_checkpoint(checkpoint_offset, &mut buf);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, "open checkpoint", e))?;
+    f.write_all_at(&buf, 0)
+        .map_err(|e| StorageError::io(&path, "write checkpoint", e))?;
+    f.sync_data()
+        .map_err(|e| StorageError::io(&path, "fdatasync checkpoint", e))
+}
+
+/// A group-commit flush, produced by [`PartitionLog::begin_flush`].
+#[derive(Debug)]
+pub struct FlushJob {
+    dir: PathBuf,
+    generation: u64,
+    target_offset: u64,
+    seals: Vec<SealWork>,
+    active: Option<(PathBuf, Arc<File>)>,
+}
+
+/// Proof that a [`FlushJob`] finished; hand it to [`PartitionLog::complete_flush`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushDone {
+    generation: u64,
+    /// Every offset below this is durable.
+    pub durable_offset: u64,
+    checkpoint_offset: Option<u64>,
+}
+
+impl FlushJob {
+    /// Offset the flush makes durable (exclusive).
+    pub fn target_offset(&self) -> u64 {
+        self.target_offset
+    }
+
+    /// Does the fdatasync(s). Blocking.
+    pub fn run(self) -> Result<FlushDone, StorageError> {
+        for s in &self.seals {
+            s.run(&self.dir)?;
+        }
+        if let Some((path, file)) = &self.active {
+            file.sync_data()
+                .map_err(|e| StorageError::io(path, "fdatasync", e))?;
+        }
+        // Every segment sealed before this job was synced by an earlier (completed) flush, so the
+        // last seal's end is a valid checkpoint.
+        let checkpoint_offset = self.seals.last().map(|s| s.next_offset);
+        if let Some(c) = checkpoint_offset {
+            write_checkpoint(&self.dir, c)?;
+        }
+        Ok(FlushDone {
+            generation: self.generation,
+            durable_offset: self.target_offset,
+            checkpoint_offset,
+        })
+    }
+}
+
+/// Creation of the next segment, produced by [`PartitionLog::prepare_segment_job`].
+#[derive(Debug)]
+pub struct SegmentJob {
+    dir: PathBuf,
+    seq: u64,
+    len_bytes: u64,
+    prefault: Prefault,
+}
+
+impl SegmentJob {
+    /// Creates, fallocates, maps and prefaults the file. Blocking.
+    pub fn run(self) -> Result<PreparedSegment, StorageError> {
+        create_prepared(&self.dir, self.seq, self.len_bytes, self.prefault)
+    }
+}
+
+impl PartitionLog {
+    /// Starts a group commit covering every batch appended so far. `None` when nothing is dirty or a
+    /// flush is already in flight (appends made meanwhile go into the next one: call `begin_flush`
+    /// again after `complete_flush` while `durable_offset() < end_offset()`).
+    pub fn begin_flush(&mut self) -> Option<FlushJob> {
+        if self.fenced || self.flush_in_flight {
+            return None;
+        }
+        if self.end_offset == self.durable_offset && self.pending_seals.is_empty() {
+            return None;
+        }
+        self.flush_in_flight = true;
+        Some(FlushJob {
+            dir: self.dir.clone(),
+            generation: self.generation,
+            target_offset: self.end_offset,
+            seals: std::mem::take(&mut self.pending_seals),
+            active: self.active().map(|s| (s.path.clone(), Arc::clone(&s.file))),
+        })
+    }
+
+    /// Applies a finished flush: `durable_offset` advances to the flush's snapshot (appends that
+    /// happened meanwhile stay dirty for the next flush).
+    pub fn complete_flush(&mut self, done: FlushDone) {
+        self.flush_in_flight = false;
+        self.counters.flushes += 1;
+        if done.generation != self.generation {
+            return;
+        }
+        self.durable_offset = self
+            .durable_offset
+            .max(done.durable_offset.min(self.end_offset));
+        if let Some(c) = done.checkpoint_offset {
+            self.checkpoint_offset = self.checkpoint_offset.max(c);
+        }
+    }
+
+    /// Reports that a flush job failed. After a failed fdatasync the kernel may already have dropped
+    /// the dirty pages, so retrying could report durability falsely: the log is fenced (appends and
+    /// flushes return [`StorageError::FlushFailed`] / `None`) until it is reopened.
+    pub fn flush_failed(&mut self) {
+        self.flush_in_flight = false;
+        self.fenced = true;
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// A job creating the next segment, or `None` if one is prepared or being prepared.
+    pub fn prepare_segment_job(&mut self) -> Option<SegmentJob> {
+        if self.prepared.is_some() || self.prepare_in_flight || self.fenced {
+            return None;
+        }
+        self.prepare_in_flight = true;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Some(SegmentJob {
+            dir: self.dir.clone(),
+            seq,
+            len_bytes: self.config.segment_bytes_max,
+            prefault: self.config.prefault,
+        })
+    }
+
+    /// Installs a prepared segment for the next roll. A segment made obsolete meanwhile (a
+    /// synchronous roll took a later sequence number) is unlinked; if that unlink fails the file is
+    /// left for the next open, which deletes unused prepared segments.
+    pub fn install_prepared(&mut self, seg: PreparedSegment) {
+        self.prepare_in_flight = false;
+        let newest = self.segments.last().map_or(0, |s| s.seq);
+        if self.prepared.is_some() || (!self.segments.is_empty() && seg.seq <= newest) {
+            let _ = std::fs::remove_file(&seg.path);
+            return;
+        }
+        self.prepared = Some(seg);
+    }
+
+    /// Reports that a [`SegmentJob`] failed, so that a later `prepare_segment_job` retries.
+    pub fn prepare_failed(&mut self) {
+        self.prepare_in_flight = false;
+    }
+}

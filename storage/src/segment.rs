@@ -1,0 +1,447 @@
+//! One segment file: a fixed-size, preallocated, memory-mapped file of record batches.
+//!
+//! All `unsafe` of the crate lives here, around one invariant: **bytes of the mapping below
+//! `write_pos` (past the 128-byte header) are never written again.** Appends write only at and after
+//! `write_pos`; `truncate_to` seals the segment at the cut instead of reusing the bytes, and the only
+//! rewritten bytes are the header's, which are never handed out to readers. That is what lets
+//! [`Segment::bytes`] hand out `Bytes` that alias the mapping without copying.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::config::Prefault;
+use crate::error::StorageError;
+use crate::format::{
+    BatchHeader, OffsetIndexEntry, SegmentHeader, SegmentState, TimeIndexEntry, BATCH_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
+
+/// `madvise` advice that write-faults every page of a range (Linux >= 5.14).
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+/// `madvise` advice that read-faults every page of a range (Linux >= 5.14).
+const MADV_POPULATE_READ: libc::c_int = 22;
+const PAGE_BYTES: usize = 4096;
+
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.seg"))
+}
+pub(crate) fn offset_index_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.index"))
+}
+pub(crate) fn time_index_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.timeindex"))
+}
+
+/// A read-only window `[start, start + len)` of a mapping, the owner behind zero-copy `Bytes`.
+struct MapWindow {
+    map: Arc<MmapRaw>,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MapWindow {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `start + len <= map.len()` was checked when the window was built, and the window
+        // covers only published batch bytes (below `write_pos`, past the header) which the segment
+        // invariant guarantees are never written again; the Arc keeps the mapping alive for as long
+        // as this window exists, and unlinking or sealing the file does not unmap it.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(self.start), self.len) }
+    }
+}
+
+/// A segment created and prefaulted by a [`crate::SegmentJob`], ready to become the active segment.
+pub struct PreparedSegment {
+    pub(crate) seq: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<File>,
+    pub(crate) map: Arc<MmapRaw>,
+}
+
+impl std::fmt::Debug for PreparedSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedSegment")
+            .field("seq", &self.seq)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Creates `{seq}.seg` of `len_bytes`, preallocates it, maps it and write-faults every page, then
+/// makes the file and its directory entry durable. Blocking: runs on a blocking pool or at open.
+pub(crate) fn create_prepared(
+    dir: &Path,
+    seq: u64,
+    len_bytes: u64,
+    mode: Prefault,
+) -> Result<PreparedSegment, StorageError> {
+    let path = segment_path(dir, seq);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, "create segment", e))?;
+    let len = i64::try_from(len_bytes).map_err(|_| StorageError::InvalidConfig {
+        field: "segment_bytes_max",
+        reason: "does not fit in off_t",
+    })?;
+    // SAFETY: plain syscall on an fd we own; no memory is passed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            file.set_len(len_bytes)
+                .map_err(|e| StorageError::io(&path, "set_len", e))?;
+        } else {
+            return Err(StorageError::io(&path, "fallocate", err));
+        }
+    }
+    let map = MmapOptions::new()
+        .len(len_bytes as usize)
+        .map_raw(&file)
+        .map_err(|e| StorageError::io(&path, "mmap", e))?;
+    let header = SegmentHeader {
+        state: SegmentState::Prepared,
+        seq,
+        base_offset: 0,
+        created_ms: 0,
+        data_bytes: 0,
+        next_offset: 0,
+        max_timestamp_ms: i64::MIN,
+        max_expires_at_ms: i64::MIN,
+        batch_count: 0,
+    };
+    let mut buf = [0u8; SEGMENT_HEADER_BYTES];
+    header.encode(&mut buf);
+    // SAFETY: the mapping is at least one page long (segment_bytes_max >= 4096 is validated) and
+    // nobody else can see it yet.
+    unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), map.as_mut_ptr(), SEGMENT_HEADER_BYTES) };
+    file.sync_all()
+        .map_err(|e| StorageError::io(&path, "fsync", e))?;
+    sync_dir(dir)?;
+    // Prefault only after the sync: a write fault dirties the page, and a sync after it would write
+    // the whole (zero) segment back and write-protect every page again.
+    prefault(&map, mode);
+    Ok(PreparedSegment {
+        seq,
+        path,
+        file: Arc::new(file),
+        map: Arc::new(map),
+    })
+}
+
+/// Faults every page of a fresh segment in (see [`Prefault`] for the trade-off).
+fn prefault(map: &MmapRaw, mode: Prefault) {
+    let len = map.len();
+    let advice = match mode {
+        Prefault::Write => MADV_POPULATE_WRITE,
+        Prefault::Read => MADV_POPULATE_READ,
+    };
+    // SAFETY: advising our own mapping over exactly its length; MADV_POPULATE_* do not change the
+    // contents of a shared file mapping, they only fault pages in.
+    let rc = unsafe { libc::madvise(map.as_mut_ptr().cast(), len, advice) };
+    if rc != 0 && mode == Prefault::Write {
+        // Older kernels: touch each page with a write of the byte already there (a fresh file is zero).
+        let p = map.as_mut_ptr();
+        let mut at = 0;
+        while at < len {
+            // SAFETY: `at < len`, the mapping is writable and not yet shared with anyone.
+            unsafe { std::ptr::write_volatile(p.add(at), std::ptr::read_volatile(p.add(at))) };
+            at += PAGE_BYTES;
+        }
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(dir, "fsync directory", e))
+}
+
+/// Decodes the header of a mapped segment file (at least `SEGMENT_HEADER_BYTES` long).
+pub(crate) fn read_header(map: &MmapRaw) -> Result<SegmentHeader, &'static str> {
+    if map.len() < SEGMENT_HEADER_BYTES {
+        return Err("file shorter than the segment header");
+    }
+    // SAFETY: length checked above; during recovery nothing else reads or writes the mapping.
+    let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), SEGMENT_HEADER_BYTES) };
+    SegmentHeader::decode(bytes)
+}
+
+/// True if the header region of a mapped file is all zero (created, never initialized).
+pub(crate) fn header_is_zero(map: &MmapRaw) -> bool {
+    let len = map.len().min(SEGMENT_HEADER_BYTES);
+    // SAFETY: `len <= map.len()`; during recovery nothing else reads or writes the mapping.
+    let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), len) };
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// One segment of a partition log.
+pub(crate) struct Segment {
+    pub seq: u64,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    pub map: Arc<MmapRaw>,
+    pub header: SegmentHeader,
+    /// End of the batches: the next batch is written here.
+    pub write_pos: u64,
+    /// Largest `write_pos` ever reached; readers may hold bytes below it, so the file is never cut
+    /// shorter than this while mapped.
+    pub high_water: u64,
+    pub next_offset: u64,
+    pub max_timestamp_ms: i64,
+    pub max_expires_at_ms: i64,
+    pub offset_index: Vec<OffsetIndexEntry>,
+    pub time_index: Vec<TimeIndexEntry>,
+    pub bytes_since_index: u64,
+    pub batch_count: u64,
+}
+
+impl Segment {
+    /// Turns a prepared segment into the active one starting at `base_offset`.
+    pub fn activate(prepared: PreparedSegment, base_offset: u64, now_ms: i64) -> Segment {
+        let header = SegmentHeader {
+            state: SegmentState::Active,
+            seq: prepared.seq,
+            base_offset,
+            created_ms: now_ms,
+            data_bytes: 0,
+            next_offset: base_offset,
+            max_timestamp_ms: i64::MIN,
+            max_expires_at_ms: i64::MIN,
+            batch_count: 0,
+        };
+        let mut seg = Segment {
+            seq: prepared.seq,
+            path: prepared.path,
+            file: prepared.file,
+            map: prepared.map,
+            header,
+            write_pos: SEGMENT_HEADER_BYTES as u64,
+            high_water: SEGMENT_HEADER_BYTES as u64,
+            next_offset: base_offset,
+            max_timestamp_ms: i64::MIN,
+            max_expires_at_ms: i64::MIN,
+            offset_index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            batch_count: 0,
+        };
+        seg.store_header();
+        seg
+    }
+
+    /// Opens an existing segment file read-write and maps all of it.
+    pub fn open_file(path: &Path) -> Result<(Arc<File>, Arc<MmapRaw>), StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StorageError::io(path, "open segment", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io(path, "stat", e))?
+            .len();
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw(&file)
+            .map_err(|e| StorageError::io(path, "mmap", e))?;
+        Ok((Arc::new(file), Arc::new(map)))
+    }
+
+    /// Builds a segment from recovered state (see `recovery`).
+    pub fn from_parts(
+        path: PathBuf,
+        file: Arc<File>,
+        map: Arc<MmapRaw>,
+        header: SegmentHeader,
+    ) -> Segment {
+        Segment {
+            seq: header.seq,
+            path,
+            file,
+            map,
+            header,
+            write_pos: SEGMENT_HEADER_BYTES as u64,
+            high_water: SEGMENT_HEADER_BYTES as u64,
+            next_offset: header.base_offset,
+            max_timestamp_ms: i64::MIN,
+            max_expires_at_ms: i64::MIN,
+            offset_index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            batch_count: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next_offset == self.header.base_offset
+    }
+
+    pub fn data_bytes(&self) -> u64 {
+        self.write_pos - SEGMENT_HEADER_BYTES as u64
+    }
+
+    /// Reads bytes `[start, start + len)` of the mapping. Only for bytes this thread does not write
+    /// concurrently: published batches, the header, or anything during recovery.
+    pub fn view(&self, start: u64, len: usize) -> &[u8] {
+        let start = start as usize;
+        assert!(start + len <= self.map.len(), "segment view out of bounds");
+        // SAFETY: bounds checked above; the range is either published (immutable) or owned by the
+        // caller through `&self` of the single owner, so no write overlaps this borrow.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start), len) }
+    }
+
+    /// Zero-copy handle on published bytes `[start, start + len)`.
+    pub fn bytes(&self, start: u64, len: usize) -> Bytes {
+        let end = start as usize + len;
+        assert!(
+            start as usize >= SEGMENT_HEADER_BYTES && end as u64 <= self.write_pos,
+            "only published batch bytes may be shared"
+        );
+        Bytes::from_owner(MapWindow {
+            map: Arc::clone(&self.map),
+            start: start as usize,
+            len,
+        })
+    }
+
+    /// Mutable access to the unpublished range `[write_pos, write_pos + len)`.
+    pub fn unpublished_mut(&mut self, len: usize) -> &mut [u8] {
+        let start = self.write_pos as usize;
+        assert!(
+            start + len <= self.map.len(),
+            "append past the end of the segment"
+        );
+        // SAFETY: bounds checked above. No `Bytes` covers bytes at or after `write_pos` (see the
+        // module invariant) and `&mut self` excludes any other borrow of the mapping in this thread.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(start), len) }
+    }
+
+    /// Rewrites the header bytes from `self.header` (never shared with readers).
+    pub fn store_header(&mut self) {
+        let mut buf = [0u8; SEGMENT_HEADER_BYTES];
+        self.header.encode(&mut buf);
+        // SAFETY: the mapping is longer than the header (checked at create/open); header bytes are
+        // never handed out as `Bytes`, and `&mut self` excludes local borrows.
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), self.map.as_mut_ptr(), SEGMENT_HEADER_BYTES)
+        };
+    }
+
+    /// Zeroes `[from, map.len())` where it is not already zero. Recovery only: no readers exist yet.
+    pub fn zero_tail(&mut self, from: u64) -> bool {
+        let mut changed = false;
+        let len = self.map.len();
+        let mut at = from as usize;
+        while at < len {
+            let end = ((at / PAGE_BYTES) + 1) * PAGE_BYTES;
+            let end = end.min(len);
+            // SAFETY: `at < end <= len`; recovery owns the mapping exclusively (no Bytes exist yet).
+            let chunk =
+                unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(at), end - at) };
+            if chunk.iter().any(|&b| b != 0) {
+                chunk.fill(0);
+                changed = true;
+            }
+            at = end;
+        }
+        changed
+    }
+
+    /// Records the batch just written at `position` in the in-memory indexes and counters.
+    pub fn note_batch(&mut self, position: u64, h: &BatchHeader, index_interval_bytes: u32) {
+        let rel = (h.base_offset - self.header.base_offset) as u32;
+        if self.offset_index.is_empty() || self.bytes_since_index >= u64::from(index_interval_bytes)
+        {
+            self.offset_index.push(OffsetIndexEntry {
+                relative_offset: rel,
+                position: position as u32,
+            });
+            let running = self.max_timestamp_ms.max(h.max_timestamp_ms);
+            self.time_index.push(TimeIndexEntry {
+                max_timestamp_ms: running,
+                relative_offset: rel,
+            });
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += u64::from(h.batch_bytes);
+        self.max_timestamp_ms = self.max_timestamp_ms.max(h.max_timestamp_ms);
+        self.max_expires_at_ms = self.max_expires_at_ms.max(h.max_expires_at_ms);
+        self.next_offset = h.last_offset() + 1;
+        self.write_pos = position + u64::from(h.batch_bytes);
+        self.high_water = self.high_water.max(self.write_pos);
+        self.batch_count += 1;
+    }
+
+    /// Decodes the header of the published batch at `pos`, checking it lies inside the data.
+    pub fn batch_header_at(&self, pos: u64) -> Result<BatchHeader, StorageError> {
+        if pos + BATCH_HEADER_BYTES as u64 > self.write_pos {
+            return Err(StorageError::corrupt(
+                &self.path,
+                pos,
+                "batch header past the end of data",
+            ));
+        }
+        let h = BatchHeader::decode(self.view(pos, BATCH_HEADER_BYTES))
+            .map_err(|r| StorageError::corrupt(&self.path, pos, r))?;
+        if pos + u64::from(h.batch_bytes) > self.write_pos {
+            return Err(StorageError::corrupt(
+                &self.path,
+                pos,
+                "batch extends past the end of data",
+            ));
+        }
+        Ok(h)
+    }
+
+    /// Byte position of the batch containing `offset` (which must be in this segment), found from
+    /// the sparse index and a short walk of batch headers.
+    pub fn position_of(&self, offset: u64) -> Result<(u64, BatchHeader), StorageError> {
+        let rel = offset - self.header.base_offset;
+        let i = self
+            .offset_index
+            .partition_point(|e| u64::from(e.relative_offset) <= rel);
+        let mut pos = if i == 0 {
+            SEGMENT_HEADER_BYTES as u64
+        } else {
+            u64::from(self.offset_index[i - 1].position)
+        };
+        loop {
+            let h = self.batch_header_at(pos)?;
+            if h.last_offset() >= offset {
+                return Ok((pos, h));
+            }
+            pos += u64::from(h.batch_bytes);
+        }
+    }
+
+    /// Marks the segment sealed at its current end (header only; durability comes from the next
+    /// fdatasync of this file).
+    pub fn seal(&mut self) {
+        self.header.state = SegmentState::Sealed;
+        self.header.data_bytes = self.data_bytes();
+        self.header.next_offset = self.next_offset;
+        self.header.max_timestamp_ms = self.max_timestamp_ms;
+        self.header.max_expires_at_ms = self.max_expires_at_ms;
+        self.header.batch_count = self.batch_count;
+        self.store_header();
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.header.state == SegmentState::Sealed
+    }
+}
