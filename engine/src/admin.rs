@@ -1,0 +1,167 @@
+//! Topic creation and deletion. Runs on shard 0, which owns the catalog file: one change at a time,
+//! persisted before any shard sees it, and answered only after every shard has applied it (so a
+//! client that got "created" can produce to any shard at once).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use net::codec::{ErrorCode, TopicConfig};
+
+use crate::catalog::{new_topic_id, validate_topic_name, TopicMeta, TopicSettings, PARTITIONS_MAX};
+use crate::handlers::{unknown_topic, Failure};
+use crate::runtime::blocking;
+use crate::shard::Shard;
+
+/// Smallest and largest segment size a topic may ask for.
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+
+fn invalid(msg: String) -> Failure {
+    Failure::new(ErrorCode::InvalidConfig, msg)
+}
+
+/// Checks a topic configuration, naming the first bad setting.
+pub fn validate(name: &str, c: &TopicConfig) -> Result<TopicSettings, Failure> {
+    validate_topic_name(name).map_err(|m| Failure::new(ErrorCode::InvalidRequest, m))?;
+    if c.partitions == 0 || c.partitions > PARTITIONS_MAX {
+        return Err(invalid(format!(
+            "--partitions must be between 1 and {PARTITIONS_MAX}, got {}",
+            c.partitions
+        )));
+    }
+    if let Some(s) = c.segment_bytes {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&s) {
+            return Err(invalid(format!(
+                "--segment-bytes must be between {SEGMENT_BYTES_MIN} (1 MiB) and {SEGMENT_BYTES_MAX} (1 GiB), got {s}"
+            )));
+        }
+    }
+    if c.retention_ms == Some(0) {
+        return Err(invalid(
+            "--retention-ms must be positive (omit it to keep data forever)".into(),
+        ));
+    }
+    if c.retention_bytes == Some(0) {
+        return Err(invalid(
+            "--retention-bytes must be positive (omit it for no size limit)".into(),
+        ));
+    }
+    if c.default_ttl_ms == Some(0) {
+        return Err(invalid(
+            "--default-ttl-ms must be positive (omit it for no TTL)".into(),
+        ));
+    }
+    Ok(TopicSettings {
+        retention_ms: c.retention_ms,
+        retention_bytes: c.retention_bytes,
+        segment_bytes: c.segment_bytes,
+        compacted: c.compacted,
+        default_ttl_ms: c.default_ttl_ms,
+    })
+}
+
+async fn store(shard: &Rc<Shard>, catalog: &crate::catalog::Catalog) -> Result<(), Failure> {
+    let dir = shard.config.data_dir.clone();
+    let c = catalog.clone();
+    blocking(move || c.store(&dir))
+        .await
+        .map_err(|e| Failure::new(ErrorCode::StorageError, e.to_string()))
+}
+
+/// Creates a topic; returns its id.
+pub async fn create_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    config: TopicConfig,
+) -> Result<u64, Failure> {
+    let settings = validate(name, &config)?;
+    let _guard = shard
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "node is shutting down"))?;
+    let current = shard.catalog.borrow().clone();
+    if let Some(t) = current.topics.get(name) {
+        return Err(Failure::new(
+            ErrorCode::TopicExists,
+            format!(
+                "topic {name:?} already exists with {} partitions; describe it with `sprawl topic describe {name}`",
+                t.partitions
+            ),
+        ));
+    }
+    let mut next = (*current).clone();
+    next.version += 1;
+    let meta = TopicMeta {
+        name: name.to_string(),
+        topic_id: new_topic_id(),
+        partitions: config.partitions,
+        settings,
+    };
+    let topic_id = meta.topic_id;
+    next.topics.insert(name.to_string(), meta);
+    store(shard, &next).await?;
+    shard
+        .broadcast_catalog(Arc::new(next))
+        .await
+        .map_err(|e| Failure::new(ErrorCode::StorageError, e))?;
+    Ok(topic_id)
+}
+
+/// Deletes a topic and its data.
+pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), Failure> {
+    let _guard = shard
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "node is shutting down"))?;
+    let current = shard.catalog.borrow().clone();
+    let Some(meta) = current.topics.get(name).cloned() else {
+        return Err(unknown_topic(name));
+    };
+    let mut next = (*current).clone();
+    next.version += 1;
+    next.topics.remove(name);
+    store(shard, &next).await?;
+    shard
+        .broadcast_catalog(Arc::new(next))
+        .await
+        .map_err(|e| Failure::new(ErrorCode::StorageError, e))?;
+    // Every shard has closed the partitions; the data can go.
+    let dir = meta.dir(&shard.config.data_dir);
+    blocking(move || match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
+            "topic deleted but {} could not be removed: {e}",
+            dir.display()
+        )),
+    })
+    .await
+    .map_err(|m| Failure::new(ErrorCode::StorageError, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(partitions: u32) -> TopicConfig {
+        TopicConfig {
+            partitions,
+            ..TopicConfig::default()
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_the_flag() {
+        assert!(validate("t", &cfg(3)).is_ok());
+        let e = validate("t", &cfg(0)).unwrap_err();
+        assert!(e.message.contains("--partitions"), "{}", e.message);
+        let mut c = cfg(1);
+        c.segment_bytes = Some(10);
+        let e = validate("t", &c).unwrap_err();
+        assert!(e.message.contains("--segment-bytes"), "{}", e.message);
+        let e = validate("bad name", &cfg(1)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+}

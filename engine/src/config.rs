@@ -1,0 +1,385 @@
+//! Node configuration: defaults, overridden by an optional TOML file, overridden by `SPRAWL_*`
+//! environment variables, overridden by command-line flags.
+//!
+//! Every value is validated here, once, with an error that names the setting and says what to do,
+//! so the runtime never starts half-configured.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default client (binary protocol) port.
+pub const DEFAULT_PORT: u16 = 7070;
+/// Default HTTP stats port.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// A configuration error: which setting, where it came from, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value could not be parsed or is out of range.
+    #[error("invalid {setting} {value:?} (from {source_name}): {reason}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        source_name: String,
+        reason: String,
+    },
+    /// The TOML file could not be read or parsed.
+    #[error("cannot use config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// The fully resolved configuration of one `sprawl serve` process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// Where topics, the catalog and `ports.json` live.
+    pub data_dir: PathBuf,
+    /// Address the listeners bind to.
+    pub bind: IpAddr,
+    /// Client port; 0 picks a free one.
+    pub port: u16,
+    /// HTTP stats port; 0 picks a free one.
+    pub http_port: u16,
+    /// Number of shards (one pinned reactor each).
+    pub shards: usize,
+    /// This node's id (reported in metadata).
+    pub node_id: u32,
+    /// How long an idle reactor spins before parking, in microseconds (0 = park at once).
+    pub spin_before_park_us: u64,
+    /// Background fdatasync interval for data not already synced for `acks=all`.
+    pub flush_interval_ms: u64,
+    /// Largest accepted frame after the handshake.
+    pub frame_bytes_max: u32,
+    /// Requests one connection may have in flight before the server stops reading it.
+    pub conn_inflight_max: u32,
+    /// Request bytes one shard may hold in flight (all connections) before it stops reading.
+    pub shard_inflight_bytes_max: u64,
+    /// Default segment size for topics that do not set one.
+    pub segment_bytes_default: u64,
+    /// Memory all partitions' hot rings may use together (shrunk under host memory pressure).
+    pub ring_memory_bytes_max: u64,
+}
+
+impl ServeConfig {
+    /// The defaults a new user gets with a bare `sprawl serve`.
+    pub fn defaults() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from("sprawl-data"),
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: DEFAULT_PORT,
+            http_port: DEFAULT_HTTP_PORT,
+            shards: available_cores(),
+            node_id: 0,
+            spin_before_park_us: 50,
+            flush_interval_ms: 1000,
+            frame_bytes_max: 8 << 20,
+            conn_inflight_max: 256,
+            shard_inflight_bytes_max: 256 << 20,
+            segment_bytes_default: 64 << 20,
+            ring_memory_bytes_max: 256 << 20,
+        }
+    }
+}
+
+/// Number of cores this process may run on.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Settings given on the command line; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub http_port: Option<u16>,
+    pub shards: Option<usize>,
+    pub node_id: Option<u32>,
+    pub spin_before_park_us: Option<u64>,
+    pub flush_interval_ms: Option<u64>,
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    bind: Option<String>,
+    port: Option<u16>,
+    http_port: Option<u16>,
+    shards: Option<usize>,
+    node_id: Option<u32>,
+    spin_before_park_us: Option<u64>,
+    flush_interval_ms: Option<u64>,
+    frame_bytes_max: Option<u32>,
+    conn_inflight_max: Option<u32>,
+    shard_inflight_bytes_max: Option<u64>,
+    segment_bytes_default: Option<u64>,
+    ring_memory_bytes_max: Option<u64>,
+}
+
+/// Resolves the configuration from flags, the given environment and the optional TOML file.
+///
+/// The environment is passed in (not read here) so tests can drive every layer.
+pub fn resolve(
+    flags: &Overrides,
+    env: &HashMap<String, String>,
+) -> Result<ServeConfig, ConfigError> {
+    let mut cfg = ServeConfig::defaults();
+    let config_path = flags
+        .config
+        .clone()
+        .or_else(|| env.get("SPRAWL_CONFIG").map(PathBuf::from));
+    if let Some(path) = config_path {
+        apply_file(&mut cfg, &path)?;
+    }
+    apply_env(&mut cfg, env)?;
+    apply_flags(&mut cfg, flags)?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let src = format!("config file {}", path.display());
+    if let Some(v) = file.data_dir {
+        cfg.data_dir = v;
+    }
+    if let Some(v) = file.bind {
+        cfg.bind = parse_ip(&v, &src)?;
+    }
+    set(&mut cfg.port, file.port);
+    set(&mut cfg.http_port, file.http_port);
+    set(&mut cfg.shards, file.shards);
+    set(&mut cfg.node_id, file.node_id);
+    set(&mut cfg.spin_before_park_us, file.spin_before_park_us);
+    set(&mut cfg.flush_interval_ms, file.flush_interval_ms);
+    set(&mut cfg.frame_bytes_max, file.frame_bytes_max);
+    set(&mut cfg.conn_inflight_max, file.conn_inflight_max);
+    set(
+        &mut cfg.shard_inflight_bytes_max,
+        file.shard_inflight_bytes_max,
+    );
+    set(&mut cfg.segment_bytes_default, file.segment_bytes_default);
+    set(&mut cfg.ring_memory_bytes_max, file.ring_memory_bytes_max);
+    Ok(())
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn apply_env(cfg: &mut ServeConfig, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
+    if let Some(v) = get("SPRAWL_DATA_DIR") {
+        cfg.data_dir = PathBuf::from(v);
+    }
+    if let Some(v) = get("SPRAWL_BIND") {
+        cfg.bind = parse_ip(v, "SPRAWL_BIND")?;
+    }
+    env_num(&mut cfg.port, get("SPRAWL_PORT"), "port", "SPRAWL_PORT")?;
+    env_num(
+        &mut cfg.http_port,
+        get("SPRAWL_HTTP_PORT"),
+        "http-port",
+        "SPRAWL_HTTP_PORT",
+    )?;
+    env_num(
+        &mut cfg.shards,
+        get("SPRAWL_SHARDS"),
+        "shards",
+        "SPRAWL_SHARDS",
+    )?;
+    env_num(
+        &mut cfg.node_id,
+        get("SPRAWL_NODE_ID"),
+        "node-id",
+        "SPRAWL_NODE_ID",
+    )?;
+    env_num(
+        &mut cfg.spin_before_park_us,
+        get("SPRAWL_SPIN_BEFORE_PARK_US"),
+        "spin-before-park-us",
+        "SPRAWL_SPIN_BEFORE_PARK_US",
+    )?;
+    env_num(
+        &mut cfg.flush_interval_ms,
+        get("SPRAWL_FLUSH_INTERVAL_MS"),
+        "flush-interval-ms",
+        "SPRAWL_FLUSH_INTERVAL_MS",
+    )?;
+    Ok(())
+}
+
+fn env_num<T: std::str::FromStr>(
+    slot: &mut T,
+    value: Option<&String>,
+    setting: &'static str,
+    var: &str,
+) -> Result<(), ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Some(v) = value {
+        *slot = v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            setting,
+            value: v.clone(),
+            source_name: format!("environment variable {var}"),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+fn apply_flags(cfg: &mut ServeConfig, f: &Overrides) -> Result<(), ConfigError> {
+    if let Some(v) = &f.data_dir {
+        cfg.data_dir = v.clone();
+    }
+    if let Some(v) = &f.bind {
+        cfg.bind = parse_ip(v, "--bind")?;
+    }
+    set(&mut cfg.port, f.port);
+    set(&mut cfg.http_port, f.http_port);
+    set(&mut cfg.shards, f.shards);
+    set(&mut cfg.node_id, f.node_id);
+    set(&mut cfg.spin_before_park_us, f.spin_before_park_us);
+    set(&mut cfg.flush_interval_ms, f.flush_interval_ms);
+    Ok(())
+}
+
+fn parse_ip(v: &str, src: &str) -> Result<IpAddr, ConfigError> {
+    v.trim().parse().map_err(|_| ConfigError::Invalid {
+        setting: "bind",
+        value: v.to_string(),
+        source_name: src.to_string(),
+        reason: "expected an IP address such as 127.0.0.1 or 0.0.0.0".into(),
+    })
+}
+
+fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
+    let invalid = |setting: &'static str, value: String, reason: &str| ConfigError::Invalid {
+        setting,
+        value,
+        source_name: "resolved configuration".into(),
+        reason: reason.into(),
+    };
+    let cores = available_cores();
+    if cfg.shards == 0 || cfg.shards > cores {
+        return Err(invalid(
+            "shards",
+            cfg.shards.to_string(),
+            &format!("must be between 1 and the {cores} cores this process may use"),
+        ));
+    }
+    if cfg.port != 0 && cfg.port == cfg.http_port {
+        return Err(invalid(
+            "http-port",
+            cfg.http_port.to_string(),
+            "must differ from --port",
+        ));
+    }
+    if cfg.frame_bytes_max < 64 << 10 || cfg.frame_bytes_max > 64 << 20 {
+        return Err(invalid(
+            "frame_bytes_max",
+            cfg.frame_bytes_max.to_string(),
+            "must be between 64 KiB and 64 MiB",
+        ));
+    }
+    if cfg.conn_inflight_max == 0 || cfg.conn_inflight_max > 65_536 {
+        return Err(invalid(
+            "conn_inflight_max",
+            cfg.conn_inflight_max.to_string(),
+            "must be between 1 and 65536",
+        ));
+    }
+    if cfg.shard_inflight_bytes_max < u64::from(cfg.frame_bytes_max) {
+        return Err(invalid(
+            "shard_inflight_bytes_max",
+            cfg.shard_inflight_bytes_max.to_string(),
+            "must be at least frame_bytes_max, or one large frame could never be read",
+        ));
+    }
+    if cfg.segment_bytes_default < 1 << 20 {
+        return Err(invalid(
+            "segment_bytes_default",
+            cfg.segment_bytes_default.to_string(),
+            "must be at least 1 MiB",
+        ));
+    }
+    if cfg.flush_interval_ms == 0 {
+        return Err(invalid(
+            "flush-interval-ms",
+            "0".into(),
+            "must be at least 1 (acks=all requests are synced immediately regardless)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_env_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sprawl.toml");
+        std::fs::write(&file, "port = 7100\nhttp_port = 8100\nnode_id = 3\n").unwrap();
+        let mut env = HashMap::new();
+        env.insert("SPRAWL_HTTP_PORT".to_string(), "8200".to_string());
+        env.insert("SPRAWL_NODE_ID".to_string(), "4".to_string());
+        let flags = Overrides {
+            config: Some(file),
+            node_id: Some(5),
+            shards: Some(1),
+            ..Overrides::default()
+        };
+        let cfg = resolve(&flags, &env).unwrap();
+        assert_eq!(cfg.port, 7100, "file value");
+        assert_eq!(cfg.http_port, 8200, "env beats file");
+        assert_eq!(cfg.node_id, 5, "flag beats env");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut env = HashMap::new();
+        env.insert("SPRAWL_PORT".to_string(), "70x".to_string());
+        let err = resolve(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("port") && err.contains("SPRAWL_PORT"), "{err}");
+
+        let flags = Overrides {
+            shards: Some(10_000),
+            ..Overrides::default()
+        };
+        let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains("shards"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let flags = Overrides {
+            config: Some(file),
+            ..Overrides::default()
+        };
+        let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+}

@@ -1,0 +1,722 @@
+//! One client connection: read frames, route them, write replies and pushes.
+//!
+//! Backpressure falls out of two budgets: a connection may have `conn_inflight_max` requests
+//! unanswered, and a shard may hold `shard_inflight_bytes_max` bytes of unanswered requests. A
+//! reader that cannot get both permits simply stops reading its socket until replies go out, so TCP
+//! slows the producer down; nobody is told "busy". Replies may leave in a different order than their
+//! requests (the client matches correlation ids); appends to one partition keep arrival order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use net::codec::{
+    decode, ApiKey, ApiVersionRange, Body, Broker, CodecError, Decoded, ErrorCode, FrameHeader,
+    Limits, PartitionMetadata, Request, Response, TopicDescription, TopicMetadata, TopicSummary,
+    LENGTH_FIELD_BYTES,
+};
+
+use crate::handlers::{
+    self, encode_error, encode_fetch, encode_response, resolve, Failure, LocalFut, ReadArgs,
+};
+use crate::metrics::add;
+use crate::notify::Notify;
+use crate::shard::{CallBody, ReplyBody, Shard};
+use crate::stats::Op;
+
+/// Connections one shard serves at once; more are closed right after accept.
+const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
+/// Subscriptions one connection may hold.
+const SUBSCRIPTIONS_PER_CONN_MAX: usize = 1024;
+/// Bytes of replies gathered into one socket write.
+const WRITE_BATCH_BYTES: usize = 256 << 10;
+/// Bytes read from the socket at a time when no frame size is known yet.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+/// How long a subscription's internal fetch long-polls.
+const SUBSCRIPTION_POLL_MS: u32 = 500;
+/// Largest push frame payload a subscription asks for.
+const SUBSCRIPTION_FETCH_BYTES: u32 = 1 << 20;
+
+struct Subscription {
+    credits: Cell<u32>,
+    changed: Notify,
+    cancelled: Cell<bool>,
+}
+
+struct Conn {
+    shard: Rc<Shard>,
+    tx: LocalSender<Bytes>,
+    limits: Cell<Limits>,
+    inflight: Rc<Semaphore>,
+    subscriptions: RefCell<HashMap<u32, Rc<Subscription>>>,
+    closed: Cell<bool>,
+}
+
+/// Serves one accepted connection until the peer closes it, it misbehaves, or the node stops.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    if shard.connections.get() >= CONNECTIONS_PER_SHARD_MAX || shard.stopping.get() {
+        add(&shard.metrics.connections_rejected, 1);
+        return;
+    }
+    add(&shard.metrics.connections_accepted, 1);
+    shard.connections.set(shard.connections.get() + 1);
+    shard.connections_changed.notify_all();
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = futures_lite::io::split(stream);
+    let inflight_max = shard.config.conn_inflight_max;
+    let (tx, rx) = local_channel::new_bounded::<Bytes>(inflight_max as usize + 64);
+    let conn = Rc::new(Conn {
+        shard: shard.clone(),
+        tx,
+        limits: Cell::new(Limits::pre_handshake()),
+        inflight: Rc::new(Semaphore::new(u64::from(inflight_max))),
+        subscriptions: RefCell::new(HashMap::new()),
+        closed: Cell::new(false),
+    });
+    let writer_task = glommio::spawn_local(write_loop(writer, rx));
+    read_loop(&conn, reader).await;
+    // Finish what is in flight (bounded), then let the writer drain and close.
+    for s in conn.subscriptions.borrow().values() {
+        s.cancelled.set(true);
+        s.changed.notify_all();
+    }
+    let _ = glommio::timer::timeout(Duration::from_secs(30), async {
+        let _ = conn.inflight.acquire(u64::from(inflight_max)).await;
+        Ok(())
+    })
+    .await;
+    // The writer ends when the last sender (held inside `Conn`) is dropped: our reference here,
+    // and those of subscription tasks, which see `closed` within one poll interval.
+    conn.closed.set(true);
+    drop(conn);
+    writer_task.await;
+    shard.connections.set(shard.connections.get() - 1);
+    shard.connections_changed.notify_all();
+}
+
+async fn write_loop(
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    rx: local_channel::LocalReceiver<Bytes>,
+) {
+    let mut batch = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while batch.len() < WRITE_BATCH_BYTES {
+            match futures_lite::future::poll_once(rx.recv()).await {
+                Some(Some(more)) => batch.extend_from_slice(&more),
+                _ => break,
+            }
+        }
+        if writer.write_all(&batch).await.is_err() {
+            // The peer is gone: keep draining so senders never block on a dead connection.
+            while rx.recv().await.is_some() {}
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.close().await;
+}
+
+async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpStream>) {
+    let shard = &conn.shard;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        // Wait for a length prefix (or stop).
+        let Some(frame_len) = read_until(conn, &mut reader, &mut buf, LENGTH_FIELD_BYTES).await
+        else {
+            return;
+        };
+        let _ = frame_len;
+        let length = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let limits = conn.limits.get();
+        if length > limits.frame_bytes_max {
+            let f = Failure::new(
+                ErrorCode::FrameTooLarge,
+                format!(
+                    "frame of {length} bytes exceeds the limit of {} bytes{}; closing the connection",
+                    limits.frame_bytes_max,
+                    if limits == Limits::pre_handshake() {
+                        " before the ApiVersions handshake"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            add(&shard.metrics.errors, 1);
+            let header = FrameHeader {
+                api_key: 0,
+                api_version: 0,
+                correlation_id: 0,
+                flags: 0,
+            };
+            let _ = conn.tx.send(encode_error(header, &f, 0, &limits)).await;
+            return;
+        }
+        let total = LENGTH_FIELD_BYTES + length as usize;
+        // Budgets first: when they are spent we stop reading, and TCP pushes back.
+        if conn.inflight.available() == 0 || shard.inflight_bytes.available() < total as u64 {
+            add(&shard.metrics.backpressure_waits, 1);
+        }
+        let Ok(req_permit) = conn.inflight.clone().acquire_static_permit(1).await else {
+            return;
+        };
+        let Ok(bytes_permit) = shard
+            .inflight_bytes
+            .clone()
+            .acquire_static_permit(total as u64)
+            .await
+        else {
+            return;
+        };
+        if read_until(conn, &mut reader, &mut buf, total)
+            .await
+            .is_none()
+        {
+            return;
+        }
+        let frame = buf.split_to(total).freeze();
+        let received = std::time::Instant::now();
+        let permits = (req_permit, bytes_permit);
+        match decode(&frame, &limits) {
+            Ok(Decoded::Frame(f, _)) => {
+                let header = f.header;
+                let Body::Request(req) = f.body else {
+                    let f = Failure::new(
+                        ErrorCode::InvalidRequest,
+                        "clients send requests; this frame has the response flag set",
+                    );
+                    let _ = conn.tx.send(encode_error(header, &f, 0, &limits)).await;
+                    continue;
+                };
+                let timed = match &req {
+                    Request::Produce { topic, .. } => Some((Op::Produce, Some(topic.to_string()))),
+                    Request::Fetch { .. } => Some((Op::Fetch, None)),
+                    _ => None,
+                };
+                if let Some(fut) = dispatch(conn, header, req, &frame).await {
+                    let conn = conn.clone();
+                    glommio::spawn_local(async move {
+                        let reply = fut.await;
+                        if let Some(reply) = reply {
+                            let _ = conn.tx.send(reply).await;
+                        }
+                        let us = received.elapsed().as_micros() as u64;
+                        match timed {
+                            Some((Op::Produce, Some(topic))) => {
+                                conn.shard.stats.record_produce(&topic, us)
+                            }
+                            Some((op, _)) => conn.shard.stats.record(op, us),
+                            None => {}
+                        }
+                        drop(permits);
+                    })
+                    .detach();
+                }
+            }
+            Ok(Decoded::Incomplete { .. }) => {
+                // Cannot happen: the whole frame is in `frame`. Treat it as malformed.
+                return;
+            }
+            Err(e) => {
+                add(&shard.metrics.errors, 1);
+                let keep_going = answer_codec_error(conn, &e, &limits).await;
+                if !keep_going {
+                    return;
+                }
+            }
+        }
+        if shard.stopping.get() {
+            return;
+        }
+    }
+}
+
+/// Reads until `buf` holds at least `want` bytes. `None` on EOF, error or shutdown.
+async fn read_until(
+    conn: &Conn,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Option<usize> {
+    while buf.len() < want {
+        let start = buf.len();
+        let chunk = (want - start).max(READ_CHUNK_BYTES);
+        buf.resize(start + chunk, 0);
+        let stop = async {
+            let seen = conn.shard.stop_notify.generation();
+            if !conn.shard.stopping.get() {
+                conn.shard.stop_notify.changed_since(seen).await;
+            }
+            // On shutdown, stop only between frames: a half-read frame is finished first.
+            if start == 0 {
+                Ok(0)
+            } else {
+                std::future::pending::<std::io::Result<usize>>().await
+            }
+        };
+        let n = futures_lite::future::or(reader.read(&mut buf[start..]), stop).await;
+        match n {
+            Ok(0) | Err(_) => {
+                buf.truncate(start);
+                return None;
+            }
+            Ok(n) => buf.truncate(start + n),
+        }
+    }
+    Some(want)
+}
+
+/// Answers a frame the codec rejected. Returns whether the connection can go on.
+async fn answer_codec_error(conn: &Conn, e: &CodecError, limits: &Limits) -> bool {
+    let (header, keep) = match e.skippable() {
+        Some((header, _)) => (header, true),
+        None => (
+            FrameHeader {
+                api_key: 0,
+                api_version: 0,
+                correlation_id: 0,
+                flags: 0,
+            },
+            false,
+        ),
+    };
+    let f = Failure::new(e.error_code(), e.to_string());
+    let _ = conn.tx.send(encode_error(header, &f, 0, limits)).await;
+    keep
+}
+
+/// Routes one decoded request. The returned future produces the reply; `None` = nothing to spawn.
+async fn dispatch(
+    conn: &Rc<Conn>,
+    header: FrameHeader,
+    req: Request<'_>,
+    frame: &Bytes,
+) -> Option<LocalFut<Option<Bytes>>> {
+    let shard = &conn.shard;
+    let limits = conn.limits.get();
+    let err = |f: Failure| -> Option<LocalFut<Option<Bytes>>> {
+        add(&shard.metrics.errors, 1);
+        let b = encode_error(header, &f, 0, &limits);
+        Some(Box::pin(std::future::ready(Some(b))))
+    };
+    let now = |b: Bytes| -> Option<LocalFut<Option<Bytes>>> {
+        Some(Box::pin(std::future::ready(Some(b))))
+    };
+    match req {
+        Request::ApiVersions { .. } => {
+            let full = Limits::new(shard.config.frame_bytes_max);
+            conn.limits.set(full);
+            let versions = ApiKey::ALL
+                .iter()
+                .filter(|k| **k != ApiKey::Push)
+                .map(|k| {
+                    let (min, max) = k.supported_versions();
+                    ApiVersionRange {
+                        api_key: *k as u16,
+                        min_version: min,
+                        max_version: max,
+                    }
+                })
+                .collect();
+            now(encode_response(
+                header,
+                Response::ApiVersions {
+                    error: ErrorCode::None,
+                    message: "",
+                    versions,
+                    server_version: env!("CARGO_PKG_VERSION"),
+                    frame_bytes_max: shard.config.frame_bytes_max,
+                },
+                &full,
+            ))
+        }
+        Request::Metadata { topics } => {
+            let cat = handlers::catalog_snapshot(shard);
+            if let Some(names) = &topics {
+                if let Some(missing) = names.iter().find(|n| !cat.topics.contains_key(**n)) {
+                    return err(handlers::unknown_topic(missing));
+                }
+            }
+            let addr = shard.client_addr.borrow().clone();
+            let list: Vec<TopicMetadata<'_>> = cat
+                .topics
+                .values()
+                .filter(|t| topics.as_ref().is_none_or(|n| n.contains(&t.name.as_str())))
+                .map(|t| TopicMetadata {
+                    name: &t.name,
+                    topic_id: t.topic_id,
+                    partitions: (0..t.partitions)
+                        .map(|p| PartitionMetadata {
+                            partition: p,
+                            shard: shard.owner(t.topic_id, p) as u32,
+                        })
+                        .collect(),
+                })
+                .collect();
+            now(encode_response(
+                header,
+                Response::Metadata {
+                    error: ErrorCode::None,
+                    message: "",
+                    node_id: shard.config.node_id,
+                    shards: shard.shards as u32,
+                    brokers: vec![Broker {
+                        node_id: shard.config.node_id,
+                        client_address: &addr,
+                    }],
+                    topics: list,
+                },
+                &limits,
+            ))
+        }
+        Request::ListTopics => {
+            let cat = handlers::catalog_snapshot(shard);
+            let topics = cat
+                .topics
+                .values()
+                .map(|t| TopicSummary {
+                    name: &t.name,
+                    topic_id: t.topic_id,
+                    partitions: t.partitions,
+                })
+                .collect();
+            now(encode_response(
+                header,
+                Response::ListTopics {
+                    error: ErrorCode::None,
+                    message: "",
+                    topics,
+                },
+                &limits,
+            ))
+        }
+        Request::DescribeTopic { name } => {
+            let shard = shard.clone();
+            let name = name.to_string();
+            Some(Box::pin(async move {
+                Some(match handlers::describe(&shard, &name).await {
+                    Ok((t, partitions)) => {
+                        let s = &t.settings;
+                        encode_response(
+                            header,
+                            Response::DescribeTopic {
+                                error: ErrorCode::None,
+                                message: "",
+                                topic: Some(TopicDescription {
+                                    name: &t.name,
+                                    topic_id: t.topic_id,
+                                    config: net::codec::TopicConfig {
+                                        partitions: t.partitions,
+                                        retention_ms: s.retention_ms,
+                                        retention_bytes: s.retention_bytes,
+                                        segment_bytes: s.segment_bytes,
+                                        compacted: s.compacted,
+                                        default_ttl_ms: s.default_ttl_ms,
+                                    },
+                                    partitions,
+                                }),
+                            },
+                            &limits,
+                        )
+                    }
+                    Err(f) => encode_error(header, &f, 0, &limits),
+                })
+            }))
+        }
+        Request::CreateTopic { .. } | Request::DeleteTopic { .. } => Some(
+            to_owner(
+                shard,
+                0,
+                frame.clone(),
+                header,
+                req.expects_reply(),
+                &limits,
+            )
+            .await,
+        ),
+        Request::Produce {
+            topic, partition, ..
+        }
+        | Request::OffsetCommit {
+            topic, partition, ..
+        }
+        | Request::OffsetFetch {
+            topic, partition, ..
+        } => {
+            let is_produce = matches!(req, Request::Produce { .. });
+            let expects_reply = req.expects_reply();
+            match resolve(shard, topic, partition) {
+                Ok(t) => {
+                    let owner = shard.owner(t.topic_id, partition);
+                    Some(
+                        to_owner(shard, owner, frame.clone(), header, expects_reply, &limits).await,
+                    )
+                }
+                Err(f) if is_produce && !expects_reply => {
+                    add(&shard.metrics.errors, 1);
+                    let _ = f;
+                    None
+                }
+                Err(f) => err(f),
+            }
+        }
+        Request::Fetch {
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+        } => {
+            add(&shard.metrics.fetch_requests, 1);
+            let t = match resolve(shard, topic, partition) {
+                Ok(t) => t,
+                Err(f) => return err(f),
+            };
+            let args = ReadArgs {
+                topic_id: t.topic_id,
+                partition,
+                offset,
+                max_bytes: max_bytes.clamp(1, fetch_bytes_max(&limits)),
+                wait_ms: max_wait_ms.min(handlers::FETCH_WAIT_MS_MAX),
+            };
+            let shard = shard.clone();
+            Some(Box::pin(async move {
+                Some(match handlers::read_anywhere(&shard, args).await {
+                    Ok(out) => {
+                        handlers::record_e2e(&shard, &out.records);
+                        encode_fetch(header, &out, &limits)
+                    }
+                    Err(f) => encode_error(header, &f, 0, &limits),
+                })
+            }))
+        }
+        Request::Subscribe {
+            topic,
+            partition,
+            offset,
+            credits,
+        } => {
+            let t = match resolve(shard, topic, partition) {
+                Ok(t) => t,
+                Err(f) => return err(f),
+            };
+            if conn.subscriptions.borrow().len() >= SUBSCRIPTIONS_PER_CONN_MAX {
+                return err(Failure::new(
+                    ErrorCode::InvalidRequest,
+                    format!("at most {SUBSCRIPTIONS_PER_CONN_MAX} subscriptions per connection; unsubscribe or open another connection"),
+                ));
+            }
+            let id = shard.next_subscription.get();
+            shard.next_subscription.set(id.wrapping_add(1).max(1));
+            let sub = Rc::new(Subscription {
+                credits: Cell::new(credits),
+                changed: Notify::default(),
+                cancelled: Cell::new(false),
+            });
+            conn.subscriptions.borrow_mut().insert(id, sub.clone());
+            let reply = encode_response(
+                header,
+                Response::Subscribe {
+                    error: ErrorCode::None,
+                    message: "",
+                    subscription_id: id,
+                },
+                &limits,
+            );
+            // The reply goes out before the first push.
+            let _ = conn.tx.send(reply).await;
+            let c = conn.clone();
+            glommio::spawn_local(run_subscription(c, id, sub, t.topic_id, partition, offset))
+                .detach();
+            None
+        }
+        Request::Credit {
+            subscription_id,
+            credits,
+        } => {
+            let sub = conn.subscriptions.borrow().get(&subscription_id).cloned();
+            match sub {
+                Some(s) => {
+                    s.credits.set(s.credits.get().saturating_add(credits));
+                    s.changed.notify_all();
+                    now(encode_response(
+                        header,
+                        Response::Credit {
+                            error: ErrorCode::None,
+                            message: "",
+                        },
+                        &limits,
+                    ))
+                }
+                None => err(unknown_subscription(subscription_id)),
+            }
+        }
+        Request::Unsubscribe { subscription_id } => {
+            let sub = conn.subscriptions.borrow_mut().remove(&subscription_id);
+            match sub {
+                Some(s) => {
+                    s.cancelled.set(true);
+                    s.changed.notify_all();
+                    now(encode_response(
+                        header,
+                        Response::Unsubscribe {
+                            error: ErrorCode::None,
+                            message: "",
+                        },
+                        &limits,
+                    ))
+                }
+                None => err(unknown_subscription(subscription_id)),
+            }
+        }
+    }
+}
+
+fn unknown_subscription(id: u32) -> Failure {
+    Failure::new(
+        ErrorCode::UnknownSubscription,
+        format!("no subscription {id} on this connection"),
+    )
+}
+
+/// Largest fetch payload that still fits a response frame under `limits`.
+fn fetch_bytes_max(limits: &Limits) -> u32 {
+    limits
+        .frame_bytes_max
+        .saturating_sub(64 << 10)
+        .max(64 << 10)
+}
+
+/// Hands a frame to the owning shard: the synchronous start runs now (here or there, in order).
+async fn to_owner(
+    shard: &Rc<Shard>,
+    owner: usize,
+    frame: Bytes,
+    header: FrameHeader,
+    expects_reply: bool,
+    limits: &Limits,
+) -> LocalFut<Option<Bytes>> {
+    if owner == shard.id {
+        return handlers::start_frame(shard, frame);
+    }
+    add(&shard.metrics.forwarded_calls, 1);
+    // Sending inside the read loop keeps per-partition order: the mesh channel is FIFO.
+    let pending = shard.send_call(owner, CallBody::Frame(frame)).await;
+    let limits = *limits;
+    Box::pin(async move {
+        let reply = match pending {
+            Some(p) => p.wait().await,
+            None => None,
+        };
+        match reply {
+            Some(ReplyBody::Frame(reply)) => reply,
+            _ if expects_reply => {
+                let f = Failure::new(
+                    ErrorCode::ShuttingDown,
+                    "the shard owning this partition is shutting down; retry against the restarted node",
+                );
+                Some(encode_error(header, &f, 0, &limits))
+            }
+            _ => None,
+        }
+    })
+}
+
+async fn run_subscription(
+    conn: Rc<Conn>,
+    id: u32,
+    sub: Rc<Subscription>,
+    topic_id: u64,
+    partition: u32,
+    mut offset: u64,
+) {
+    let limits = conn.limits.get();
+    loop {
+        if sub.cancelled.get() || conn.closed.get() || conn.shard.stopping.get() {
+            break;
+        }
+        if sub.credits.get() == 0 {
+            let seen = sub.changed.generation();
+            if sub.credits.get() == 0 && !sub.cancelled.get() {
+                let _ = glommio::timer::timeout(Duration::from_millis(200), async {
+                    sub.changed.changed_since(seen).await;
+                    Ok(())
+                })
+                .await;
+            }
+            continue;
+        }
+        let args = ReadArgs {
+            topic_id,
+            partition,
+            offset,
+            max_bytes: SUBSCRIPTION_FETCH_BYTES.min(fetch_bytes_max(&limits)),
+            wait_ms: SUBSCRIPTION_POLL_MS,
+        };
+        match handlers::read_anywhere(&conn.shard, args).await {
+            Ok(mut out) => {
+                if out.records.is_empty() || sub.cancelled.get() {
+                    continue;
+                }
+                out.records.truncate(sub.credits.get() as usize);
+                let n = out.records.len() as u32;
+                offset = out.records.last().map_or(offset, |r| r.offset + 1);
+                sub.credits.set(sub.credits.get() - n);
+                handlers::record_e2e(&conn.shard, &out.records);
+                let frame = push_frame(id, &out, &limits);
+                if conn.tx.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            Err(f) => {
+                let header = FrameHeader {
+                    api_key: ApiKey::Push as u16,
+                    api_version: 0,
+                    correlation_id: id,
+                    flags: 0,
+                };
+                let frame = encode_response(
+                    header,
+                    Response::Push {
+                        error: f.code,
+                        message: &f.message,
+                        subscription_id: id,
+                        high_offset: 0,
+                        records: Vec::new(),
+                    },
+                    &limits,
+                );
+                let _ = conn.tx.send(frame).await;
+                break;
+            }
+        }
+    }
+    conn.subscriptions.borrow_mut().remove(&id);
+}
+
+fn push_frame(id: u32, out: &handlers::ReadOutcome, limits: &Limits) -> Bytes {
+    let header = FrameHeader {
+        api_key: ApiKey::Push as u16,
+        api_version: 0,
+        correlation_id: id,
+        flags: 0,
+    };
+    encode_response(
+        header,
+        Response::Push {
+            error: ErrorCode::None,
+            message: "",
+            subscription_id: id,
+            high_offset: out.high_offset,
+            records: handlers::views(&out.records),
+        },
+        limits,
+    )
+}

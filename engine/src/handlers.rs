@@ -1,0 +1,752 @@
+//! Request handling on the shard that owns the data.
+//!
+//! Every handler is split in two: a synchronous start (decode, validate, append) that runs the
+//! moment the request is taken from a socket or the mesh, so appends keep their arrival order; and a
+//! future for whatever must wait (fdatasync, long-poll, other shards), which the caller spawns.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use net::codec::{
+    decode, encode, Acks, Body, Decoded, ErrorCode, FetchedRecordView, Frame, FrameHeader, Limits,
+    ProducerIdent, RecordView, Request, Response,
+};
+use storage::{AppendOutcome, LogConfig, ProducerInfo, StorageError, StoredRecord};
+
+use crate::catalog::TopicMeta;
+use crate::config::ServeConfig;
+use crate::metrics::add;
+use crate::partition::Partition;
+use crate::shard::{CallBody, ReplyBody, Shard};
+
+/// A future on the shard's own executor.
+pub type LocalFut<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// Longest long-poll a fetch may ask for.
+pub const FETCH_WAIT_MS_MAX: u32 = 30_000;
+
+/// Wall-clock milliseconds since the Unix epoch (record timestamps, TTL, retention).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The storage configuration of a topic's partitions.
+pub fn log_config(cfg: &ServeConfig, t: &TopicMeta) -> LogConfig {
+    let s = &t.settings;
+    LogConfig {
+        segment_bytes_max: s.segment_bytes.unwrap_or(cfg.segment_bytes_default),
+        retention_ms: s.retention_ms,
+        retention_bytes: s.retention_bytes,
+        default_ttl_ms: s.default_ttl_ms,
+        compacted: s.compacted,
+        batch_bytes_max: cfg.frame_bytes_max,
+        // Every segment is fdatasync'd within flush_interval_ms of its first append, after which
+        // the kernel write-protects pages again; write-prefaulting would only add a 64 MiB
+        // writeback of zeros to the first flush (an acks=all latency spike per segment).
+        prefault: storage::Prefault::Read,
+        ..LogConfig::default()
+    }
+}
+
+/// A failure to report to the client.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Arguments of a read on the owning shard.
+#[derive(Debug, Clone)]
+pub struct ReadArgs {
+    pub topic_id: u64,
+    pub partition: u32,
+    pub offset: u64,
+    pub max_bytes: u32,
+    pub wait_ms: u32,
+}
+
+/// Records read from a partition, with its offsets at the time of the read.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    pub records: Vec<StoredRecord>,
+    pub high_offset: u64,
+    pub start_offset: u64,
+}
+
+/// Result of a read.
+pub type ReadReply = Result<ReadOutcome, Failure>;
+
+/// Maps a storage error to a protocol error with a message that says what to do.
+pub fn storage_failure(e: &StorageError) -> Failure {
+    match e {
+        StorageError::BatchTooLarge { .. } => Failure::new(
+            ErrorCode::MessageTooLarge,
+            format!("{e}; send smaller batches"),
+        ),
+        StorageError::OutOfOrderSequence {
+            producer_id,
+            expected,
+            got,
+            ..
+        } if expected.wrapping_sub(*got) < 1 << 31 => Failure::new(
+            // Behind the producer's position: an old retry of a batch written long ago, older than
+            // the dedup window, so its offsets are no longer known. Not a gap, not a new write.
+            ErrorCode::DuplicateSequence,
+            format!(
+                "producer {producer_id}: sequence {got} was already written (next expected {expected}); keep at most {} batches in flight so retries stay inside the dedup window",
+                storage::PRODUCER_BATCHES_KEPT
+            ),
+        ),
+        StorageError::OutOfOrderSequence { .. } => {
+            Failure::new(ErrorCode::OutOfOrderSequence, e.to_string())
+        }
+        StorageError::InvalidProducerEpoch { .. } => {
+            Failure::new(ErrorCode::InvalidProducerEpoch, e.to_string())
+        }
+        StorageError::OffsetOutOfRange { .. } => {
+            Failure::new(ErrorCode::OffsetOutOfRange, e.to_string())
+        }
+        other => Failure::new(ErrorCode::StorageError, other.to_string()),
+    }
+}
+
+/// Message for an unknown topic, with the way out.
+pub fn unknown_topic(name: &str) -> Failure {
+    Failure::new(
+        ErrorCode::UnknownTopic,
+        format!(
+            "topic {name:?} does not exist; list topics with `sprawl topic list` or create it with `sprawl topic create {name} --partitions N`"
+        ),
+    )
+}
+
+/// Resolves a topic and checks the partition index.
+pub fn resolve(shard: &Shard, topic: &str, partition: u32) -> Result<TopicMeta, Failure> {
+    let t = shard.topic(topic).ok_or_else(|| unknown_topic(topic))?;
+    if partition >= t.partitions {
+        return Err(Failure::new(
+            ErrorCode::UnknownPartition,
+            format!(
+                "topic {topic:?} has partitions 0..{}, not {partition}",
+                t.partitions
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// Encodes a response frame; on encoding failure, an INTERNAL error frame instead.
+pub fn encode_response(header: FrameHeader, response: Response<'_>, limits: &Limits) -> Bytes {
+    let mut buf = BytesMut::new();
+    match encode(
+        &Frame::response(header.correlation_id, response),
+        &mut buf,
+        limits,
+    ) {
+        Ok(_) => buf.freeze(),
+        Err(e) => {
+            let msg = format!("cannot encode the response: {e}");
+            encode_error(header, &Failure::new(ErrorCode::Internal, msg), 0, limits)
+        }
+    }
+}
+
+/// Encodes the generic error frame answering `header`.
+pub fn encode_error(
+    header: FrameHeader,
+    f: &Failure,
+    retry_after_ms: u32,
+    limits: &Limits,
+) -> Bytes {
+    let mut buf = BytesMut::new();
+    let mut message: &str = &f.message;
+    if message.len() > 1024 {
+        let mut cut = 1024;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message = &message[..cut];
+    }
+    let frame = Frame::error(header, f.code, message, retry_after_ms);
+    // An error frame with a bounded message always fits any limit the server uses.
+    let _ = encode(&frame, &mut buf, limits);
+    buf.freeze()
+}
+
+fn limits(shard: &Shard) -> Limits {
+    Limits::new(shard.config.frame_bytes_max)
+}
+
+/// Starts work asked for by another shard.
+pub fn start_call(shard: &Rc<Shard>, body: CallBody) -> LocalFut<ReplyBody> {
+    match body {
+        CallBody::Frame(frame) => {
+            let fut = start_frame(shard, frame);
+            Box::pin(async move { ReplyBody::Frame(fut.await) })
+        }
+        CallBody::Read(args) => {
+            let shard = shard.clone();
+            Box::pin(async move { ReplyBody::Read(read_local(&shard, args).await) })
+        }
+        CallBody::ApplyCatalog(c) => {
+            let shard = shard.clone();
+            Box::pin(async move { ReplyBody::Done(shard.apply_catalog(c).await) })
+        }
+        CallBody::PartitionInfo { topic_id } => {
+            let info = local_partition_info(shard, topic_id);
+            Box::pin(async move { ReplyBody::Info(info) })
+        }
+        CallBody::Stats { window_s } => {
+            let snap = local_stats(shard, window_s);
+            Box::pin(async move { ReplyBody::Stats(Box::new(snap)) })
+        }
+    }
+}
+
+/// Handles a request frame owned by this shard (produce, offsets, admin on shard 0).
+pub fn start_frame(shard: &Rc<Shard>, frame: Bytes) -> LocalFut<Option<Bytes>> {
+    let limits = limits(shard);
+    let decoded = match decode(&frame, &limits) {
+        Ok(Decoded::Frame(f, _)) => f,
+        Ok(Decoded::Incomplete { .. }) | Err(_) => {
+            // The forwarding shard decoded this frame already; failing now is a bug.
+            let header = FrameHeader {
+                api_key: 0,
+                api_version: 0,
+                correlation_id: 0,
+                flags: 0,
+            };
+            let f = Failure::new(ErrorCode::Internal, "forwarded frame no longer decodes");
+            return ready(Some(encode_error(header, &f, 0, &limits)));
+        }
+    };
+    let header = decoded.header;
+    let Body::Request(req) = decoded.body else {
+        let f = Failure::new(
+            ErrorCode::InvalidRequest,
+            "a response frame was sent as a request",
+        );
+        return ready(Some(encode_error(header, &f, 0, &limits)));
+    };
+    match req {
+        Request::Produce {
+            topic,
+            partition,
+            acks,
+            producer,
+            records,
+        } => produce_start(shard, header, topic, partition, acks, producer, &records),
+        Request::OffsetCommit {
+            consumer,
+            topic,
+            partition,
+            offset,
+        } => {
+            let shard = shard.clone();
+            let (consumer, topic) = (consumer.to_string(), topic.to_string());
+            Box::pin(async move {
+                let res = offset_commit(&shard, &consumer, &topic, partition, offset).await;
+                Some(match res {
+                    Ok(()) => encode_response(
+                        header,
+                        Response::OffsetCommit {
+                            error: ErrorCode::None,
+                            message: "",
+                        },
+                        &limits,
+                    ),
+                    Err(f) => encode_error(header, &f, 0, &limits),
+                })
+            })
+        }
+        Request::OffsetFetch {
+            consumer,
+            topic,
+            partition,
+        } => {
+            let res = resolve(shard, topic, partition).and_then(|t| {
+                let p = owned(shard, &t, partition)?;
+                let offset = p.committed.borrow().get(consumer).copied();
+                Ok(offset)
+            });
+            ready(Some(match res {
+                Ok(offset) => encode_response(
+                    header,
+                    Response::OffsetFetch {
+                        error: ErrorCode::None,
+                        message: "",
+                        offset,
+                    },
+                    &limits,
+                ),
+                Err(f) => encode_error(header, &f, 0, &limits),
+            }))
+        }
+        Request::CreateTopic { name, config } => {
+            let shard = shard.clone();
+            let name = name.to_string();
+            Box::pin(async move {
+                Some(
+                    match crate::admin::create_topic(&shard, &name, config).await {
+                        Ok(topic_id) => encode_response(
+                            header,
+                            Response::CreateTopic {
+                                error: ErrorCode::None,
+                                message: "",
+                                topic_id,
+                            },
+                            &limits,
+                        ),
+                        Err(f) => encode_error(header, &f, 0, &limits),
+                    },
+                )
+            })
+        }
+        Request::DeleteTopic { name } => {
+            let shard = shard.clone();
+            let name = name.to_string();
+            Box::pin(async move {
+                Some(match crate::admin::delete_topic(&shard, &name).await {
+                    Ok(()) => encode_response(
+                        header,
+                        Response::DeleteTopic {
+                            error: ErrorCode::None,
+                            message: "",
+                        },
+                        &limits,
+                    ),
+                    Err(f) => encode_error(header, &f, 0, &limits),
+                })
+            })
+        }
+        other => {
+            let f = Failure::new(
+                ErrorCode::Internal,
+                format!("{:?} is not handled on the owning shard", other.api_key()),
+            );
+            ready(Some(encode_error(header, &f, 0, &limits)))
+        }
+    }
+}
+
+fn ready<T: 'static>(v: T) -> LocalFut<T> {
+    Box::pin(std::future::ready(v))
+}
+
+/// The open partition for `(topic, partition)` if this shard owns it.
+pub fn owned(shard: &Shard, t: &TopicMeta, partition: u32) -> Result<Rc<Partition>, Failure> {
+    shard.partition(t.topic_id, partition).ok_or_else(|| {
+        Failure::new(
+            ErrorCode::NotLeader,
+            format!(
+                "partition {}/{partition} is not open on shard {} (routing changed); retry",
+                t.name, shard.id
+            ),
+        )
+    })
+}
+
+fn produce_start(
+    shard: &Rc<Shard>,
+    header: FrameHeader,
+    topic: &str,
+    partition: u32,
+    acks: Acks,
+    producer: Option<ProducerIdent>,
+    records: &[RecordView<'_>],
+) -> LocalFut<Option<Bytes>> {
+    let limits = limits(shard);
+    let fail = |f: Failure| -> LocalFut<Option<Bytes>> {
+        add(&shard.metrics.errors, 1);
+        // acks=none never gets a reply, not even an error: the connection stays usable.
+        if acks == Acks::None {
+            ready(None)
+        } else {
+            ready(Some(encode_error(header, &f, 0, &limits)))
+        }
+    };
+    let t = match resolve(shard, topic, partition) {
+        Ok(t) => t,
+        Err(f) => return fail(f),
+    };
+    let part = match owned(shard, &t, partition) {
+        Ok(p) => p,
+        Err(f) => return fail(f),
+    };
+    if records.is_empty() {
+        return fail(Failure::new(
+            ErrorCode::InvalidRequest,
+            "a produce request needs at least one record",
+        ));
+    }
+    let now = now_ms();
+    let mut bytes = 0u64;
+    let recs: Vec<storage::Record<'_>> = records
+        .iter()
+        .map(|r| {
+            bytes += r.value.len() as u64 + r.key.map_or(0, |k| k.len() as u64);
+            storage::Record {
+                key: r.key,
+                value: r.value,
+                headers: &r.headers,
+                timestamp_ms: if r.timestamp_ms > 0 {
+                    r.timestamp_ms
+                } else {
+                    now
+                },
+                ttl_ms: r.ttl_ms,
+            }
+        })
+        .collect();
+    let producer = producer.map(|p| ProducerInfo {
+        producer_id: p.producer_id,
+        epoch: p.epoch,
+        base_sequence: p.base_sequence,
+    });
+    let outcome = part.log.borrow_mut().append(&recs, producer, now);
+    let (base, last, duplicate) = match outcome {
+        Ok(AppendOutcome::Appended {
+            base_offset,
+            last_offset,
+        }) => {
+            part.appended.notify_all();
+            part.prepare_next_segment();
+            add(&part.records_in, recs.len() as u64);
+            add(&part.bytes_in, bytes);
+            add(&shard.metrics.records_in, recs.len() as u64);
+            add(&shard.metrics.bytes_in, bytes);
+            (base_offset, last_offset, false)
+        }
+        Ok(AppendOutcome::Duplicate {
+            base_offset,
+            last_offset,
+        }) => (base_offset, last_offset, true),
+        Err(e) => return fail(storage_failure(&e)),
+    };
+    add(&shard.metrics.produce_requests, 1);
+    let reply = move |durable: bool| {
+        encode_response(
+            header,
+            Response::Produce {
+                error: ErrorCode::None,
+                message: "",
+                topic_id: t.topic_id,
+                partition,
+                base_offset: base,
+                record_count: (last - base + 1) as u32,
+                duplicate,
+                durable,
+            },
+            &limits,
+        )
+    };
+    match acks {
+        Acks::None => ready(None),
+        Acks::Leader => {
+            let durable = part.log.borrow().durable_offset() > last;
+            ready(Some(reply(durable)))
+        }
+        Acks::All => Box::pin(async move {
+            match part.wait_durable(last + 1).await {
+                Ok(()) => Some(reply(true)),
+                Err(msg) => Some(encode_error(
+                    header,
+                    &Failure::new(ErrorCode::StorageError, msg),
+                    0,
+                    &limits,
+                )),
+            }
+        }),
+    }
+}
+
+async fn offset_commit(
+    shard: &Rc<Shard>,
+    consumer: &str,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<(), Failure> {
+    if consumer.is_empty() || consumer.len() > crate::offsets::CONSUMER_NAME_BYTES_MAX {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "consumer name must be 1 to {} bytes",
+                crate::offsets::CONSUMER_NAME_BYTES_MAX
+            ),
+        ));
+    }
+    let t = resolve(shard, topic, partition)?;
+    let p = owned(shard, &t, partition)?;
+    let end = p.log.borrow().end_offset();
+    if offset > end {
+        return Err(Failure::new(
+            ErrorCode::OffsetOutOfRange,
+            format!("cannot commit offset {offset}: partition {topic}/{partition} ends at {end}"),
+        ));
+    }
+    p.commit_offset(consumer, offset)
+        .await
+        .map_err(|e| match e {
+            crate::partition::PartitionError::TooManyConsumers { .. } => {
+                Failure::new(ErrorCode::InvalidRequest, e.to_string())
+            }
+            other => Failure::new(ErrorCode::StorageError, other.to_string()),
+        })
+}
+
+/// Reads from a partition this shard owns, waiting up to `wait_ms` for data at the end.
+pub async fn read_local(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
+    let t = shard
+        .catalog
+        .borrow()
+        .topics
+        .values()
+        .find(|t| t.topic_id == args.topic_id)
+        .cloned()
+        .ok_or_else(|| Failure::new(ErrorCode::UnknownTopic, "topic was deleted"))?;
+    let p = owned(shard, &t, args.partition)?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(args.wait_ms.into());
+    let mut offset = args.offset;
+    loop {
+        let seen = p.appended.generation();
+        let (start, end) = {
+            let log = p.log.borrow();
+            (log.start_offset(), log.end_offset())
+        };
+        if offset < start || offset > end {
+            return Err(Failure::new(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "offset {offset} is outside {}/{} (available {start}..{end}); restart from {start} or {end}",
+                    t.name, args.partition
+                ),
+            ));
+        }
+        if offset < end {
+            let now = now_ms();
+            let mut out = ReadOutcome {
+                records: Vec::new(),
+                high_offset: end,
+                start_offset: start,
+            };
+            let result = p.log.borrow().read(offset, args.max_bytes);
+            let read = result.map_err(|e| storage_failure(&e))?;
+            let mut budget = i64::from(args.max_bytes);
+            for batch in &read.batches {
+                let recs = batch
+                    .records(offset, now)
+                    .map_err(|e| storage_failure(&e))?;
+                for r in recs {
+                    let size = (r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + 32) as i64;
+                    if !out.records.is_empty() && budget - size < 0 {
+                        budget = -1;
+                        break;
+                    }
+                    budget -= size;
+                    out.records.push(r);
+                }
+                if budget < 0 {
+                    break;
+                }
+            }
+            if !out.records.is_empty() {
+                add(&shard.metrics.records_out, out.records.len() as u64);
+                add(&p.records_out, out.records.len() as u64);
+                let bytes: usize = out.records.iter().map(|r| r.value.len()).sum();
+                add(&p.bytes_out, bytes as u64);
+                return Ok(out);
+            }
+            // Everything in range had expired (TTL): skip past it and keep looking.
+            if read.next_offset > offset {
+                offset = read.next_offset;
+                continue;
+            }
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline || p.closed.get() || shard.stopping.get() {
+            return Ok(ReadOutcome {
+                records: Vec::new(),
+                high_offset: end,
+                start_offset: start,
+            });
+        }
+        let _ = glommio::timer::timeout(deadline - now, async {
+            p.appended.changed_since(seen).await;
+            Ok(())
+        })
+        .await;
+    }
+}
+
+/// Reads from whichever shard owns the partition.
+pub async fn read_anywhere(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
+    let owner = shard.owner(args.topic_id, args.partition);
+    if owner == shard.id {
+        return read_local(shard, args).await;
+    }
+    add(&shard.metrics.forwarded_calls, 1);
+    match shard.call(owner, CallBody::Read(args)).await {
+        Some(ReplyBody::Read(r)) => r,
+        _ => Err(Failure::new(
+            ErrorCode::ShuttingDown,
+            "the owning shard is shutting down",
+        )),
+    }
+}
+
+/// Encodes fetched records as a Fetch response.
+pub fn encode_fetch(header: FrameHeader, out: &ReadOutcome, limits: &Limits) -> Bytes {
+    encode_response(
+        header,
+        Response::Fetch {
+            error: ErrorCode::None,
+            message: "",
+            high_offset: out.high_offset,
+            start_offset: out.start_offset,
+            records: views(&out.records),
+        },
+        limits,
+    )
+}
+
+/// Borrowed protocol views of stored records.
+pub fn views(records: &[StoredRecord]) -> Vec<FetchedRecordView<'_>> {
+    records
+        .iter()
+        .map(|r| FetchedRecordView {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_deref(),
+            value: &r.value,
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Partition descriptions of a topic for the partitions this shard owns.
+pub fn local_partition_info(shard: &Shard, topic_id: u64) -> Vec<net::codec::PartitionInfo> {
+    let mut out: Vec<net::codec::PartitionInfo> = shard
+        .partitions
+        .borrow()
+        .values()
+        .filter(|p| p.topic_id == topic_id)
+        .map(|p| {
+            let log = p.log.borrow();
+            net::codec::PartitionInfo {
+                partition: p.index,
+                start_offset: log.start_offset(),
+                end_offset: log.end_offset(),
+                durable_offset: log.durable_offset(),
+                shard: shard.id as u32,
+                bytes_on_disk: log.stats().bytes_on_disk,
+            }
+        })
+        .collect();
+    out.sort_by_key(|p| p.partition);
+    out
+}
+
+/// Describes a topic by asking every shard for the partitions it owns.
+pub async fn describe(
+    shard: &Rc<Shard>,
+    name: &str,
+) -> Result<(TopicMeta, Vec<net::codec::PartitionInfo>), Failure> {
+    let t = shard.topic(name).ok_or_else(|| unknown_topic(name))?;
+    let mut parts = local_partition_info(shard, t.topic_id);
+    for s in (0..shard.shards).filter(|&s| s != shard.id) {
+        match shard
+            .call(
+                s,
+                CallBody::PartitionInfo {
+                    topic_id: t.topic_id,
+                },
+            )
+            .await
+        {
+            Some(ReplyBody::Info(mut v)) => parts.append(&mut v),
+            _ => {
+                return Err(Failure::new(
+                    ErrorCode::ShuttingDown,
+                    format!("shard {s} did not answer"),
+                ))
+            }
+        }
+    }
+    parts.sort_by_key(|p| p.partition);
+    Ok((t, parts))
+}
+
+/// Shared by the connection code: the catalog as an `Arc` snapshot.
+pub fn catalog_snapshot(shard: &Shard) -> Arc<crate::catalog::Catalog> {
+    shard.catalog.borrow().clone()
+}
+
+/// Histograms and counters of this shard.
+pub fn local_stats(
+    shard: &Shard,
+    window_s: Option<u64>,
+) -> (crate::stats::StatsSnapshot, crate::metrics::MetricsSnapshot) {
+    let stats = shard.stats.snapshot(shard.id, window_s);
+    let mut partitions: Vec<crate::metrics::PartitionMetrics> = shard
+        .partitions
+        .borrow()
+        .values()
+        .map(|p| {
+            let log = p.log.borrow();
+            let st = log.stats();
+            crate::metrics::PartitionMetrics {
+                topic: p.topic.clone(),
+                partition: p.index,
+                records_in: p.records_in.get(),
+                bytes_in: p.bytes_in.get(),
+                records_out: p.records_out.get(),
+                bytes_out: p.bytes_out.get(),
+                end_offset: log.end_offset(),
+                durable_offset: log.durable_offset(),
+                segments: st.segments,
+                bytes_on_disk: st.bytes_on_disk,
+                flushes: st.flushes,
+                ring_hits: st.ring_hits,
+                ring_misses: st.ring_misses,
+                ring_bytes: st.ring_bytes,
+            }
+        })
+        .collect();
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let metrics = crate::metrics::MetricsSnapshot {
+        shard: shard.id,
+        counters: shard.metrics.counters(),
+        connections_open: shard.connections.get() as u64,
+        partitions,
+    };
+    (stats, metrics)
+}
+
+/// Records end-to-end latency (record timestamp to delivery) of delivered records.
+pub fn record_e2e(shard: &Shard, records: &[StoredRecord]) {
+    let now = now_ms();
+    for r in records {
+        let ms = now.saturating_sub(r.timestamp_ms).max(0) as u64;
+        shard.stats.record(crate::stats::Op::EndToEnd, ms * 1000);
+    }
+}

@@ -1,0 +1,287 @@
+//! `/health`, `/ready`, `/stats`, `/stats/hdr` and `/metrics`.
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+
+use super::respond;
+use crate::handlers::local_stats;
+use crate::metrics::MetricsSnapshot;
+use crate::shard::{CallBody, ReplyBody, Shard};
+use crate::stats::{new_histogram, summary, Op, StatsSnapshot, BUCKETS_KEPT, BUCKET_S};
+
+type Reply = Response<Full<Bytes>>;
+
+fn error(status: u16, code: &str, message: &str) -> Reply {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    respond(status, "application/json", body.to_string())
+}
+
+fn json(v: serde_json::Value) -> Reply {
+    respond(200, "application/json", v.to_string())
+}
+
+/// Parses `a=1&b=2`.
+fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.to_string(), String::new()),
+        })
+        .collect()
+}
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// `window_s` must be 1..=60 (the interval view keeps the last minute).
+fn window(q: &[(String, String)]) -> Result<Option<u64>, Box<Reply>> {
+    let max = BUCKET_S * BUCKETS_KEPT as u64;
+    match param(q, "window_s") {
+        None => Ok(None),
+        Some(v) => match v.parse::<u64>() {
+            Ok(w) if (1..=max).contains(&w) => Ok(Some(w)),
+            _ => Err(Box::new(error(
+                400,
+                "INVALID_REQUEST",
+                &format!("window_s must be a whole number of seconds from 1 to {max}, got {v:?}"),
+            ))),
+        },
+    }
+}
+
+/// Every shard's histograms and counters.
+async fn gather(shard: &Rc<Shard>, window_s: Option<u64>) -> Vec<(StatsSnapshot, MetricsSnapshot)> {
+    let mut out = vec![local_stats(shard, window_s)];
+    for s in (0..shard.shards).filter(|&s| s != shard.id) {
+        if let Some(ReplyBody::Stats(b)) = shard.call(s, CallBody::Stats { window_s }).await {
+            out.push(*b);
+        }
+    }
+    out.sort_by_key(|(s, _)| s.shard);
+    out
+}
+
+/// Answers one request.
+pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
+    if req.method() != Method::GET {
+        return error(405, "METHOD_NOT_ALLOWED", "the stats port only answers GET");
+    }
+    let q = query(&req);
+    match req.uri().path() {
+        "/health" => json(serde_json::json!({"status": "ok"})),
+        "/ready" => {
+            if shard.stopping.get() {
+                error(503, "SHUTTING_DOWN", "the node is shutting down")
+            } else {
+                json(serde_json::json!({"ready": true, "shards": shard.shards}))
+            }
+        }
+        "/stats" => match window(&q) {
+            Ok(w) => json(stats_json(shard, &gather(shard, w).await, w)),
+            Err(r) => *r,
+        },
+        "/stats/hdr" => {
+            let w = match window(&q) {
+                Ok(w) => w,
+                Err(r) => return *r,
+            };
+            let Some(op) = param(&q, "metric").and_then(Op::from_name) else {
+                return error(
+                    400,
+                    "INVALID_REQUEST",
+                    "metric must be one of produce, fetch, e2e, fsync",
+                );
+            };
+            let only_shard = match param(&q, "shard").map(str::parse::<usize>) {
+                None => None,
+                Some(Ok(s)) if s < shard.shards => Some(s),
+                Some(_) => {
+                    return error(
+                        400,
+                        "INVALID_REQUEST",
+                        &format!("shard must be 0..{}", shard.shards),
+                    )
+                }
+            };
+            let mut merged = new_histogram();
+            for (s, _) in gather(shard, w).await {
+                if only_shard.is_some_and(|o| o != s.shard) {
+                    continue;
+                }
+                if let Some((_, h)) = s.ops.iter().find(|(o, _)| *o == op) {
+                    let _ = merged.add(h);
+                }
+            }
+            match encode_hdr(&merged) {
+                Ok(text) => respond(200, "text/plain", text),
+                Err(e) => error(500, "INTERNAL", &e),
+            }
+        }
+        "/metrics" => respond(
+            200,
+            "text/plain; version=0.0.4",
+            prometheus(shard, &gather(shard, None).await),
+        ),
+        other => error(
+            404,
+            "NOT_FOUND",
+            &format!("no endpoint {other}; try /health, /ready, /stats, /stats/hdr?metric=produce, /metrics"),
+        ),
+    }
+}
+
+/// HDR V2 + DEFLATE, base64: the format other HdrHistogram implementations read.
+pub fn encode_hdr(h: &Histogram<u64>) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| format!("cannot serialize histogram: {e:?}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+fn stats_json(
+    shard: &Shard,
+    all: &[(StatsSnapshot, MetricsSnapshot)],
+    window_s: Option<u64>,
+) -> serde_json::Value {
+    let mut merged: Vec<(Op, Histogram<u64>)> =
+        Op::ALL.iter().map(|o| (*o, new_histogram())).collect();
+    let mut topics: std::collections::BTreeMap<String, Histogram<u64>> = Default::default();
+    let mut shards = Vec::new();
+    for (s, _) in all {
+        let mut ops = serde_json::Map::new();
+        for (op, h) in &s.ops {
+            ops.insert(op.name().to_string(), summary(h, window_s));
+            if let Some((_, m)) = merged.iter_mut().find(|(o, _)| o == op) {
+                let _ = m.add(h);
+            }
+        }
+        for (t, h) in &s.topics {
+            let _ = topics.entry(t.clone()).or_insert_with(new_histogram).add(h);
+        }
+        shards.push(serde_json::json!({"shard": s.shard, "ops": ops}));
+    }
+    let ops: serde_json::Map<String, serde_json::Value> = merged
+        .iter()
+        .map(|(o, h)| (o.name().to_string(), summary(h, window_s)))
+        .collect();
+    let topics: serde_json::Map<String, serde_json::Value> = topics
+        .iter()
+        .map(|(t, h)| {
+            (
+                t.clone(),
+                serde_json::json!({"produce": summary(h, window_s)}),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "node_id": shard.config.node_id,
+        "window_s": window_s,
+        "unit": "microseconds",
+        "ops": ops,
+        "shards": shards,
+        "topics": topics,
+    })
+}
+
+fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String {
+    let mut out = String::with_capacity(16 << 10);
+    let node = shard.config.node_id;
+    if let Some((_, first)) = all.first() {
+        for (i, (name, _)) in first.counters.iter().enumerate() {
+            let _ = writeln!(out, "# TYPE sprawl_{name} counter");
+            for (_, m) in all {
+                let v = m.counters.get(i).map_or(0, |c| c.1);
+                let _ = writeln!(
+                    out,
+                    "sprawl_{name}{{node=\"{node}\",shard=\"{}\"}} {v}",
+                    m.shard
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# TYPE sprawl_connections_open gauge");
+    for (_, m) in all {
+        let _ = writeln!(
+            out,
+            "sprawl_connections_open{{node=\"{node}\",shard=\"{}\"}} {}",
+            m.shard, m.connections_open
+        );
+    }
+    type Field = fn(&crate::metrics::PartitionMetrics) -> u64;
+    let fields: [(&str, &str, Field); 12] = [
+        ("partition_records_in_total", "counter", |p| p.records_in),
+        ("partition_bytes_in_total", "counter", |p| p.bytes_in),
+        ("partition_records_out_total", "counter", |p| p.records_out),
+        ("partition_bytes_out_total", "counter", |p| p.bytes_out),
+        ("partition_end_offset", "gauge", |p| p.end_offset),
+        ("partition_durable_offset", "gauge", |p| p.durable_offset),
+        ("partition_segments", "gauge", |p| p.segments),
+        ("partition_disk_bytes", "gauge", |p| p.bytes_on_disk),
+        ("partition_fsyncs_total", "counter", |p| p.flushes),
+        ("ring_hits_total", "counter", |p| p.ring_hits),
+        ("ring_misses_total", "counter", |p| p.ring_misses),
+        ("ring_bytes", "gauge", |p| p.ring_bytes),
+    ];
+    for (name, kind, get) in fields {
+        let _ = writeln!(out, "# TYPE sprawl_{name} {kind}");
+        for (_, m) in all {
+            for p in &m.partitions {
+                let _ = writeln!(
+                    out,
+                    "sprawl_{name}{{node=\"{node}\",topic=\"{}\",partition=\"{}\"}} {}",
+                    p.topic,
+                    p.partition,
+                    get(p)
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# TYPE sprawl_latency_us summary");
+    for op in Op::ALL {
+        let mut h = new_histogram();
+        for (s, _) in all {
+            if let Some((_, x)) = s.ops.iter().find(|(o, _)| *o == op) {
+                let _ = h.add(x);
+            }
+        }
+        for q in [0.5, 0.9, 0.99, 0.999, 0.9999] {
+            let v = if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(q)
+            };
+            let _ = writeln!(
+                out,
+                "sprawl_latency_us{{node=\"{node}\",op=\"{}\",quantile=\"{q}\"}} {v}",
+                op.name()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "sprawl_latency_us_sum{{node=\"{node}\",op=\"{}\"}} {}",
+            op.name(),
+            (h.mean() * h.len() as f64).round() as u64
+        );
+        let _ = writeln!(
+            out,
+            "sprawl_latency_us_count{{node=\"{node}\",op=\"{}\"}} {}",
+            op.name(),
+            h.len()
+        );
+    }
+    out
+}

@@ -1,0 +1,39 @@
+//! `engine`: the Sprawl node and the `sprawl` command line.
+//!
+//! A node is a set of shards, one pinned glommio executor per core. Each shard accepts clients on
+//! the same port (SO_REUSEPORT), owns a slice of the partitions (placement is a pure function of
+//! the topic id, the partition and the shard count, so every shard routes without asking), and
+//! forwards requests for partitions it does not own across glommio's channel mesh. Appends are
+//! synchronous memcpys into mapped segments (the `storage` crate); fdatasync, segment preparation
+//! and other blocking work run on a blocking pool and come back as completions, so a reactor never
+//! blocks. Backpressure is budget-based: a connection that has spent its in-flight budget is simply
+//! not read until replies go out.
+//!
+//! What it deliberately does not do (yet): clustering and replication, the analytics shard, tiered
+//! storage. Those are separate issues; `docs/` says what exists.
+//!
+//! Modules: [`config`] (flags > env > TOML), [`runtime`] (executors, limits, signals), [`shard`]
+//! (routing, mesh calls), [`conn`] (one connection), [`handlers`] (requests on the owning shard),
+//! [`admin`] (topic create/delete), [`http`] (stats port), [`stats`] (latency histograms), [`partition`] (log + group commit + offsets), [`catalog`]
+//! (topic metadata file), [`cli`] (the `sprawl` command).
+//!
+//! ```
+//! // Placement is deterministic: every shard computes the same owner.
+//! assert_eq!(engine::shard::owner_of(7, 0, 2), engine::shard::owner_of(7, 0, 2));
+//! assert!(engine::shard::owner_of(7, 3, 2) < 2);
+//! ```
+
+pub mod admin;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod handlers;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod offsets;
+pub mod partition;
+pub mod runtime;
+pub mod shard;
+pub mod stats;

@@ -1,0 +1,81 @@
+//! Per-shard counters. Plain `Cell`s: a shard only ever touches its own.
+//!
+//! These are the raw numbers the stats port and the analytics shard will read; the hot path pays
+//! one add per request or batch, never a lock.
+
+use std::cell::Cell;
+
+/// Counters of one shard since start.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    pub produce_requests: Cell<u64>,
+    pub records_in: Cell<u64>,
+    pub bytes_in: Cell<u64>,
+    pub fetch_requests: Cell<u64>,
+    pub records_out: Cell<u64>,
+    pub forwarded_calls: Cell<u64>,
+    pub throttled: Cell<u64>,
+    pub errors: Cell<u64>,
+    pub connections_accepted: Cell<u64>,
+    pub connections_rejected: Cell<u64>,
+    /// Times a connection stopped reading because a budget was spent.
+    pub backpressure_waits: Cell<u64>,
+}
+
+/// Adds `n` to a counter.
+pub fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+/// Counters of one shard and its partitions, sendable to the shard serving HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    pub shard: usize,
+    pub counters: Vec<(&'static str, u64)>,
+    pub connections_open: u64,
+    pub partitions: Vec<PartitionMetrics>,
+}
+
+/// Per-partition numbers for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionMetrics {
+    pub topic: String,
+    pub partition: u32,
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub records_out: u64,
+    pub bytes_out: u64,
+    pub end_offset: u64,
+    pub durable_offset: u64,
+    pub segments: u64,
+    pub bytes_on_disk: u64,
+    pub flushes: u64,
+    pub ring_hits: u64,
+    pub ring_misses: u64,
+    pub ring_bytes: u64,
+}
+
+impl ShardMetrics {
+    /// Name and value of every counter (Prometheus names without the `sprawl_` prefix).
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("produce_requests_total", self.produce_requests.get()),
+            ("fetch_requests_total", self.fetch_requests.get()),
+            ("shard_records_in_total", self.records_in.get()),
+            ("shard_bytes_in_total", self.bytes_in.get()),
+            ("shard_records_out_total", self.records_out.get()),
+            ("forwarded_calls_total", self.forwarded_calls.get()),
+            ("throttled_total", self.throttled.get()),
+            ("errors_total", self.errors.get()),
+            (
+                "connections_accepted_total",
+                self.connections_accepted.get(),
+            ),
+            (
+                "connections_rejected_total",
+                self.connections_rejected.get(),
+            ),
+            ("backpressure_waits_total", self.backpressure_waits.get()),
+        ]
+    }
+}

@@ -1,0 +1,254 @@
+//! One partition as its owning shard sees it: the storage log, its waiters, group commit, and its
+//! committed consumer offsets.
+//!
+//! Appends are synchronous memcpys into the mapped segment and never await. Everything that blocks
+//! (fdatasync, preparing the next segment, writing an offset commit) goes to the blocking pool and
+//! its result is handed back, so the reactor only ever does bookkeeping.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use storage::{LogConfig, PartitionLog};
+
+use crate::notify::Notify;
+use crate::offsets;
+use crate::runtime::blocking;
+
+/// Error of a partition operation that is not a storage error.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Offsets(#[from] offsets::OffsetsIoError),
+    #[error(
+        "too many consumers ({max}) have committed offsets on this partition; delete unused ones"
+    )]
+    TooManyConsumers { max: usize },
+    #[error("partition is closed (topic deleted or node shutting down)")]
+    Closed,
+}
+
+/// A partition owned by this shard.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: u64,
+    pub index: u32,
+    pub dir: PathBuf,
+    pub log: RefCell<PartitionLog>,
+    /// Bumped after every append (long-poll fetches and subscriptions wait on it).
+    pub appended: Notify,
+    /// Bumped after every completed flush (`acks=all` waiters wait on it).
+    pub flushed: Notify,
+    flush_running: Cell<bool>,
+    flush_error: RefCell<Option<String>>,
+    segment_job_running: Cell<bool>,
+    pub closed: Cell<bool>,
+    offsets_file: RefCell<Option<Arc<offsets::OffsetsFile>>>,
+    offsets_end: Cell<u64>,
+    pub committed: RefCell<HashMap<String, u64>>,
+    offsets_lock: glommio::sync::Semaphore,
+    stats: Rc<crate::stats::ShardStats>,
+    pub records_in: Cell<u64>,
+    pub bytes_in: Cell<u64>,
+    pub records_out: Cell<u64>,
+    pub bytes_out: Cell<u64>,
+}
+
+/// Opens the log and the offsets file of a partition. Blocking: call through [`blocking`].
+pub fn open_blocking(
+    dir: PathBuf,
+    config: LogConfig,
+) -> Result<(PartitionLog, offsets::OffsetsFile, HashMap<String, u64>), PartitionError> {
+    std::fs::create_dir_all(&dir).map_err(|source| storage::StorageError::Io {
+        path: dir.clone(),
+        op: "create partition directory",
+        source,
+    })?;
+    let (log, _report) = PartitionLog::open(&dir, config)?;
+    let (file, map) = offsets::open(&dir)?;
+    Ok((log, file, map))
+}
+
+impl Partition {
+    /// Opens a partition off the reactor.
+    pub async fn open(
+        topic: String,
+        topic_id: u64,
+        index: u32,
+        dir: PathBuf,
+        config: LogConfig,
+        ring_budget: Arc<storage::MemoryBudget>,
+        stats: Rc<crate::stats::ShardStats>,
+    ) -> Result<Rc<Partition>, PartitionError> {
+        let d = dir.clone();
+        let (mut log, file, committed) = blocking(move || open_blocking(d, config)).await?;
+        log.attach_memory_budget(ring_budget);
+        let end = file.end;
+        Ok(Rc::new(Partition {
+            topic,
+            topic_id,
+            index,
+            dir,
+            log: RefCell::new(log),
+            appended: Notify::default(),
+            flushed: Notify::default(),
+            flush_running: Cell::new(false),
+            flush_error: RefCell::new(None),
+            segment_job_running: Cell::new(false),
+            closed: Cell::new(false),
+            offsets_file: RefCell::new(Some(Arc::new(file))),
+            offsets_end: Cell::new(end),
+            committed: RefCell::new(committed),
+            offsets_lock: glommio::sync::Semaphore::new(1),
+            stats,
+            records_in: Cell::new(0),
+            bytes_in: Cell::new(0),
+            records_out: Cell::new(0),
+            bytes_out: Cell::new(0),
+        }))
+    }
+
+    /// Runs one group commit if anything is dirty and none is running. Every batch appended
+    /// before this call is covered; appends continue while the fdatasync runs.
+    pub async fn flush(self: &Rc<Self>) {
+        if self.flush_running.get() {
+            return;
+        }
+        let Some(job) = self.log.borrow_mut().begin_flush() else {
+            return;
+        };
+        self.flush_running.set(true);
+        let started = std::time::Instant::now();
+        let result = blocking(move || job.run()).await;
+        self.stats.record(
+            crate::stats::Op::Fsync,
+            started.elapsed().as_micros() as u64,
+        );
+        self.flush_running.set(false);
+        match result {
+            Ok(done) => {
+                self.log.borrow_mut().complete_flush(done);
+                *self.flush_error.borrow_mut() = None;
+            }
+            Err(e) => {
+                // The kernel may have dropped the dirty pages: the log fences itself and only a
+                // reopen (recovery) can say what survived. Waiters get the error, never a false ack.
+                self.log.borrow_mut().flush_failed();
+                eprintln!(
+                    "sprawl: fdatasync of {}/{} failed, partition fenced until restart: {e}",
+                    self.topic, self.index
+                );
+                *self.flush_error.borrow_mut() = Some(e.to_string());
+            }
+        }
+        self.flushed.notify_all();
+    }
+
+    /// Waits until every offset below `end` is durable. Returns the flush error if one occurred.
+    pub async fn wait_durable(self: &Rc<Self>, end: u64) -> Result<(), String> {
+        loop {
+            if self.log.borrow().durable_offset() >= end {
+                return Ok(());
+            }
+            if self.closed.get() {
+                return Err("partition closed before the write was synced".into());
+            }
+            let seen = self.flushed.generation();
+            if !self.flush_running.get() {
+                let me = self.clone();
+                glommio::spawn_local(async move { me.flush().await }).detach();
+            }
+            self.flushed.changed_since(seen).await;
+            if let Some(e) = self.flush_error.borrow().as_ref() {
+                if self.log.borrow().durable_offset() < end {
+                    return Err(format!("fdatasync failed: {e}"));
+                }
+            }
+            if self.log.borrow().is_fenced() && self.log.borrow().durable_offset() < end {
+                return Err(
+                    "the partition is fenced after a failed fdatasync; restart the node".into(),
+                );
+            }
+        }
+    }
+
+    /// Prepares the next segment in the background if the log asks for one.
+    pub fn prepare_next_segment(self: &Rc<Self>) {
+        if self.segment_job_running.get() {
+            return;
+        }
+        let Some(job) = self.log.borrow_mut().prepare_segment_job() else {
+            return;
+        };
+        self.segment_job_running.set(true);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let result = blocking(move || job.run()).await;
+            me.segment_job_running.set(false);
+            match result {
+                Ok(seg) if !me.closed.get() => me.log.borrow_mut().install_prepared(seg),
+                Ok(_) => {}
+                Err(e) => eprintln!(
+                    "sprawl: preparing the next segment of {}/{} failed (appends will create it inline): {e}",
+                    me.topic, me.index
+                ),
+            }
+        })
+        .detach();
+    }
+
+    /// Records a committed offset durably (fdatasync'd before it returns).
+    pub async fn commit_offset(
+        self: &Rc<Self>,
+        consumer: &str,
+        offset: u64,
+    ) -> Result<(), PartitionError> {
+        let _permit = self
+            .offsets_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| PartitionError::Closed)?;
+        {
+            let committed = self.committed.borrow();
+            if !committed.contains_key(consumer) && committed.len() >= offsets::CONSUMERS_MAX {
+                return Err(PartitionError::TooManyConsumers {
+                    max: offsets::CONSUMERS_MAX,
+                });
+            }
+        }
+        let file = self
+            .offsets_file
+            .borrow()
+            .clone()
+            .ok_or(PartitionError::Closed)?;
+        let record = offsets::encode_record(consumer, offset);
+        let position = self.offsets_end.get();
+        let len = record.len() as u64;
+        blocking(move || offsets::write_synced(&file.file, &file.path, position, &record)).await?;
+        self.offsets_end.set(position + len);
+        self.committed
+            .borrow_mut()
+            .insert(consumer.to_string(), offset);
+        Ok(())
+    }
+
+    /// Flushes and closes; the partition refuses work afterwards.
+    pub async fn close(self: &Rc<Self>) {
+        self.closed.set(true);
+        self.offsets_lock.close();
+        // Wait for a running flush, then flush what remains.
+        while self.flush_running.get() {
+            let seen = self.flushed.generation();
+            self.flushed.changed_since(seen).await;
+        }
+        self.flush().await;
+        self.appended.notify_all();
+        self.flushed.notify_all();
+        self.offsets_file.borrow_mut().take();
+    }
+}
