@@ -211,3 +211,48 @@ fn readme_quick_start_works() {
         }
     }
 }
+
+/// Too little locked memory for the shards: refuse at start-up and say what to change.
+#[test]
+fn memlock_limit_too_small_is_explained() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--port",
+        "0",
+        "--http-port",
+        "0",
+        "--shards",
+        "1",
+        "--data-dir",
+    ])
+    .arg(dir.path());
+    // SAFETY: setrlimit is async-signal-safe; lowering a limit needs no privilege.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256 << 10,
+                rlim_max: 256 << 10,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = common::wait_with_timeout(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("ulimit -l") && err.contains("--shards"),
+        "{err}"
+    );
+}
