@@ -60,6 +60,9 @@ pub struct ServeConfig {
     pub segment_bytes_default: u64,
     /// Memory all partitions' hot rings may use together (shrunk under host memory pressure).
     pub ring_memory_bytes_max: u64,
+    /// How long a frame's body may take to arrive after its length prefix; then the connection is
+    /// closed and its budget returned.
+    pub frame_read_timeout_ms: u64,
 }
 
 impl ServeConfig {
@@ -79,6 +82,7 @@ impl ServeConfig {
             shard_inflight_bytes_max: 256 << 20,
             segment_bytes_default: 64 << 20,
             ring_memory_bytes_max: 256 << 20,
+            frame_read_timeout_ms: 30_000,
         }
     }
 }
@@ -120,6 +124,7 @@ struct FileConfig {
     shard_inflight_bytes_max: Option<u64>,
     segment_bytes_default: Option<u64>,
     ring_memory_bytes_max: Option<u64>,
+    frame_read_timeout_ms: Option<u64>,
 }
 
 /// Resolves the configuration from flags, the given environment and the optional TOML file.
@@ -173,6 +178,7 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
     );
     set(&mut cfg.segment_bytes_default, file.segment_bytes_default);
     set(&mut cfg.ring_memory_bytes_max, file.ring_memory_bytes_max);
+    set(&mut cfg.frame_read_timeout_ms, file.frame_read_timeout_ms);
     Ok(())
 }
 
@@ -317,6 +323,13 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
             "segment_bytes_default",
             cfg.segment_bytes_default.to_string(),
             "must be at least 1 MiB",
+        ));
+    }
+    if cfg.frame_read_timeout_ms < 100 {
+        return Err(invalid(
+            "frame_read_timeout_ms",
+            cfg.frame_read_timeout_ms.to_string(),
+            "must be at least 100",
         ));
     }
     if cfg.flush_interval_ms == 0 {

@@ -175,11 +175,33 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
         else {
             return;
         };
-        if read_until(conn, &mut reader, &mut buf, total)
-            .await
-            .is_none()
-        {
-            return;
+        // A client that announces a frame and then stalls must not hold the budget forever.
+        let read_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms);
+        let body = glommio::timer::timeout(read_timeout, async {
+            Ok(read_until(conn, &mut reader, &mut buf, total).await)
+        })
+        .await;
+        match body {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(_) => {
+                add(&shard.metrics.errors, 1);
+                let f = Failure::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "the rest of a {length}-byte frame did not arrive within {} ms; closing the connection",
+                        read_timeout.as_millis()
+                    ),
+                );
+                let header = FrameHeader {
+                    api_key: 0,
+                    api_version: 0,
+                    correlation_id: 0,
+                    flags: 0,
+                };
+                let _ = conn.tx.send(encode_error(header, &f, 0, &limits)).await;
+                return;
+            }
         }
         let frame = buf.split_to(total).freeze();
         let received = std::time::Instant::now();

@@ -448,9 +448,13 @@ fn spawn_background(shard: &Rc<Shard>) {
                 if p.closed.get() {
                     continue;
                 }
-                let res = p.log.borrow_mut().enforce_retention(now);
-                if let Err(e) = res {
-                    eprintln!("sprawl: retention on {}/{} failed: {e}", p.topic, p.index);
+                // Retention: segments are detached here (cheap), unlinked and unmapped on the
+                // blocking pool.
+                let job = p.log.borrow_mut().retention_job(now);
+                if let Some(job) = job {
+                    if let Err(e) = crate::runtime::blocking(move || job.run()).await {
+                        eprintln!("sprawl: retention on {}/{} failed: {e}", p.topic, p.index);
+                    }
                 }
                 // Key compaction of sealed segments, for compacted topics: the rewrite runs on
                 // the blocking pool, the swap back here.

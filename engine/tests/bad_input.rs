@@ -198,3 +198,79 @@ fn unknown_topics_and_partitions_say_what_to_do() {
     let err = c.describe_topic("t").unwrap_err().to_string();
     assert!(err.contains("UNKNOWN_TOPIC"), "{err}");
 }
+
+/// A client that announces a large frame and stalls is cut off after `frame_read_timeout_ms`,
+/// and the shard's byte budget it held comes back (a full-budget producer still gets through).
+#[test]
+fn stalled_frames_time_out_and_release_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sprawl.toml");
+    // Budget of exactly one large frame: one staller would block every producer on its shard.
+    std::fs::write(
+        &conf,
+        "frame_read_timeout_ms = 300\nshard_inflight_bytes_max = 8388608\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut child = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--shards",
+            "1",
+            "--config",
+        ])
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        if let Ok(t) = std::fs::read_to_string(data.join("ports.json")) {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            break v["client"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "node did not start");
+        std::thread::yield_now();
+    };
+    let mut c = net::client::Client::connect(&addr, Default::default()).unwrap();
+    c.create_topic(
+        "t",
+        &TopicConfig {
+            partitions: 1,
+            ..TopicConfig::default()
+        },
+    )
+    .unwrap();
+    // Handshake, then announce an 8 MiB frame and send only its header.
+    let mut staller = raw(&addr);
+    let mut hello = header(12, 0, 0, 1);
+    hello.extend_from_slice(&0u16.to_le_bytes());
+    staller.write_all(&hello).unwrap();
+    let _ = read_reply(&mut staller);
+    staller.write_all(&header((8 << 20) - 16, 6, 0, 2)).unwrap();
+    let reply = read_reply(&mut staller);
+    assert_eq!(
+        error_code_of(&reply),
+        Some(15),
+        "TIMEOUT error before the close"
+    );
+    let v = [RecordView {
+        key: None,
+        value: b"after the staller",
+        headers: vec![],
+        timestamp_ms: 0,
+        ttl_ms: 0,
+    }];
+    let ack = c.produce("t", 0, Acks::All, None, &v).unwrap().unwrap();
+    assert_eq!(ack.base_offset, 0);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -65,7 +65,7 @@ pub use config::{Compression, LogConfig, Prefault, RingConfig};
 pub use error::StorageError;
 pub use fetch::{FetchedBatch, ReadResult, StoredRecord};
 pub use jobs::{FlushDone, FlushJob, SegmentJob};
-pub use lifecycle::{RemovedSegment, RetentionReason, RetentionReport};
+pub use lifecycle::{RemovedSegment, RetentionJob, RetentionReason, RetentionReport};
 pub use log::{AppendOutcome, LogStats, PartitionLog, Record};
 pub use producer::{ProducerInfo, PRODUCER_BATCHES_KEPT};
 pub use recovery::{RecoveryReport, TailCut};
@@ -78,6 +78,7 @@ const _: () = {
     assert_send::<PartitionLog>();
     assert_send::<FlushJob>();
     assert_send::<SegmentJob>();
+    assert_send::<RetentionJob>();
     assert_send::<PreparedSegment>();
     assert_send::<FetchedBatch>();
     assert_send::<StorageError>();

@@ -27,6 +27,36 @@ pub struct RemovedSegment {
 }
 
 /// Result of [`PartitionLog::enforce_retention`].
+/// Deletion of segments already detached from the log, produced by
+/// [`PartitionLog::retention_job`]. `Send`: run it on a blocking thread.
+pub struct RetentionJob {
+    dir: std::path::PathBuf,
+    segments: Vec<crate::segment::Segment>,
+    report: RetentionReport,
+}
+
+impl std::fmt::Debug for RetentionJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetentionJob")
+            .field("dir", &self.dir)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetentionJob {
+    /// Unlinks the files, fsyncs the directory, then unmaps the segments (readers holding
+    /// `Bytes` of them keep their own references). Blocking.
+    pub fn run(self) -> Result<RetentionReport, StorageError> {
+        for seg in &self.segments {
+            drop_segment_files(&self.dir, seg)?;
+        }
+        sync_dir(&self.dir)?;
+        drop(self.segments);
+        Ok(self.report)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     pub removed: Vec<RemovedSegment>,
@@ -35,11 +65,27 @@ pub struct RetentionReport {
 
 impl PartitionLog {
     /// Deletes the oldest sealed segments that are past retention (time or size) or whose newest
-    /// record has expired. Only segments covered by the checkpoint (synced, indexed) go, and the
-    /// newest segment always stays, so the log's offsets survive a reopen. Unlinks files: call it from
-    /// a low-priority queue, not per request.
+    /// record has expired. Blocking: [`PartitionLog::retention_job`] is the same split into a cheap
+    /// in-memory step and a job for a blocking thread, which is what the engine uses.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport, StorageError> {
-        let mut report = RetentionReport::default();
+        match self.retention_job(now_ms) {
+            Some(job) => job.run(),
+            None => Ok(RetentionReport {
+                removed: Vec::new(),
+                start_offset: self.start_offset,
+            }),
+        }
+    }
+
+    /// Detaches the segments past retention (time, size, or every record expired) from the log
+    /// and returns a job that unlinks their files, fsyncs the directory and unmaps them; `None`
+    /// when nothing is due. Only segments covered by the checkpoint (synced, indexed) go, and the
+    /// newest segment always stays, so the log's offsets survive a reopen. Reads stop seeing the
+    /// detached segments at once; a crash before the job ran just leaves the files to a later
+    /// pass, because they are still on disk and recovery finds them.
+    pub fn retention_job(&mut self, now_ms: i64) -> Option<RetentionJob> {
+        let mut removed = Vec::new();
+        let mut detached = Vec::new();
         let mut total: u64 = self.segments.iter().map(|s| s.data_bytes()).sum();
         while self.segments.len() > 1 {
             let seg = &self.segments[0];
@@ -64,23 +110,29 @@ impl PartitionLog {
             } else {
                 break;
             };
-            drop_segment_files(&self.dir, seg)?;
             let seg = self.segments.remove(0);
             total -= seg.data_bytes();
-            report.removed.push(RemovedSegment {
+            removed.push(RemovedSegment {
                 base_offset: seg.base_offset(),
                 next_offset: seg.next_offset,
                 data_bytes: seg.data_bytes(),
                 reason,
             });
+            detached.push(seg);
             self.start_offset = self.segments[0].base_offset();
         }
-        if !report.removed.is_empty() {
-            sync_dir(&self.dir)?;
-            self.ring.discard_below(self.start_offset);
+        if detached.is_empty() {
+            return None;
         }
-        report.start_offset = self.start_offset;
-        Ok(report)
+        self.ring.discard_below(self.start_offset);
+        Some(RetentionJob {
+            dir: self.dir.clone(),
+            segments: detached,
+            report: RetentionReport {
+                removed,
+                start_offset: self.start_offset,
+            },
+        })
     }
 
     /// Drops every offset >= `offset` (which must be a batch boundary within `[start, end]`).
