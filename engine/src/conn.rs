@@ -697,6 +697,10 @@ async fn run_subscription(
                     break;
                 }
             }
+            Err(f) if f.code == ErrorCode::NotLeader => {
+                // The partition is moving between shards: the next read routes to the new owner.
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
             Err(f) => {
                 let header = FrameHeader {
                     api_key: ApiKey::Push as u16,

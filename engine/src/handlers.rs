@@ -211,6 +211,17 @@ pub fn start_call(shard: &Rc<Shard>, body: CallBody) -> LocalFut<ReplyBody> {
             let info = local_partition_info(shard, topic_id);
             Box::pin(async move { ReplyBody::Info(info) })
         }
+        CallBody::Release {
+            topic_id,
+            partition,
+        } => {
+            let shard = shard.clone();
+            Box::pin(async move { ReplyBody::Done(shard.release(topic_id, partition).await) })
+        }
+        CallBody::ApplyRouting(r) => {
+            let shard = shard.clone();
+            Box::pin(async move { ReplyBody::Done(shard.apply_routing(r).await) })
+        }
         CallBody::Stats { window_s } => {
             let snap = local_stats(shard, window_s);
             Box::pin(async move { ReplyBody::Stats(Box::new(snap)) })

@@ -31,6 +31,7 @@ pub mod conn;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
+pub mod moves;
 pub mod notify;
 pub mod offsets;
 pub mod partition;

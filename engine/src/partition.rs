@@ -240,7 +240,11 @@ impl Partition {
     /// Flushes and closes; the partition refuses work afterwards.
     pub async fn close(self: &Rc<Self>) {
         self.closed.set(true);
+        // Let an offset commit already writing finish: after a move, the new owner reads the
+        // file, and a late write would land behind its back.
+        let held = self.offsets_lock.acquire_permit(1).await;
         self.offsets_lock.close();
+        drop(held);
         // Wait for a running flush, then flush what remains.
         while self.flush_running.get() {
             let seen = self.flushed.generation();

@@ -46,6 +46,15 @@ pub struct ShardContext {
     pub http_fd: Option<i32>,
 }
 
+/// Partitions moved away from their default shard, with a version so that a shard ignores an
+/// older table than the one it holds. Kept in memory: after a restart placement starts from the
+/// default rule again (moves are load-balancing decisions, not configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    pub version: u64,
+    pub overrides: std::collections::BTreeMap<(u64, u32), usize>,
+}
+
 /// A message between shards.
 #[derive(Debug)]
 pub enum MeshMsg {
@@ -67,6 +76,10 @@ pub enum CallBody {
     PartitionInfo { topic_id: u64 },
     /// Histograms and counters for the HTTP port (`window_s`: the interval view, or totals).
     Stats { window_s: Option<u64> },
+    /// Give up ownership of a partition (flush and close it) ahead of a move.
+    Release { topic_id: u64, partition: u32 },
+    /// Adopt this routing table: open partitions it moves here, then route by it.
+    ApplyRouting(Arc<Routing>),
 }
 
 /// The answer to a [`CallBody`].
@@ -98,6 +111,7 @@ pub struct Shard {
     pub shards: usize,
     pub config: ServeConfig,
     pub catalog: RefCell<Arc<Catalog>>,
+    pub routing: RefCell<Arc<Routing>>,
     pub partitions: RefCell<HashMap<(u64, u32), Rc<Partition>>>,
     senders: Senders<MeshMsg>,
     pending: RefCell<HashMap<u64, LocalSender<ReplyBody>>>,
@@ -134,7 +148,17 @@ pub fn owner_of(topic_id: u64, partition: u32, shards: usize) -> usize {
 impl Shard {
     /// The shard that owns a partition under the current catalog.
     pub fn owner(&self, topic_id: u64, partition: u32) -> usize {
-        owner_of(topic_id, partition, self.shards)
+        self.owner_under(&self.routing.borrow(), topic_id, partition)
+    }
+
+    /// The owner under a given routing table (overrides first, then the default rule).
+    pub fn owner_under(&self, routing: &Routing, topic_id: u64, partition: u32) -> usize {
+        routing
+            .overrides
+            .get(&(topic_id, partition))
+            .copied()
+            .filter(|s| *s < self.shards)
+            .unwrap_or_else(|| owner_of(topic_id, partition, self.shards))
     }
 
     /// Looks a topic up in this shard's catalog copy.
@@ -210,10 +234,16 @@ impl Shard {
             self.partitions.borrow_mut().remove(&(p.topic_id, p.index));
             p.close().await;
         }
+        let routing = self.routing.borrow().clone();
+        self.open_owned(&catalog, &routing).await
+    }
+
+    /// Opens every partition of `catalog` that `routing` gives to this shard and is not open yet.
+    async fn open_owned(&self, catalog: &Catalog, routing: &Routing) -> Result<(), String> {
         let mut errors = Vec::new();
         for t in catalog.topics.values() {
             for p in 0..t.partitions {
-                if self.owner(t.topic_id, p) != self.id
+                if self.owner_under(routing, t.topic_id, p) != self.id
                     || self.partitions.borrow().contains_key(&(t.topic_id, p))
                 {
                     continue;
@@ -236,6 +266,41 @@ impl Shard {
         } else {
             Err(format!("cannot open partitions: {}", errors.join("; ")))
         }
+    }
+
+    /// Adopts a newer routing table: partitions it brings here are opened before requests are
+    /// routed by it; partitions it takes away must have been released already (closed if not).
+    pub async fn apply_routing(self: &Rc<Self>, routing: Arc<Routing>) -> Result<(), String> {
+        if routing.version <= self.routing.borrow().version {
+            return Ok(());
+        }
+        let catalog = self.catalog.borrow().clone();
+        let opened = self.open_owned(&catalog, &routing).await;
+        let gone: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| self.owner_under(&routing, p.topic_id, p.index) != self.id)
+            .cloned()
+            .collect();
+        for p in gone {
+            self.partitions.borrow_mut().remove(&(p.topic_id, p.index));
+            p.close().await;
+        }
+        *self.routing.borrow_mut() = routing;
+        opened
+    }
+
+    /// Flushes and closes a partition this shard owns, ahead of a move. Requests for it get
+    /// `NOT_LEADER` (retriable) until the new routing table arrives.
+    pub async fn release(&self, topic_id: u64, partition: u32) -> Result<(), String> {
+        let p = self
+            .partitions
+            .borrow_mut()
+            .remove(&(topic_id, partition))
+            .ok_or_else(|| format!("shard {} does not own partition {partition}", self.id))?;
+        p.close().await;
+        Ok(())
     }
 
     /// Applies `catalog` on every shard (this one included) and waits for all of them.
@@ -285,6 +350,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         shards: ctx.shards,
         config: ctx.config.clone(),
         catalog: RefCell::new(Arc::new(Catalog::default())),
+        routing: RefCell::new(Arc::new(Routing::default())),
         partitions: RefCell::new(HashMap::new()),
         senders,
         pending: RefCell::new(HashMap::new()),

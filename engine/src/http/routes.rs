@@ -76,10 +76,17 @@ async fn gather(shard: &Rc<Shard>, window_s: Option<u64>) -> Vec<(StatsSnapshot,
 
 /// Answers one request.
 pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
-    if req.method() != Method::GET {
-        return error(405, "METHOD_NOT_ALLOWED", "the stats port only answers GET");
-    }
     let q = query(&req);
+    if req.method() == Method::POST && req.uri().path() == "/admin/move" {
+        return move_partition(shard, &q).await;
+    }
+    if req.method() != Method::GET {
+        return error(
+            405,
+            "METHOD_NOT_ALLOWED",
+            "the stats port answers GET, and POST only on /admin/move",
+        );
+    }
     match req.uri().path() {
         "/health" => json(serde_json::json!({"status": "ok"})),
         "/ready" => {
@@ -140,6 +147,40 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
             "NOT_FOUND",
             &format!("no endpoint {other}; try /health, /ready, /stats, /stats/hdr?metric=produce, /metrics"),
         ),
+    }
+}
+
+/// `POST /admin/move?topic=T&partition=P&shard=S`: move a partition to another shard, live.
+async fn move_partition(shard: &Rc<Shard>, q: &[(String, String)]) -> Reply {
+    let (Some(topic), Some(partition), Some(to)) = (
+        param(q, "topic"),
+        param(q, "partition").and_then(|v| v.parse::<u32>().ok()),
+        param(q, "shard").and_then(|v| v.parse::<usize>().ok()),
+    ) else {
+        return error(
+            400,
+            "INVALID_REQUEST",
+            "use POST /admin/move?topic=NAME&partition=N&shard=S with numeric partition and shard",
+        );
+    };
+    match crate::moves::move_partition(shard, topic, partition, to).await {
+        Ok(m) => json(serde_json::json!({
+            "topic": topic,
+            "partition": partition,
+            "from_shard": m.from,
+            "to_shard": m.to,
+            "routing_version": m.version,
+        })),
+        Err(f) => {
+            let status = match f.code {
+                net::codec::ErrorCode::UnknownTopic | net::codec::ErrorCode::UnknownPartition => {
+                    404
+                }
+                net::codec::ErrorCode::InvalidRequest => 400,
+                _ => 503,
+            };
+            error(status, f.code.name(), &f.message)
+        }
     }
 }
 

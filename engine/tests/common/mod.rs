@@ -225,12 +225,17 @@ pub fn read_all(c: &mut Client, topic: &str, partition: u32) -> Vec<net::client:
 
 /// `GET path` on the node's HTTP port; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_request("GET", addr, path)
+}
+
+/// `METHOD path` (no body) on the node's HTTP port; returns (status, body).
+pub fn http_request(method: &str, addr: &str, path: &str) -> (u16, String) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the http port");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
