@@ -63,6 +63,13 @@ pub struct ServeConfig {
     /// How long a frame's body may take to arrive after its length prefix; then the connection is
     /// closed and its budget returned.
     pub frame_read_timeout_ms: u64,
+    /// What the analytics shard may do: off, advise (compute and show) or act (move partitions).
+    pub analytics: crate::analytics_shard::Mode,
+    /// Messages per second one shard is taken to handle, for the analytics shard's balance and
+    /// scale-out decisions. Set it from a `loadgen` run on your hardware.
+    pub analytics_shard_capacity_msgs_per_s: f64,
+    /// Messages per second above which one partition counts as hot.
+    pub analytics_partition_capacity_msgs_per_s: f64,
 }
 
 impl ServeConfig {
@@ -83,6 +90,9 @@ impl ServeConfig {
             segment_bytes_default: 64 << 20,
             ring_memory_bytes_max: 256 << 20,
             frame_read_timeout_ms: 30_000,
+            analytics: crate::analytics_shard::Mode::Act,
+            analytics_shard_capacity_msgs_per_s: 200_000.0,
+            analytics_partition_capacity_msgs_per_s: 100_000.0,
         }
     }
 }
@@ -105,6 +115,7 @@ pub struct Overrides {
     pub node_id: Option<u32>,
     pub spin_before_park_us: Option<u64>,
     pub flush_interval_ms: Option<u64>,
+    pub analytics: Option<String>,
     pub config: Option<PathBuf>,
 }
 
@@ -125,6 +136,9 @@ struct FileConfig {
     segment_bytes_default: Option<u64>,
     ring_memory_bytes_max: Option<u64>,
     frame_read_timeout_ms: Option<u64>,
+    analytics: Option<String>,
+    analytics_shard_capacity_msgs_per_s: Option<f64>,
+    analytics_partition_capacity_msgs_per_s: Option<f64>,
 }
 
 /// Resolves the configuration from flags, the given environment and the optional TOML file.
@@ -179,6 +193,17 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
     set(&mut cfg.segment_bytes_default, file.segment_bytes_default);
     set(&mut cfg.ring_memory_bytes_max, file.ring_memory_bytes_max);
     set(&mut cfg.frame_read_timeout_ms, file.frame_read_timeout_ms);
+    if let Some(v) = file.analytics {
+        cfg.analytics = parse_mode(&v, &src)?;
+    }
+    set(
+        &mut cfg.analytics_shard_capacity_msgs_per_s,
+        file.analytics_shard_capacity_msgs_per_s,
+    );
+    set(
+        &mut cfg.analytics_partition_capacity_msgs_per_s,
+        file.analytics_partition_capacity_msgs_per_s,
+    );
     Ok(())
 }
 
@@ -192,6 +217,9 @@ fn apply_env(cfg: &mut ServeConfig, env: &HashMap<String, String>) -> Result<(),
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
     if let Some(v) = get("SPRAWL_DATA_DIR") {
         cfg.data_dir = PathBuf::from(v);
+    }
+    if let Some(v) = get("SPRAWL_ANALYTICS") {
+        cfg.analytics = parse_mode(v, "environment variable SPRAWL_ANALYTICS")?;
     }
     if let Some(v) = get("SPRAWL_BIND") {
         cfg.bind = parse_ip(v, "SPRAWL_BIND")?;
@@ -263,7 +291,19 @@ fn apply_flags(cfg: &mut ServeConfig, f: &Overrides) -> Result<(), ConfigError> 
     set(&mut cfg.node_id, f.node_id);
     set(&mut cfg.spin_before_park_us, f.spin_before_park_us);
     set(&mut cfg.flush_interval_ms, f.flush_interval_ms);
+    if let Some(v) = &f.analytics {
+        cfg.analytics = parse_mode(v, "--analytics")?;
+    }
     Ok(())
+}
+
+fn parse_mode(v: &str, src: &str) -> Result<crate::analytics_shard::Mode, ConfigError> {
+    v.trim().parse().map_err(|reason| ConfigError::Invalid {
+        setting: "analytics",
+        value: v.to_string(),
+        source_name: src.to_string(),
+        reason,
+    })
 }
 
 fn parse_ip(v: &str, src: &str) -> Result<IpAddr, ConfigError> {
@@ -324,6 +364,20 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
             cfg.segment_bytes_default.to_string(),
             "must be at least 1 MiB",
         ));
+    }
+    for (name, v) in [
+        (
+            "analytics_shard_capacity_msgs_per_s",
+            cfg.analytics_shard_capacity_msgs_per_s,
+        ),
+        (
+            "analytics_partition_capacity_msgs_per_s",
+            cfg.analytics_partition_capacity_msgs_per_s,
+        ),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(invalid(name, v.to_string(), "must be a positive number"));
+        }
     }
     if cfg.frame_read_timeout_ms < 100 {
         return Err(invalid(

@@ -211,6 +211,10 @@ pub fn start_call(shard: &Rc<Shard>, body: CallBody) -> LocalFut<ReplyBody> {
             let info = local_partition_info(shard, topic_id);
             Box::pin(async move { ReplyBody::Info(info) })
         }
+        CallBody::Metrics => {
+            let m = local_stats(shard, Some(1)).1;
+            Box::pin(async move { ReplyBody::Metrics(Box::new(m)) })
+        }
         CallBody::Release {
             topic_id,
             partition,

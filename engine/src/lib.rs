@@ -24,11 +24,13 @@
 //! ```
 
 pub mod admin;
+pub mod analytics_shard;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod handlers;
+pub mod host;
 pub mod http;
 pub mod metrics;
 pub mod moves;

@@ -76,6 +76,8 @@ pub enum CallBody {
     PartitionInfo { topic_id: u64 },
     /// Histograms and counters for the HTTP port (`window_s`: the interval view, or totals).
     Stats { window_s: Option<u64> },
+    /// Counters of this shard and its partitions (for the analytics shard).
+    Metrics,
     /// Give up ownership of a partition (flush and close it) ahead of a move.
     Release { topic_id: u64, partition: u32 },
     /// Adopt this routing table: open partitions it moves here, then route by it.
@@ -90,6 +92,7 @@ pub enum ReplyBody {
     Done(Result<(), String>),
     Info(Vec<net::codec::PartitionInfo>),
     Stats(Box<(crate::stats::StatsSnapshot, crate::metrics::MetricsSnapshot)>),
+    Metrics(Box<crate::metrics::MetricsSnapshot>),
 }
 
 /// A call sent to another shard whose answer has not been awaited yet.
@@ -127,10 +130,14 @@ pub struct Shard {
     pub connections: Cell<usize>,
     pub connections_changed: Notify,
     pub next_subscription: Cell<u32>,
+    /// Round-robin counter for REST publishes without key or partition.
+    pub http_round_robin: Cell<u32>,
     pub metrics: ShardMetrics,
     pub client_addr: RefCell<String>,
     pub ring_budget: Arc<storage::MemoryBudget>,
     pub stats: Rc<crate::stats::ShardStats>,
+    /// The analytics shard's state (shard 0, unless `--analytics off`).
+    pub analytics: RefCell<Option<Rc<crate::analytics_shard::AnalyticsShard>>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -363,9 +370,11 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         connections: Cell::new(0),
         connections_changed: Notify::default(),
         next_subscription: Cell::new(1),
+        http_round_robin: Cell::new(0),
         metrics: ShardMetrics::default(),
         ring_budget: ctx.ring_budget.clone(),
         stats: Rc::new(crate::stats::ShardStats::default()),
+        analytics: RefCell::new(None),
         client_addr: RefCell::new(
             listener
                 .local_addr()
@@ -380,6 +389,17 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         glommio::spawn_local(async move { serve_peer(shard, peer, stream).await }).detach();
     }
     spawn_background(&shard);
+    if shard.id == 0 && shard.config.analytics != crate::analytics_shard::Mode::Off {
+        let mut config = analytics::Config::default();
+        config.hot.partition_capacity_msgs_per_s =
+            shard.config.analytics_partition_capacity_msgs_per_s;
+        let a = Rc::new(crate::analytics_shard::AnalyticsShard::new(
+            shard.config.analytics,
+            config,
+        )?);
+        *shard.analytics.borrow_mut() = Some(a.clone());
+        crate::analytics_shard::spawn(&shard, a);
+    }
     if let Some(fd) = ctx.http_fd {
         use std::os::fd::FromRawFd;
         // SAFETY: a listening socket created by the runtime for this shard alone.

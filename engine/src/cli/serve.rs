@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// background fdatasync interval for acks=leader data, ms (default 1000; env SPRAWL_FLUSH_INTERVAL_MS)
     #[argh(option)]
     pub flush_interval_ms: Option<u64>,
+    /// analytics shard: off, advise (forecasts and decisions shown, not applied) or act (moves hot partitions between shards; default; env SPRAWL_ANALYTICS)
+    #[argh(option)]
+    pub analytics: Option<String>,
     /// TOML configuration file (env SPRAWL_CONFIG)
     #[argh(option)]
     pub config: Option<PathBuf>,
@@ -53,6 +56,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         node_id: a.node_id,
         spin_before_park_us: a.spin_before_park_us,
         flush_interval_ms: a.flush_interval_ms,
+        analytics: a.analytics,
         config: a.config,
     };
     let env: HashMap<String, String> = std::env::vars()

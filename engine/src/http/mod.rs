@@ -1,9 +1,12 @@
 //! The HTTP stats port: hyper (HTTP/1.1) on shard 0's reactor.
 //!
-//! Served from one shard because it is a control-plane port: a scrape gathers every shard's
-//! histograms and counters over the mesh, so no shard shares memory with another. Connections
-//! are capped and requests are GETs without bodies; nothing here touches the data path.
+//! Served from shard 0, which also owns the catalog, the admin lock and the analytics shard: a
+//! scrape gathers every shard's histograms and counters over the mesh, and a REST publish is
+//! handed to the owning shard exactly like a binary-protocol produce. Connections are capped,
+//! request heads are bounded by hyper's buffer limit and bodies by `BODY_BYTES_MAX`.
 
+mod analytics;
+pub mod rest;
 mod routes;
 
 use std::cell::Cell;

@@ -74,20 +74,113 @@ async fn gather(shard: &Rc<Shard>, window_s: Option<u64>) -> Vec<(StatsSnapshot,
     out
 }
 
+/// Largest request body accepted (a publish of one maximal batch).
+const BODY_BYTES_MAX: usize = 8 << 20;
+
+/// An error reply; 429 and 503 carry `Retry-After` and a `retry_after` field.
+fn http_error(e: super::rest::HttpError) -> Reply {
+    if e.status == 429 || e.status == 503 {
+        let body =
+            serde_json::json!({"error": {"code": e.code, "message": e.message, "retry_after": 1}});
+        let mut r = respond(e.status, "application/json", body.to_string());
+        r.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+        return r;
+    }
+    error(e.status, e.code, &e.message)
+}
+
+/// Reads and parses a JSON body (bounded).
+async fn json_body(req: Request<Incoming>) -> Result<serde_json::Value, super::rest::HttpError> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), BODY_BYTES_MAX);
+    let bytes = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return Err(super::rest::HttpError {
+                status: 413,
+                code: "MESSAGE_TOO_LARGE",
+                message: format!("request body refused ({e}); the limit is {BODY_BYTES_MAX} bytes"),
+            })
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| super::rest::HttpError::bad(format!("the body is not valid JSON: {e}")))
+}
+
+fn answer(r: Result<serde_json::Value, super::rest::HttpError>, ok_status: u16) -> Reply {
+    match r {
+        Ok(v) => respond(ok_status, "application/json", v.to_string()),
+        Err(e) => http_error(e),
+    }
+}
+
 /// Answers one request.
 pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
+    use super::rest;
     let q = query(&req);
-    if req.method() == Method::POST && req.uri().path() == "/admin/move" {
-        return move_partition(shard, &q).await;
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (&method, segs.as_slice()) {
+        (&Method::POST, ["admin", "move"]) => return move_partition(shard, &q).await,
+        (&Method::GET, ["topics"]) => return json(rest::list_topics(shard)),
+        (&Method::POST, ["topics"]) => {
+            let r = match json_body(req).await {
+                Ok(body) => rest::create_topic(shard, &body).await,
+                Err(e) => Err(e),
+            };
+            return answer(r, 201);
+        }
+        (&Method::GET, ["topics", topic]) => {
+            return answer(rest::describe_topic(shard, topic).await, 200)
+        }
+        (&Method::DELETE, ["topics", topic]) => {
+            let r = crate::admin::delete_topic(shard, topic)
+                .await
+                .map(|()| serde_json::json!({"deleted": topic}))
+                .map_err(rest::HttpError::from);
+            return answer(r, 200);
+        }
+        (&Method::POST, ["topics", topic, "messages"]) => {
+            let topic = topic.to_string();
+            let r = match json_body(req).await {
+                Ok(body) => rest::post_messages(shard, &topic, &body).await,
+                Err(e) => Err(e),
+            };
+            return answer(r, 200);
+        }
+        (&Method::GET, ["topics", topic, "partitions", p, "messages"]) => {
+            return answer(rest::get_messages(shard, topic, p, &q).await, 200)
+        }
+        (&Method::POST, ["publish"]) => {
+            let r = match json_body(req).await {
+                Ok(body) => rest::compat_publish(shard, &body).await,
+                Err(e) => Err(e),
+            };
+            return answer(r, 200);
+        }
+        (&Method::GET, ["status"]) => {
+            let cat = crate::handlers::catalog_snapshot(shard);
+            return json(serde_json::json!({
+                "status": if shard.stopping.get() { "stopping" } else { "running" },
+                "version": env!("CARGO_PKG_VERSION"),
+                "node_id": shard.config.node_id,
+                "shards": shard.shards,
+                "topics": cat.topics.len(),
+                "client_address": *shard.client_addr.borrow(),
+            }));
+        }
+        (&Method::GET, _) => {}
+        _ => {
+            return error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                &format!("{method} {path} is not supported; see docs/http-api.md"),
+            )
+        }
     }
-    if req.method() != Method::GET {
-        return error(
-            405,
-            "METHOD_NOT_ALLOWED",
-            "the stats port answers GET, and POST only on /admin/move",
-        );
-    }
-    match req.uri().path() {
+    match path.as_str() {
         "/health" => json(serde_json::json!({"status": "ok"})),
         "/ready" => {
             if shard.stopping.get() {
@@ -137,15 +230,33 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
                 Err(e) => error(500, "INTERNAL", &e),
             }
         }
-        "/metrics" => respond(
-            200,
-            "text/plain; version=0.0.4",
-            prometheus(shard, &gather(shard, None).await),
-        ),
+        "/metrics" => {
+            let mut text = prometheus(shard, &gather(shard, None).await);
+            if let Some(a) = shard.analytics.borrow().as_ref() {
+                super::analytics::prometheus(a, shard.config.node_id, &mut text);
+            }
+            respond(200, "text/plain; version=0.0.4", text)
+        }
+        "/analytics/forecast" | "/analytics/hot" | "/analytics/anomalies"
+        | "/analytics/decisions" => {
+            let Some(a) = shard.analytics.borrow().clone() else {
+                return error(
+                    404,
+                    "ANALYTICS_OFF",
+                    "the analytics shard is off; start the node with --analytics advise or act",
+                );
+            };
+            json(match path.as_str() {
+                "/analytics/forecast" => super::analytics::forecast(&a),
+                "/analytics/hot" => super::analytics::hot(&a),
+                "/analytics/anomalies" => super::analytics::anomalies(&a),
+                _ => super::analytics::decisions(&a),
+            })
+        }
         other => error(
             404,
             "NOT_FOUND",
-            &format!("no endpoint {other}; try /health, /ready, /stats, /stats/hdr?metric=produce, /metrics"),
+            &format!("no endpoint {other}; see docs/http-api.md (try /health, /stats, /metrics, /topics)"),
         ),
     }
 }

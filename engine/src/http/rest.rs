@@ -1,0 +1,435 @@
+//! The REST API on the HTTP port: topics, publishing and reading messages as JSON, and the
+//! earlier system's `POST /publish` and `GET /status` (a compatibility layer).
+//!
+//! Publishing goes through the same path as the binary protocol: the request becomes a Produce
+//! frame handled by the partition's owning shard, so durability (`acks`), ordering and limits are
+//! identical. Values travel as UTF-8 text, or base64 with `"encoding": "base64"`.
+
+use std::rc::Rc;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use net::codec::{
+    decode, encode, message_id, Acks, Body, Decoded, ErrorCode, Frame, Limits, RecordView, Request,
+    Response, TopicConfig,
+};
+use serde_json::{json, Value};
+
+use crate::handlers::{self, Failure, ReadArgs};
+use crate::shard::{CallBody, ReplyBody, Shard};
+
+/// Records one publish request may carry.
+pub const RECORDS_PER_REQUEST_MAX: usize = 10_000;
+
+/// An HTTP-level error: status, protocol code, message.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn bad(message: impl Into<String>) -> HttpError {
+        HttpError {
+            status: 400,
+            code: "INVALID_REQUEST",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Failure> for HttpError {
+    fn from(f: Failure) -> HttpError {
+        let status = match f.code {
+            ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => 404,
+            ErrorCode::TopicExists => 409,
+            ErrorCode::MessageTooLarge | ErrorCode::FrameTooLarge => 413,
+            ErrorCode::OffsetOutOfRange
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidConfig
+            | ErrorCode::OutOfOrderSequence
+            | ErrorCode::DuplicateSequence
+            | ErrorCode::InvalidProducerEpoch => 400,
+            ErrorCode::Throttled => 429,
+            ErrorCode::NotLeader | ErrorCode::ShuttingDown | ErrorCode::Timeout => 503,
+            _ => 500,
+        };
+        HttpError {
+            status,
+            code: f.code.name(),
+            message: f.message,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, HttpError>;
+
+fn field_u64(v: &Value, name: &str) -> Result<Option<u64>> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| HttpError::bad(format!("{name} must be a non-negative integer"))),
+    }
+}
+
+/// `POST /topics`.
+pub async fn create_topic(shard: &Rc<Shard>, body: &Value) -> Result<Value> {
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| HttpError::bad("body needs \"name\": the topic name"))?;
+    let partitions = field_u64(body, "partitions")?
+        .ok_or_else(|| HttpError::bad("body needs \"partitions\": a positive integer"))?;
+    let config = TopicConfig {
+        partitions: u32::try_from(partitions)
+            .map_err(|_| HttpError::bad("partitions is too large"))?,
+        retention_ms: field_u64(body, "retention_ms")?,
+        retention_bytes: field_u64(body, "retention_bytes")?,
+        segment_bytes: field_u64(body, "segment_bytes")?,
+        compacted: body
+            .get("compacted")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        default_ttl_ms: field_u64(body, "default_ttl_ms")?,
+    };
+    let id = crate::admin::create_topic(shard, name, config).await?;
+    Ok(json!({"name": name, "topic_id": format!("{id:016x}"), "partitions": partitions}))
+}
+
+/// `GET /topics`.
+pub fn list_topics(shard: &Shard) -> Value {
+    let cat = handlers::catalog_snapshot(shard);
+    let topics: Vec<Value> = cat
+        .topics
+        .values()
+        .map(|t| json!({"name": t.name, "topic_id": format!("{:016x}", t.topic_id), "partitions": t.partitions}))
+        .collect();
+    json!({"topics": topics})
+}
+
+/// `GET /topics/{t}`.
+pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> Result<Value> {
+    let (t, parts) = handlers::describe(shard, name).await?;
+    let s = &t.settings;
+    let parts: Vec<Value> = parts
+        .iter()
+        .map(|p| {
+            json!({"partition": p.partition, "shard": p.shard, "start_offset": p.start_offset,
+                        "end_offset": p.end_offset, "durable_offset": p.durable_offset,
+                        "bytes_on_disk": p.bytes_on_disk})
+        })
+        .collect();
+    Ok(
+        json!({"name": t.name, "topic_id": format!("{:016x}", t.topic_id), "partitions": t.partitions,
+              "retention_ms": s.retention_ms, "retention_bytes": s.retention_bytes,
+              "segment_bytes": s.segment_bytes, "compacted": s.compacted,
+              "default_ttl_ms": s.default_ttl_ms, "partition_state": parts}),
+    )
+}
+
+/// A record parsed from JSON.
+#[derive(Debug, Default)]
+pub struct JsonRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub ttl_ms: u32,
+}
+
+fn bytes_of(v: &Value, what: &str, base64: bool) -> Result<Vec<u8>> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| HttpError::bad(format!("{what} must be a string")))?;
+    if base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| HttpError::bad(format!("{what} is not valid base64: {e}")))
+    } else {
+        Ok(s.as_bytes().to_vec())
+    }
+}
+
+/// Parses `{"key", "value", "encoding", "headers", "ttl_ms"}`.
+pub fn parse_record(v: &Value) -> Result<JsonRecord> {
+    let b64 = match v.get("encoding").and_then(Value::as_str) {
+        None | Some("utf8") | Some("text") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(HttpError::bad(format!(
+                "encoding must be \"utf8\" or \"base64\", not {other:?}"
+            )))
+        }
+    };
+    let value = v
+        .get("value")
+        .ok_or_else(|| HttpError::bad("each record needs a \"value\""))?;
+    let mut rec = JsonRecord {
+        value: bytes_of(value, "value", b64)?,
+        ..JsonRecord::default()
+    };
+    if let Some(k) = v.get("key").filter(|k| !k.is_null()) {
+        rec.key = Some(bytes_of(k, "key", b64)?);
+    }
+    if let Some(h) = v.get("headers").filter(|h| !h.is_null()) {
+        let obj = h
+            .as_object()
+            .ok_or_else(|| HttpError::bad("headers must be an object of strings"))?;
+        for (k, hv) in obj {
+            rec.headers.push((
+                k.as_bytes().to_vec(),
+                bytes_of(hv, "a header value", false)?,
+            ));
+        }
+    }
+    if let Some(ttl) = field_u64(v, "ttl_ms")? {
+        rec.ttl_ms = u32::try_from(ttl).map_err(|_| HttpError::bad("ttl_ms is too large"))?;
+    }
+    Ok(rec)
+}
+
+/// Parses `acks` ("none" | "leader" | "all", default "all").
+pub fn parse_acks(v: Option<&Value>) -> Result<Acks> {
+    match v.and_then(Value::as_str) {
+        None | Some("all") => Ok(Acks::All),
+        Some("leader") => Ok(Acks::Leader),
+        Some("none") => Ok(Acks::None),
+        Some(other) => Err(HttpError::bad(format!(
+            "acks must be none, leader or all, not {other:?}"
+        ))),
+    }
+}
+
+/// Publishes records to one partition through the owning shard. `None` for `acks=none`.
+pub async fn publish(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: Option<u32>,
+    records: &[JsonRecord],
+    acks: Acks,
+) -> Result<Vec<Value>> {
+    if records.is_empty() || records.len() > RECORDS_PER_REQUEST_MAX {
+        return Err(HttpError::bad(format!(
+            "send 1 to {RECORDS_PER_REQUEST_MAX} records per request"
+        )));
+    }
+    let t = shard
+        .topic(topic)
+        .ok_or_else(|| HttpError::from(handlers::unknown_topic(topic)))?;
+    let partition = match partition {
+        Some(p) => p,
+        None => match &records[0].key {
+            Some(k) => crc32c::crc32c(k) % t.partitions,
+            None => {
+                let n = shard.http_round_robin.get();
+                shard.http_round_robin.set(n.wrapping_add(1));
+                n % t.partitions
+            }
+        },
+    };
+    handlers::resolve(shard, topic, partition)?;
+    let views: Vec<RecordView<'_>> = records
+        .iter()
+        .map(|r| RecordView {
+            key: r.key.as_deref(),
+            value: &r.value,
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                .collect(),
+            timestamp_ms: 0,
+            ttl_ms: r.ttl_ms,
+        })
+        .collect();
+    let limits = Limits::new(shard.config.frame_bytes_max);
+    let mut buf = BytesMut::new();
+    let request = Request::Produce {
+        topic,
+        partition,
+        acks,
+        producer: None,
+        records: views,
+    };
+    encode(&Frame::request(0, request), &mut buf, &limits).map_err(|e| HttpError {
+        status: 413,
+        code: "MESSAGE_TOO_LARGE",
+        message: format!("{e}; send fewer or smaller records per request"),
+    })?;
+    let frame: Bytes = buf.freeze();
+    let owner = shard.owner(t.topic_id, partition);
+    let reply = if owner == shard.id {
+        handlers::start_frame(shard, frame).await
+    } else {
+        match shard.call(owner, CallBody::Frame(frame)).await {
+            Some(ReplyBody::Frame(r)) => r,
+            _ => {
+                return Err(HttpError::from(Failure::new(
+                    ErrorCode::ShuttingDown,
+                    "the owning shard is shutting down; retry",
+                )))
+            }
+        }
+    };
+    let Some(reply) = reply else {
+        return Ok(Vec::new());
+    };
+    match decode(&reply, &limits) {
+        Ok(Decoded::Frame(f, _)) => match f.body {
+            Body::Response(Response::Produce {
+                topic_id,
+                partition,
+                base_offset,
+                record_count,
+                duplicate,
+                durable,
+                ..
+            }) => Ok((0..u64::from(record_count))
+                .map(|i| {
+                    let offset = base_offset + i;
+                    json!({"partition": partition, "offset": offset,
+                           "id": message_id(topic_id, partition, offset),
+                           "duplicate": duplicate, "durable": durable})
+                })
+                .collect()),
+            Body::Response(Response::Error { error, message, .. }) => {
+                Err(Failure::new(error, message).into())
+            }
+            other => Err(HttpError::from(Failure::new(
+                ErrorCode::Internal,
+                format!("unexpected reply {other:?}"),
+            ))),
+        },
+        _ => Err(HttpError::from(Failure::new(
+            ErrorCode::Internal,
+            "undecodable produce reply",
+        ))),
+    }
+}
+
+/// `POST /topics/{t}/messages`: one record object, or `{"records": [...], "acks", "partition"}`.
+pub async fn post_messages(shard: &Rc<Shard>, topic: &str, body: &Value) -> Result<Value> {
+    let acks = parse_acks(body.get("acks"))?;
+    let partition = field_u64(body, "partition")?
+        .map(|p| u32::try_from(p).map_err(|_| HttpError::bad("partition is too large")))
+        .transpose()?;
+    let records = match body.get("records") {
+        Some(Value::Array(list)) => list.iter().map(parse_record).collect::<Result<Vec<_>>>()?,
+        Some(_) => return Err(HttpError::bad("records must be an array of record objects")),
+        None => vec![parse_record(body)?],
+    };
+    let results = publish(shard, topic, partition, &records, acks).await?;
+    Ok(json!({"topic": topic, "results": results}))
+}
+
+/// `GET /topics/{t}/partitions/{p}/messages?offset=&max=&wait_ms=`.
+pub async fn get_messages(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: &str,
+    q: &[(String, String)],
+) -> Result<Value> {
+    let partition: u32 = partition
+        .parse()
+        .map_err(|_| HttpError::bad(format!("partition must be a number, not {partition:?}")))?;
+    let num = |k: &str, default: u64| -> Result<u64> {
+        match q.iter().find(|(n, _)| n == k) {
+            None => Ok(default),
+            Some((_, v)) => v.parse().map_err(|_| {
+                HttpError::bad(format!("{k} must be a non-negative integer, not {v:?}"))
+            }),
+        }
+    };
+    let t = handlers::resolve(shard, topic, partition)?;
+    let offset = num("offset", 0)?;
+    let max = num("max", 100)?.clamp(1, 10_000) as usize;
+    let wait_ms = num("wait_ms", 0)?.min(u64::from(handlers::FETCH_WAIT_MS_MAX)) as u32;
+    let args = ReadArgs {
+        topic_id: t.topic_id,
+        partition,
+        offset,
+        max_bytes: 4 << 20,
+        wait_ms,
+    };
+    let mut out = handlers::read_anywhere(shard, args).await?;
+    out.records.truncate(max);
+    handlers::record_e2e(shard, &out.records);
+    let next = out.records.last().map_or(offset, |r| r.offset + 1);
+    let records: Vec<Value> = out
+        .records
+        .iter()
+        .map(|r| {
+            let mut v = json!({"offset": r.offset, "timestamp": r.timestamp_ms,
+                               "id": message_id(t.topic_id, partition, r.offset)});
+            let (value, b64) = text_or_base64(&r.value);
+            v["value"] = json!(value);
+            if b64 {
+                v["encoding"] = json!("base64");
+            }
+            if let Some(k) = &r.key {
+                v["key"] = json!(text_or_base64(k).0);
+            }
+            let headers: serde_json::Map<String, Value> = r
+                .headers
+                .iter()
+                .map(|(k, hv)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        json!(text_or_base64(hv).0),
+                    )
+                })
+                .collect();
+            if !headers.is_empty() {
+                v["headers"] = Value::Object(headers);
+            }
+            v
+        })
+        .collect();
+    Ok(
+        json!({"topic": topic, "partition": partition, "records": records,
+              "next_offset": next, "high_offset": out.high_offset, "start_offset": out.start_offset}),
+    )
+}
+
+fn text_or_base64(b: &[u8]) -> (String, bool) {
+    match std::str::from_utf8(b) {
+        Ok(s) => (s.to_string(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(b), true),
+    }
+}
+
+/// `POST /publish {"topic", "payload", "id"?, "ttl"?}` of the earlier system: `payload` is text
+/// (or any JSON, stored as its JSON text), `id` is kept as the record header `id`, `ttl` is
+/// seconds to expiry. Answers with the message id the node assigned.
+pub async fn compat_publish(shard: &Rc<Shard>, body: &Value) -> Result<Value> {
+    let topic = body
+        .get("topic")
+        .and_then(Value::as_str)
+        .ok_or_else(|| HttpError::bad("body needs \"topic\""))?;
+    let payload = match body.get("payload") {
+        None | Some(Value::Null) => return Err(HttpError::bad("body needs \"payload\"")),
+        Some(Value::String(s)) => s.as_bytes().to_vec(),
+        Some(other) => other.to_string().into_bytes(),
+    };
+    let mut rec = JsonRecord {
+        value: payload,
+        ..JsonRecord::default()
+    };
+    if let Some(id) = body.get("id").filter(|v| !v.is_null()) {
+        let id = id.as_str().map_or_else(|| id.to_string(), str::to_string);
+        rec.headers.push((b"id".to_vec(), id.into_bytes()));
+    }
+    if let Some(ttl_s) = field_u64(body, "ttl")? {
+        let ms = ttl_s
+            .checked_mul(1000)
+            .and_then(|ms| u32::try_from(ms).ok())
+            .ok_or_else(|| HttpError::bad("ttl (seconds) is too large; at most 4294967"))?;
+        rec.ttl_ms = ms.max(1);
+    }
+    let results = publish(shard, topic, None, &[rec], Acks::All).await?;
+    let r = results.first().cloned().unwrap_or(Value::Null);
+    Ok(json!({"status": "published", "topic": topic, "id": r["id"],
+              "partition": r["partition"], "offset": r["offset"]}))
+}

@@ -1,0 +1,190 @@
+//! The REST API and the earlier system's compatibility endpoints, over real HTTP (curl and a raw
+//! client), happy and error paths.
+
+mod common;
+
+use std::process::Command;
+
+use common::{http_request, shards, Node};
+
+/// `curl -s -w '\n%{http_code}' -X METHOD URL [-d BODY]` -> (status, body).
+fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-w", "\n%{http_code}", "-X", method, url]);
+    if let Some(b) = body {
+        cmd.args(["-H", "content-type: application/json", "--data-binary", b]);
+    }
+    let out = cmd
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    let v = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+    (code.parse().unwrap(), v)
+}
+
+#[test]
+fn rest_topics_publish_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_in(dir.path(), shards());
+    let base = format!("http://{}", node.http);
+    let (s, v) = curl(
+        "POST",
+        &format!("{base}/topics"),
+        Some(r#"{"name":"web","partitions":2}"#),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["partitions"], 2);
+    let (s, v) = curl(
+        "POST",
+        &format!("{base}/topics"),
+        Some(r#"{"name":"web","partitions":2}"#),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "TOPIC_EXISTS");
+    let (s, v) = curl("GET", &format!("{base}/topics"), None);
+    assert_eq!(s, 200);
+    assert_eq!(v["topics"][0]["name"], "web");
+
+    // One record, then a batch with a key, headers, base64 and acks=leader, to partition 1.
+    let (s, v) = curl(
+        "POST",
+        &format!("{base}/topics/web/messages"),
+        Some(r#"{"value":"hello","partition":1}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"][0]["offset"], 0);
+    assert_eq!(v["results"][0]["durable"], true, "acks=all by default");
+    let batch = r#"{"partition":1,"acks":"leader","records":[
+        {"key":"k","value":"two","headers":{"h":"x"}},
+        {"value":"/w==","encoding":"base64"}]}"#;
+    let (s, v) = curl("POST", &format!("{base}/topics/web/messages"), Some(batch));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+    assert_eq!(v["results"][1]["offset"], 2);
+    let (s, v) = curl(
+        "GET",
+        &format!("{base}/topics/web/partitions/1/messages?offset=0&max=10"),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[0]["value"], "hello");
+    assert_eq!(recs[1]["key"], "k");
+    assert_eq!(recs[1]["headers"]["h"], "x");
+    assert_eq!(recs[2]["encoding"], "base64");
+    assert_eq!(recs[2]["value"], "/w==");
+    assert_eq!(v["next_offset"], 3);
+    // The same records through the binary protocol.
+    let mut c = node.client();
+    let f = c.fetch("web", 1, 0, 1 << 20, 0).unwrap();
+    assert_eq!(f.records[1].value, b"two");
+    assert_eq!(f.records[2].value, vec![0xffu8]);
+
+    // Compatibility layer: POST /publish with id and ttl, GET /status, /health, /metrics.
+    let (s, v) = curl(
+        "POST",
+        &format!("{base}/publish"),
+        Some(r#"{"topic":"web","payload":{"a":1},"id":"m-1","ttl":60}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "published");
+    assert!(v["id"].is_string());
+    let (s, v) = curl("GET", &format!("{base}/status"), None);
+    assert_eq!(s, 200);
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["topics"], 1);
+    assert_eq!(curl("GET", &format!("{base}/health"), None).0, 200);
+    let (s, _) = curl("DELETE", &format!("{base}/topics/web"), None);
+    assert_eq!(s, 200);
+    let (s, v) = curl("GET", &format!("{base}/topics/web"), None);
+    assert_eq!(s, 404, "{v}");
+}
+
+#[test]
+fn rest_errors_say_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_in(dir.path(), shards());
+    let base = format!("http://{}", node.http);
+    let cases: [(&str, &str, Option<&str>, u16, &str); 9] = [
+        ("POST", "/topics", Some("{not json"), 400, "not valid JSON"),
+        ("POST", "/topics", Some(r#"{"partitions":1}"#), 400, "name"),
+        (
+            "POST",
+            "/topics",
+            Some(r#"{"name":"bad name","partitions":1}"#),
+            400,
+            "topic name",
+        ),
+        (
+            "POST",
+            "/topics/nope/messages",
+            Some(r#"{"value":"x"}"#),
+            404,
+            "sprawl topic create",
+        ),
+        (
+            "POST",
+            "/publish",
+            Some(r#"{"topic":"nope"}"#),
+            400,
+            "payload",
+        ),
+        (
+            "GET",
+            "/topics/nope/partitions/0/messages",
+            None,
+            404,
+            "does not exist",
+        ),
+        (
+            "GET",
+            "/topics/nope/partitions/x/messages",
+            None,
+            400,
+            "partition must be a number",
+        ),
+        ("PUT", "/topics", None, 405, "not supported"),
+        ("GET", "/nowhere", None, 404, "no endpoint"),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let (s, v) = curl(method, &format!("{base}{path}"), body);
+        assert_eq!(s, status, "{method} {path}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{method} {path}: {msg}");
+    }
+    // Bad offsets and encodings on an existing topic.
+    curl(
+        "POST",
+        &format!("{base}/topics"),
+        Some(r#"{"name":"t","partitions":1}"#),
+    );
+    let (s, v) = curl(
+        "GET",
+        &format!("{base}/topics/t/partitions/0/messages?offset=99"),
+        None,
+    );
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "OFFSET_OUT_OF_RANGE");
+    let (s, v) = curl(
+        "POST",
+        &format!("{base}/topics/t/messages"),
+        Some(r#"{"value":"%%","encoding":"base64"}"#),
+    );
+    assert_eq!(s, 400, "{v}");
+    // An oversized body is refused, and the node keeps serving.
+    let huge = format!("{{\"value\":\"{}\"}}", "x".repeat(9 << 20));
+    let path = dir.path().join("huge.json");
+    std::fs::write(&path, huge).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", path.display()))
+        .arg(format!("{base}/topics/t/messages"))
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(code == "413" || code == "000", "huge body answered {code}");
+    assert_eq!(http_request("GET", &node.http, "/health").0, 200);
+}
