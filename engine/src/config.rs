@@ -63,6 +63,9 @@ pub struct ServeConfig {
     /// How long a frame's body may take to arrive after its length prefix; then the connection is
     /// closed and its budget returned.
     pub frame_read_timeout_ms: u64,
+    /// Client connections one shard serves at once; beyond it a new connection's first request
+    /// is answered THROTTLED with a retry-after (hard overload) and the connection closed.
+    pub connections_per_shard_max: usize,
     /// What the analytics shard may do: off, advise (compute and show) or act (move partitions).
     pub analytics: crate::analytics_shard::Mode,
     /// Messages per second one shard is taken to handle, for the analytics shard's balance and
@@ -90,6 +93,7 @@ impl ServeConfig {
             segment_bytes_default: 64 << 20,
             ring_memory_bytes_max: 256 << 20,
             frame_read_timeout_ms: 30_000,
+            connections_per_shard_max: 10_000,
             analytics: crate::analytics_shard::Mode::Act,
             analytics_shard_capacity_msgs_per_s: 200_000.0,
             analytics_partition_capacity_msgs_per_s: 100_000.0,
@@ -136,6 +140,7 @@ struct FileConfig {
     segment_bytes_default: Option<u64>,
     ring_memory_bytes_max: Option<u64>,
     frame_read_timeout_ms: Option<u64>,
+    connections_per_shard_max: Option<usize>,
     analytics: Option<String>,
     analytics_shard_capacity_msgs_per_s: Option<f64>,
     analytics_partition_capacity_msgs_per_s: Option<f64>,
@@ -193,6 +198,10 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
     set(&mut cfg.segment_bytes_default, file.segment_bytes_default);
     set(&mut cfg.ring_memory_bytes_max, file.ring_memory_bytes_max);
     set(&mut cfg.frame_read_timeout_ms, file.frame_read_timeout_ms);
+    set(
+        &mut cfg.connections_per_shard_max,
+        file.connections_per_shard_max,
+    );
     if let Some(v) = file.analytics {
         cfg.analytics = parse_mode(&v, &src)?;
     }
@@ -378,6 +387,13 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
         if !(v.is_finite() && v > 0.0) {
             return Err(invalid(name, v.to_string(), "must be a positive number"));
         }
+    }
+    if cfg.connections_per_shard_max == 0 || cfg.connections_per_shard_max > 1_000_000 {
+        return Err(invalid(
+            "connections_per_shard_max",
+            cfg.connections_per_shard_max.to_string(),
+            "must be between 1 and 1000000",
+        ));
     }
     if cfg.frame_read_timeout_ms < 100 {
         return Err(invalid(

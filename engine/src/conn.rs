@@ -30,8 +30,10 @@ use crate::notify::Notify;
 use crate::shard::{CallBody, ReplyBody, Shard};
 use crate::stats::Op;
 
-/// Connections one shard serves at once; more are closed right after accept.
-const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
+/// How long a refused connection gets to send its first request header before it is closed.
+const REFUSE_READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// What a client refused for hard overload is told to wait before retrying.
+const OVERLOAD_RETRY_AFTER_MS: u32 = 1000;
 /// Subscriptions one connection may hold.
 const SUBSCRIPTIONS_PER_CONN_MAX: usize = 1024;
 /// Bytes of replies gathered into one socket write.
@@ -60,8 +62,9 @@ struct Conn {
 
 /// Serves one accepted connection until the peer closes it, it misbehaves, or the node stops.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    if shard.connections.get() >= CONNECTIONS_PER_SHARD_MAX || shard.stopping.get() {
+    if shard.connections.get() >= shard.config.connections_per_shard_max || shard.stopping.get() {
         add(&shard.metrics.connections_rejected, 1);
+        refuse(&shard, stream).await;
         return;
     }
     add(&shard.metrics.connections_accepted, 1);
@@ -98,6 +101,50 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer_task.await;
     shard.connections.set(shard.connections.get() - 1);
     shard.connections_changed.notify_all();
+}
+
+/// Hard overload (every connection slot of the shard taken) or shutdown: answer the client's first
+/// request with THROTTLED (and a retry-after) or SHUTTING_DOWN, then close. Bounded in time: a
+/// client that sends nothing is closed after `REFUSE_READ_TIMEOUT`.
+async fn refuse(shard: &Shard, mut stream: TcpStream) {
+    let mut head = [0u8; net::codec::HEADER_BYTES];
+    let read = glommio::timer::timeout(REFUSE_READ_TIMEOUT, async {
+        Ok(stream.read_exact(&mut head).await.is_ok())
+    })
+    .await;
+    if !matches!(read, Ok(true)) {
+        return;
+    }
+    let header = FrameHeader {
+        api_key: u16::from_le_bytes([head[4], head[5]]),
+        api_version: u16::from_le_bytes([head[6], head[7]]),
+        correlation_id: u32::from_le_bytes([head[8], head[9], head[10], head[11]]),
+        flags: 0,
+    };
+    let (f, retry_after_ms) = if shard.stopping.get() {
+        let f = Failure::new(
+            ErrorCode::ShuttingDown,
+            "the node is shutting down; reconnect to its replacement",
+        );
+        (f, 0)
+    } else {
+        add(&shard.metrics.throttled, 1);
+        let f = Failure::new(
+            ErrorCode::Throttled,
+            format!(
+                "this shard already serves {} connections (connections_per_shard_max); retry after {OVERLOAD_RETRY_AFTER_MS} ms or reuse connections",
+                shard.connections.get()
+            ),
+        );
+        (f, OVERLOAD_RETRY_AFTER_MS)
+    };
+    let frame = encode_error(header, &f, retry_after_ms, &Limits::pre_handshake());
+    let _ = glommio::timer::timeout(REFUSE_READ_TIMEOUT, async {
+        let _ = stream.write_all(&frame).await;
+        let _ = stream.close().await;
+        Ok(())
+    })
+    .await;
 }
 
 async fn write_loop(

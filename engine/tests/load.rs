@@ -128,3 +128,86 @@ fn overload_slows_producers_and_loses_nothing() {
     assert_eq!(total, acked.load(Ordering::SeqCst));
     assert_eq!(total, 8 * 300 * 64);
 }
+
+/// Hard overload (every connection slot taken): a new client's first request is answered
+/// THROTTLED with a retry-after, the refusal is counted, and existing clients carry on.
+#[test]
+fn hard_overload_is_throttled_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sprawl.toml");
+    std::fs::write(&conf, "connections_per_shard_max = 1\n").unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut child = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--shards",
+            "1",
+            "--config",
+        ])
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (addr, http) = loop {
+        if let Ok(t) = std::fs::read_to_string(data.join("ports.json")) {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            break (
+                v["client"].as_str().unwrap().to_string(),
+                v["http"].as_str().unwrap().to_string(),
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "node did not start");
+        std::thread::yield_now();
+    };
+    let mut first = Client::connect(&addr, ClientConfig::default()).unwrap();
+    first
+        .create_topic(
+            "t",
+            &TopicConfig {
+                partitions: 1,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let err = match Client::connect(&addr, ClientConfig::default()) {
+        Ok(_) => panic!("a second connection was accepted beyond connections_per_shard_max = 1"),
+        Err(e) => e,
+    };
+    match &err {
+        net::client::ClientError::Server {
+            code,
+            retry_after_ms,
+            message,
+        } => {
+            assert_eq!(*code, net::codec::ErrorCode::Throttled, "{message}");
+            assert_eq!(*retry_after_ms, Some(1000));
+            assert!(message.contains("connections_per_shard_max"), "{message}");
+        }
+        other => panic!("expected THROTTLED, got {other}"),
+    }
+    // The first client is unaffected, and the refusal is counted.
+    let v = [RecordView {
+        key: None,
+        value: b"ok",
+        headers: vec![],
+        timestamp_ms: 0,
+        ttl_ms: 0,
+    }];
+    first.produce("t", 0, Acks::All, None, &v).unwrap();
+    let (_, metrics) = common::http_get(&http, "/metrics");
+    assert!(
+        metrics.contains("sprawl_throttled_total{node=\"0\",shard=\"0\"} 1"),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
