@@ -197,12 +197,7 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
                 ),
             );
             add(&shard.metrics.errors, 1);
-            let header = FrameHeader {
-                api_key: 0,
-                api_version: 0,
-                correlation_id: 0,
-                flags: 0,
-            };
+            let header = handlers::NO_HEADER;
             let _ = conn.tx.send(encode_error(header, &f, 0, &limits)).await;
             return;
         }
@@ -240,12 +235,7 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
                         read_timeout.as_millis()
                     ),
                 );
-                let header = FrameHeader {
-                    api_key: 0,
-                    api_version: 0,
-                    correlation_id: 0,
-                    flags: 0,
-                };
+                let header = handlers::NO_HEADER;
                 let _ = conn.tx.send(encode_error(header, &f, 0, &limits)).await;
                 return;
             }
@@ -319,10 +309,7 @@ async fn read_until(
         let chunk = (want - start).max(READ_CHUNK_BYTES);
         buf.resize(start + chunk, 0);
         let stop = async {
-            let seen = conn.shard.stop_notify.generation();
-            if !conn.shard.stopping.get() {
-                conn.shard.stop_notify.changed_since(seen).await;
-            }
+            conn.shard.stopped().await;
             // On shutdown, stop only between frames: a half-read frame is finished first.
             if start == 0 {
                 Ok(0)
@@ -346,15 +333,7 @@ async fn read_until(
 async fn answer_codec_error(conn: &Conn, e: &CodecError, limits: &Limits) -> bool {
     let (header, keep) = match e.skippable() {
         Some((header, _)) => (header, true),
-        None => (
-            FrameHeader {
-                api_key: 0,
-                api_version: 0,
-                correlation_id: 0,
-                flags: 0,
-            },
-            false,
-        ),
+        None => (handlers::NO_HEADER, false),
     };
     let f = Failure::new(e.error_code(), e.to_string());
     let _ = conn.tx.send(encode_error(header, &f, 0, limits)).await;

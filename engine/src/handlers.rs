@@ -26,6 +26,15 @@ use crate::shard::{CallBody, ReplyBody, Shard};
 /// A future on the shard's own executor.
 pub type LocalFut<T> = Pin<Box<dyn Future<Output = T>>>;
 
+/// Header of error frames that answer no particular request (the frame that caused them could
+/// not be read far enough to know its header).
+pub const NO_HEADER: FrameHeader = FrameHeader {
+    api_key: 0,
+    api_version: 0,
+    correlation_id: 0,
+    flags: 0,
+};
+
 /// Longest long-poll a fetch may ask for.
 pub const FETCH_WAIT_MS_MAX: u32 = 30_000;
 
@@ -240,12 +249,7 @@ pub fn start_frame(shard: &Rc<Shard>, frame: Bytes) -> LocalFut<Option<Bytes>> {
         Ok(Decoded::Frame(f, _)) => f,
         Ok(Decoded::Incomplete { .. }) | Err(_) => {
             // The forwarding shard decoded this frame already; failing now is a bug.
-            let header = FrameHeader {
-                api_key: 0,
-                api_version: 0,
-                correlation_id: 0,
-                flags: 0,
-            };
+            let header = NO_HEADER;
             let f = Failure::new(ErrorCode::Internal, "forwarded frame no longer decodes");
             return ready(Some(encode_error(header, &f, 0, &limits)));
         }

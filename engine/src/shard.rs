@@ -181,6 +181,29 @@ impl Shard {
             .cloned()
     }
 
+    /// Completes once the shard starts stopping.
+    pub async fn stopped(&self) {
+        let seen = self.stop_notify.generation();
+        if !self.stopping.get() {
+            self.stop_notify.changed_since(seen).await;
+        }
+    }
+
+    /// The next accepted connection, or `None` once the shard stops.
+    pub async fn accept_or_stop(
+        &self,
+        listener: &glommio::net::TcpListener,
+    ) -> Option<std::io::Result<glommio::net::TcpStream>> {
+        futures_lite::future::or(
+            async { Some(listener.accept().await.map_err(std::io::Error::from)) },
+            async {
+                self.stopped().await;
+                None
+            },
+        )
+        .await
+    }
+
     /// Sends `body` to shard `to` and waits for its answer. `None` if the target is gone
     /// (shutting down).
     pub async fn call(&self, to: usize, body: CallBody) -> Option<ReplyBody> {
@@ -421,15 +444,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
     };
     let stop_task = glommio::spawn_local(stop);
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            let seen = shard.stop_notify.generation();
-            if !shard.stopping.get() {
-                shard.stop_notify.changed_since(seen).await;
-            }
-            None
-        })
-        .await;
-        match accepted {
+        match shard.accept_or_stop(&listener).await {
             None => break,
             Some(Ok(stream)) => {
                 let shard = shard.clone();

@@ -6,57 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{http_get, read_all, shards};
+use common::{http_get, read_all, shards, Node};
 use net::codec::{Acks, ErrorCode, ProducerIdent, RecordView, TopicConfig};
 
-/// A node process, killed when dropped.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_with(dir: &std::path::Path, shards: usize, toml: &str) -> (Proc, String, String) {
-    let conf = dir.join("sprawl.toml");
-    std::fs::write(&conf, toml).unwrap();
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let child = Proc(
-        std::process::Command::new(common::BIN)
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-                "--shards",
-                &shards.to_string(),
-            ])
-            .arg("--config")
-            .arg(&conf)
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = std::fs::read_to_string(data.join("ports.json")) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            return (
-                child,
-                v["client"].as_str().unwrap().to_string(),
-                v["http"].as_str().unwrap().to_string(),
-            );
-        }
-        assert!(Instant::now() < deadline, "node did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn start_with(dir: &std::path::Path, shards: usize, toml: &str) -> (Node, String, String) {
+    let node = Node::start_with_config(dir, shards, toml);
+    let (addr, http) = (node.addr.clone(), node.http.clone());
+    (node, addr, http)
 }
 
 /// Produces `n` single-record batches to `partition`, retrying NOT_LEADER (a move in progress)

@@ -145,13 +145,7 @@ fn garbage_never_takes_the_node_down() {
     );
     // The well-behaved client and the node are fine.
     let mut good = node.client();
-    let v = [RecordView {
-        key: None,
-        value: b"still here",
-        headers: vec![],
-        timestamp_ms: 0,
-        ttl_ms: 0,
-    }];
+    let v = common::records(&[b"still here"]);
     let ack = good.produce("t", 1, Acks::All, None, &v).unwrap().unwrap();
     assert_eq!(ack.record_count, 1);
     let out = node.terminate();
@@ -204,42 +198,13 @@ fn unknown_topics_and_partitions_say_what_to_do() {
 #[test]
 fn stalled_frames_time_out_and_release_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("sprawl.toml");
     // Budget of exactly one large frame: one staller would block every producer on its shard.
-    std::fs::write(
-        &conf,
+    let node = Node::start_with_config(
+        dir.path(),
+        1,
         "frame_read_timeout_ms = 300\nshard_inflight_bytes_max = 8388608\n",
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut child = std::process::Command::new(common::BIN)
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--http-port",
-            "0",
-            "--shards",
-            "1",
-            "--config",
-        ])
-        .arg(&conf)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Ok(t) = std::fs::read_to_string(data.join("ports.json")) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            break v["client"].as_str().unwrap().to_string();
-        }
-        assert!(std::time::Instant::now() < deadline, "node did not start");
-        std::thread::yield_now();
-    };
+    );
+    let addr = node.addr.clone();
     let mut c = net::client::Client::connect(&addr, Default::default()).unwrap();
     c.create_topic(
         "t",
@@ -262,15 +227,7 @@ fn stalled_frames_time_out_and_release_the_budget() {
         Some(15),
         "TIMEOUT error before the close"
     );
-    let v = [RecordView {
-        key: None,
-        value: b"after the staller",
-        headers: vec![],
-        timestamp_ms: 0,
-        ttl_ms: 0,
-    }];
+    let v = common::records(&[b"after the staller"]);
     let ack = c.produce("t", 0, Acks::All, None, &v).unwrap().unwrap();
     assert_eq!(ack.base_offset, 0);
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -200,26 +200,7 @@ fn cli_producer_retries_through_a_crash_without_duplicates() {
         .unwrap();
     let lines = 20_000;
     let input: String = (0..lines).map(|i| format!("line-{i}\n")).collect();
-    let mut child = std::process::Command::new(common::BIN)
-        .args([
-            "pub", "--topic", "retry", "--acks", "all", "--broker", &node.addr,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        // Slow the input a little so the crash lands mid-stream.
-        for chunk in input.as_bytes().chunks(4096) {
-            if stdin.write_all(chunk).is_err() {
-                return;
-            }
-            std::thread::yield_now();
-        }
-    });
+    let (child, writer) = common::spawn_pub(&node.addr, "retry", input);
     // Kill once some records are in, then come back on the same port.
     let mut c = node.client();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

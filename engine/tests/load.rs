@@ -134,40 +134,8 @@ fn overload_slows_producers_and_loses_nothing() {
 #[test]
 fn hard_overload_is_throttled_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("sprawl.toml");
-    std::fs::write(&conf, "connections_per_shard_max = 1\n").unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut child = std::process::Command::new(common::BIN)
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--http-port",
-            "0",
-            "--shards",
-            "1",
-            "--config",
-        ])
-        .arg(&conf)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (addr, http) = loop {
-        if let Ok(t) = std::fs::read_to_string(data.join("ports.json")) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            break (
-                v["client"].as_str().unwrap().to_string(),
-                v["http"].as_str().unwrap().to_string(),
-            );
-        }
-        assert!(std::time::Instant::now() < deadline, "node did not start");
-        std::thread::yield_now();
-    };
+    let node = Node::start_with_config(dir.path(), 1, "connections_per_shard_max = 1\n");
+    let (addr, http) = (node.addr.clone(), node.http.clone());
     let mut first = Client::connect(&addr, ClientConfig::default()).unwrap();
     first
         .create_topic(
@@ -195,19 +163,11 @@ fn hard_overload_is_throttled_with_retry_after() {
         other => panic!("expected THROTTLED, got {other}"),
     }
     // The first client is unaffected, and the refusal is counted.
-    let v = [RecordView {
-        key: None,
-        value: b"ok",
-        headers: vec![],
-        timestamp_ms: 0,
-        ttl_ms: 0,
-    }];
+    let v = common::records(&[b"ok"]);
     first.produce("t", 0, Acks::All, None, &v).unwrap();
     let (_, metrics) = common::http_get(&http, "/metrics");
     assert!(
         metrics.contains("sprawl_throttled_total{node=\"0\",shard=\"0\"} 1"),
         "{metrics}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

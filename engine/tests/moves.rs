@@ -25,25 +25,7 @@ fn live_moves_lose_duplicate_and_reorder_nothing() {
     .unwrap();
     let lines = 30_000;
     let input: String = (0..lines).map(|i| format!("r{i}\n")).collect();
-    let mut child = std::process::Command::new(common::BIN)
-        .args([
-            "pub", "--topic", "mv", "--acks", "all", "--broker", &node.addr,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        for chunk in input.as_bytes().chunks(2048) {
-            if stdin.write_all(chunk).is_err() {
-                return;
-            }
-            std::thread::yield_now();
-        }
-    });
+    let (child, writer) = common::spawn_pub(&node.addr, "mv", input);
     // A subscriber follows the partition across the moves.
     let addr = node.addr.clone();
     let reader = std::thread::spawn(move || {

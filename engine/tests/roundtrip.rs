@@ -94,13 +94,7 @@ fn subscriptions_push_with_credits_and_long_poll_waits() {
     let producer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let mut p = net::client::Client::connect(&addr, Default::default()).unwrap();
-        let v = [RecordView {
-            key: None,
-            value: b"late",
-            headers: vec![],
-            timestamp_ms: 0,
-            ttl_ms: 0,
-        }];
+        let v = common::records(&[b"late"]);
         p.produce("events", 1, Acks::Leader, None, &v).unwrap();
     });
     let f = consumer.fetch("events", 1, 0, 1 << 20, 10_000).unwrap();
@@ -157,13 +151,7 @@ fn offsets_commit_and_survive_restart() {
     let node = Node::start_in(dir.path(), shards());
     let mut c = node.client();
     c.create_topic("orders", &config(3)).unwrap();
-    let v = [RecordView {
-        key: None,
-        value: b"x",
-        headers: vec![],
-        timestamp_ms: 0,
-        ttl_ms: 0,
-    }];
+    let v = common::records(&[b"x"]);
     for p in 0..3 {
         for _ in 0..5 {
             c.produce("orders", p, Acks::All, None, &v).unwrap();

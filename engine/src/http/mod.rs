@@ -72,15 +72,7 @@ impl hyper::rt::Write for HyperIo {
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     let open = Rc::new(Cell::new(0usize));
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            let seen = shard.stop_notify.generation();
-            if !shard.stopping.get() {
-                shard.stop_notify.changed_since(seen).await;
-            }
-            None
-        })
-        .await;
-        let stream = match accepted {
+        let stream = match shard.accept_or_stop(&listener).await {
             None => return,
             Some(Ok(s)) => s,
             Some(Err(e)) => {

@@ -36,6 +36,18 @@ impl Node {
 
     /// Like [`Node::start_in`] on a given port (0 = any free one).
     pub fn start_on(dir: &Path, shards: usize, port: u16) -> Node {
+        Node::start_opts(dir, shards, port, None)
+    }
+
+    /// Like [`Node::start_in`] with a TOML configuration file holding `toml`.
+    pub fn start_with_config(dir: &Path, shards: usize, toml: &str) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("sprawl.toml");
+        std::fs::write(&conf, toml).unwrap();
+        Node::start_opts(dir, shards, 0, Some(&conf))
+    }
+
+    fn start_opts(dir: &Path, shards: usize, port: u16, config: Option<&Path>) -> Node {
         std::fs::create_dir_all(dir).unwrap();
         let _ = std::fs::remove_file(dir.join("ports.json"));
         let child = Command::new(BIN)
@@ -52,6 +64,12 @@ impl Node {
             .arg(dir)
             .arg("--flush-interval-ms")
             .arg("200")
+            .args(
+                config
+                    .map(|c| ["--config".as_ref(), c.as_os_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -247,4 +265,41 @@ pub fn http_request(method: &str, addr: &str, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .expect("status code");
     (status, body.to_string())
+}
+
+/// Unkeyed records with these values, no headers, server-stamped.
+pub fn records<'a>(values: &[&'a [u8]]) -> Vec<net::codec::RecordView<'a>> {
+    values
+        .iter()
+        .map(|v| net::codec::RecordView {
+            key: None,
+            value: v,
+            headers: vec![],
+            timestamp_ms: 0,
+            ttl_ms: 0,
+        })
+        .collect()
+}
+
+/// Starts `sprawl pub --topic T --acks all` and feeds it `input` from a thread in small chunks,
+/// so that whatever the test does to the node lands mid-stream.
+pub fn spawn_pub(addr: &str, topic: &str, input: String) -> (Child, std::thread::JoinHandle<()>) {
+    let mut child = Command::new(BIN)
+        .args(["pub", "--topic", topic, "--acks", "all", "--broker", addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        for chunk in input.as_bytes().chunks(2048) {
+            if stdin.write_all(chunk).is_err() {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    });
+    (child, writer)
 }
