@@ -8,6 +8,7 @@
 mod analytics;
 pub mod rest;
 mod routes;
+pub mod ws;
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -28,8 +29,101 @@ const HTTP_CONNECTIONS_MAX: usize = 256;
 /// Bytes copied per read into hyper's buffer.
 const READ_CHUNK_BYTES: usize = 16 << 10;
 
-/// Adapts a glommio stream to hyper's I/O traits.
-struct HyperIo(TcpStream);
+/// Longest request line looked at to tell a WebSocket upgrade from a plain request.
+const SNIFF_BYTES_MAX: usize = 8 << 10;
+/// How long a new connection may take to send its request line.
+const SNIFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A TCP stream whose first bytes were already read (to route the request): reads return them
+/// first, then continue from the socket.
+pub struct Prefixed {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.len());
+            buf[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// Reads the request line; `Some((stream, is_websocket))`, or `None` if the client sent none.
+async fn sniff(mut stream: TcpStream) -> Option<(Prefixed, bool)> {
+    use futures_lite::AsyncReadExt;
+    let mut prefix = Vec::with_capacity(512);
+    let read = glommio::timer::timeout(SNIFF_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        while !prefix.contains(&b'\n') && prefix.len() < SNIFF_BYTES_MAX {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Ok(false),
+                Ok(n) => prefix.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Ok(true)
+    })
+    .await;
+    if !matches!(read, Ok(true)) {
+        return None;
+    }
+    let mut is_ws = prefix.starts_with(b"GET /ws?") || prefix.starts_with(b"GET /ws ");
+    if is_ws {
+        // Only a real upgrade goes to the WebSocket server; a plain GET gets hyper's 400.
+        let read = glommio::timer::timeout(SNIFF_TIMEOUT, async {
+            let mut chunk = [0u8; 1024];
+            while !prefix.windows(4).any(|w| w == b"\r\n\r\n") && prefix.len() < SNIFF_BYTES_MAX {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return Ok(false),
+                    Ok(n) => prefix.extend_from_slice(&chunk[..n]),
+                }
+            }
+            Ok(true)
+        })
+        .await;
+        if !matches!(read, Ok(true)) {
+            return None;
+        }
+        let head = String::from_utf8_lossy(&prefix).to_ascii_lowercase();
+        is_ws = head.contains("upgrade: websocket");
+    }
+    Some((
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner: stream,
+        },
+        is_ws,
+    ))
+}
+
+/// Adapts a stream to hyper's I/O traits.
+struct HyperIo(Prefixed);
 
 impl hyper::rt::Read for HyperIo {
     fn poll_read(
@@ -87,6 +181,15 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
         open.set(open.get() + 1);
         let (shard, open) = (shard.clone(), open.clone());
         glommio::spawn_local(async move {
+            let Some((stream, is_ws)) = sniff(stream).await else {
+                open.set(open.get() - 1);
+                return;
+            };
+            if is_ws {
+                ws::serve(shard, stream).await;
+                open.set(open.get() - 1);
+                return;
+            }
             let service = hyper::service::service_fn(move |req| {
                 let shard = shard.clone();
                 async move { Ok::<_, Infallible>(routes::handle(&shard, req).await) }

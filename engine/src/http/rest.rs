@@ -244,8 +244,6 @@ pub async fn publish(
             ttl_ms: r.ttl_ms,
         })
         .collect();
-    let limits = Limits::new(shard.config.frame_bytes_max);
-    let mut buf = BytesMut::new();
     let request = Request::Produce {
         topic,
         partition,
@@ -253,6 +251,45 @@ pub async fn publish(
         producer: None,
         records: views,
     };
+    let reply = call_owner(shard, topic, partition, request).await?;
+    if reply.is_empty() {
+        return Ok(Vec::new());
+    }
+    match decode_reply(&reply)? {
+        Response::Produce {
+            topic_id,
+            partition,
+            base_offset,
+            record_count,
+            duplicate,
+            durable,
+            ..
+        } => Ok((0..u64::from(record_count))
+            .map(|i| {
+                let offset = base_offset + i;
+                json!({"partition": partition, "offset": offset,
+                       "id": message_id(topic_id, partition, offset),
+                       "duplicate": duplicate, "durable": durable})
+            })
+            .collect()),
+        other => Err(HttpError::from(Failure::new(
+            ErrorCode::Internal,
+            format!("unexpected reply {other:?}"),
+        ))),
+    }
+}
+
+/// Encodes `request` as a frame and has the partition's owning shard handle it, exactly like a
+/// binary-protocol request. Returns the encoded reply (empty when the request expects none).
+pub async fn call_owner(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: u32,
+    request: Request<'_>,
+) -> Result<Bytes> {
+    let t = handlers::resolve(shard, topic, partition)?;
+    let limits = Limits::new(shard.config.frame_bytes_max);
+    let mut buf = BytesMut::new();
     encode(&Frame::request(0, request), &mut buf, &limits).map_err(|e| HttpError {
         status: 413,
         code: "MESSAGE_TOO_LARGE",
@@ -273,39 +310,26 @@ pub async fn publish(
             }
         }
     };
-    let Some(reply) = reply else {
-        return Ok(Vec::new());
-    };
-    match decode(&reply, &limits) {
+    Ok(reply.unwrap_or_default())
+}
+
+/// Decodes a reply frame; the generic error body and any error code become an [`HttpError`].
+pub fn decode_reply(reply: &[u8]) -> Result<Response<'_>> {
+    let limits = Limits::new(u32::MAX >> 1);
+    match decode(reply, &limits) {
         Ok(Decoded::Frame(f, _)) => match f.body {
-            Body::Response(Response::Produce {
-                topic_id,
-                partition,
-                base_offset,
-                record_count,
-                duplicate,
-                durable,
-                ..
-            }) => Ok((0..u64::from(record_count))
-                .map(|i| {
-                    let offset = base_offset + i;
-                    json!({"partition": partition, "offset": offset,
-                           "id": message_id(topic_id, partition, offset),
-                           "duplicate": duplicate, "durable": durable})
-                })
-                .collect()),
-            Body::Response(Response::Error { error, message, .. }) => {
-                Err(Failure::new(error, message).into())
+            Body::Response(r) => {
+                let (code, message) = r.error();
+                if code != ErrorCode::None {
+                    return Err(Failure::new(code, message).into());
+                }
+                Ok(r)
             }
-            other => Err(HttpError::from(Failure::new(
-                ErrorCode::Internal,
-                format!("unexpected reply {other:?}"),
-            ))),
+            Body::Request(_) => {
+                Err(Failure::new(ErrorCode::Internal, "a request came back").into())
+            }
         },
-        _ => Err(HttpError::from(Failure::new(
-            ErrorCode::Internal,
-            "undecodable produce reply",
-        ))),
+        _ => Err(Failure::new(ErrorCode::Internal, "undecodable reply").into()),
     }
 }
 
@@ -360,37 +384,41 @@ pub async fn get_messages(
     let records: Vec<Value> = out
         .records
         .iter()
-        .map(|r| {
-            let mut v = json!({"offset": r.offset, "timestamp": r.timestamp_ms,
-                               "id": message_id(t.topic_id, partition, r.offset)});
-            let (value, b64) = text_or_base64(&r.value);
-            v["value"] = json!(value);
-            if b64 {
-                v["encoding"] = json!("base64");
-            }
-            if let Some(k) = &r.key {
-                v["key"] = json!(text_or_base64(k).0);
-            }
-            let headers: serde_json::Map<String, Value> = r
-                .headers
-                .iter()
-                .map(|(k, hv)| {
-                    (
-                        String::from_utf8_lossy(k).into_owned(),
-                        json!(text_or_base64(hv).0),
-                    )
-                })
-                .collect();
-            if !headers.is_empty() {
-                v["headers"] = Value::Object(headers);
-            }
-            v
-        })
+        .map(|r| record_json(r, t.topic_id, partition))
         .collect();
     Ok(
         json!({"topic": topic, "partition": partition, "records": records,
               "next_offset": next, "high_offset": out.high_offset, "start_offset": out.start_offset}),
     )
+}
+
+/// One stored record as JSON: offset, timestamp, message id, key, value (base64 with
+/// `"encoding": "base64"` when not UTF-8) and headers.
+pub fn record_json(r: &storage::StoredRecord, topic_id: u64, partition: u32) -> Value {
+    let mut v = json!({"offset": r.offset, "timestamp": r.timestamp_ms,
+                       "id": message_id(topic_id, partition, r.offset)});
+    let (value, b64) = text_or_base64(&r.value);
+    v["value"] = json!(value);
+    if b64 {
+        v["encoding"] = json!("base64");
+    }
+    if let Some(k) = &r.key {
+        v["key"] = json!(text_or_base64(k).0);
+    }
+    let headers: serde_json::Map<String, Value> = r
+        .headers
+        .iter()
+        .map(|(k, hv)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                json!(text_or_base64(hv).0),
+            )
+        })
+        .collect();
+    if !headers.is_empty() {
+        v["headers"] = Value::Object(headers);
+    }
+    v
 }
 
 fn text_or_base64(b: &[u8]) -> (String, bool) {

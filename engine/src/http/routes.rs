@@ -124,6 +124,13 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
     let method = req.method().clone();
     match (&method, segs.as_slice()) {
         (&Method::POST, ["admin", "move"]) => return move_partition(shard, &q).await,
+        (&Method::GET, ["ws"]) => {
+            return error(
+                400,
+                "INVALID_REQUEST",
+                "GET /ws needs a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Key); use a WebSocket client",
+            )
+        }
         (&Method::GET, ["topics"]) => return json(rest::list_topics(shard)),
         (&Method::POST, ["topics"]) => {
             let r = match json_body(req).await {
