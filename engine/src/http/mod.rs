@@ -8,6 +8,7 @@
 mod analytics;
 pub mod rest;
 mod routes;
+pub mod sse;
 pub mod ws;
 
 use std::cell::Cell;
@@ -20,7 +21,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
-use http_body_util::Full;
 
 use crate::shard::Shard;
 
@@ -204,15 +204,59 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
+/// Response body: a whole buffer, or a stream of chunks (Server-Sent Events). Not `Send`: it
+/// lives on this shard (hyper's boxed bodies require `Send`).
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream(Pin<Box<dyn futures_lite::Stream<Item = Bytes>>>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b)))),
+            Body::Stream(s) => s
+                .as_mut()
+                .poll_next(cx)
+                .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Full(Some(b)) => hyper::body::SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => hyper::body::SizeHint::with_exact(0),
+            Body::Stream(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.as_ref().map_or(0, Bytes::len)),
+            Body::Stream(_) => write!(f, "Body::Stream"),
+        }
+    }
+}
+
 /// A response with a body and content type.
-pub fn respond(
-    status: u16,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> hyper::Response<Full<Bytes>> {
+pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> hyper::Response<Body> {
     hyper::Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .body(Full::new(body.into()))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::from_static(b"internal error"))))
+        .body(Body::Full(Some(body.into())))
+        .unwrap_or_else(|_| {
+            hyper::Response::new(Body::Full(Some(Bytes::from_static(b"internal error"))))
+        })
 }

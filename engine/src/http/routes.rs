@@ -4,10 +4,8 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 
 use base64::Engine as _;
-use bytes::Bytes;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
@@ -17,7 +15,7 @@ use crate::metrics::MetricsSnapshot;
 use crate::shard::{CallBody, ReplyBody, Shard};
 use crate::stats::{new_histogram, summary, Op, StatsSnapshot, BUCKETS_KEPT, BUCKET_S};
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<super::Body>;
 
 fn error(status: u16, code: &str, message: &str) -> Reply {
     let body = serde_json::json!({"error": {"code": code, "message": message}});
@@ -156,6 +154,17 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
                 Err(e) => Err(e),
             };
             return answer(r, 200);
+        }
+        (&Method::GET, ["topics", topic, "events"]) => {
+            let last = req
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return match super::sse::events(shard, topic, &q, last.as_deref()).await {
+                Ok(r) => r,
+                Err(e) => http_error(e),
+            };
         }
         (&Method::GET, ["topics", topic, "partitions", p, "messages"]) => {
             return answer(rest::get_messages(shard, topic, p, &q).await, 200)
