@@ -251,7 +251,12 @@ pub async fn publish(
         producer: None,
         records: views,
     };
+    let started = std::time::Instant::now();
     let reply = call_owner(shard, topic, partition, request).await?;
+    // A REST publish is a produce like any other in the latency histograms.
+    shard
+        .stats
+        .record_produce(topic, started.elapsed().as_micros() as u64);
     if reply.is_empty() {
         return Ok(Vec::new());
     }

@@ -72,6 +72,9 @@ async fn gather(shard: &Rc<Shard>, window_s: Option<u64>) -> Vec<(StatsSnapshot,
     out
 }
 
+/// The node's web page: topics, latency percentiles and a live tail over WebSocket.
+const PAGE: &str = include_str!("page.html");
+
 /// Largest request body accepted (a publish of one maximal batch).
 const BODY_BYTES_MAX: usize = 8 << 20;
 
@@ -197,6 +200,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
         }
     }
     match path.as_str() {
+        "/" | "/index.html" => respond(200, "text/html; charset=utf-8", PAGE),
         "/health" => json(serde_json::json!({"status": "ok"})),
         "/ready" => {
             if shard.stopping.get() {
