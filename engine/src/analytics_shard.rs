@@ -190,7 +190,7 @@ pub fn spawn(shard: &Rc<Shard>, analytics: Rc<AnalyticsShard>) {
 
 /// Counters of every shard.
 async fn gather(shard: &Rc<Shard>) -> Vec<MetricsSnapshot> {
-    let mut out = vec![crate::handlers::local_stats(shard, Some(1)).1];
+    let mut out = vec![crate::handlers::local_stats_taking_keys(shard, Some(1), true).1];
     for s in (0..shard.shards).filter(|&s| s != shard.id) {
         if let Some(ReplyBody::Metrics(m)) = shard.call(s, CallBody::Metrics).await {
             out.push(*m);
@@ -213,6 +213,12 @@ async fn tick(shard: &Rc<Shard>, a: &Rc<AnalyticsShard>) {
             };
             let e = a.entity(&p.topic, topic_id, p.partition);
             assignment.push((e, m.shard as u32));
+            if !p.key_sample.is_empty() {
+                a.analyzer.borrow_mut().observe_keys(e, t_s, &p.key_sample);
+            }
+            if let Some(lag) = p.lag_msgs {
+                a.observe(SeriesKind::ConsumerLagMsgs, e, t_s, lag as f64);
+            }
             let cur = Prev {
                 at: now,
                 records_in: p.records_in,

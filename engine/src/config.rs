@@ -73,6 +73,8 @@ pub struct ServeConfig {
     pub analytics_shard_capacity_msgs_per_s: f64,
     /// Messages per second above which one partition counts as hot.
     pub analytics_partition_capacity_msgs_per_s: f64,
+    /// Length of the hot-key window, seconds (keys are reported per completed window).
+    pub analytics_key_window_s: u64,
 }
 
 impl ServeConfig {
@@ -97,6 +99,7 @@ impl ServeConfig {
             analytics: crate::analytics_shard::Mode::Act,
             analytics_shard_capacity_msgs_per_s: 200_000.0,
             analytics_partition_capacity_msgs_per_s: 100_000.0,
+            analytics_key_window_s: 60,
         }
     }
 }
@@ -144,6 +147,7 @@ struct FileConfig {
     analytics: Option<String>,
     analytics_shard_capacity_msgs_per_s: Option<f64>,
     analytics_partition_capacity_msgs_per_s: Option<f64>,
+    analytics_key_window_s: Option<u64>,
 }
 
 /// Resolves the configuration from flags, the given environment and the optional TOML file.
@@ -213,6 +217,7 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
         &mut cfg.analytics_partition_capacity_msgs_per_s,
         file.analytics_partition_capacity_msgs_per_s,
     );
+    set(&mut cfg.analytics_key_window_s, file.analytics_key_window_s);
     Ok(())
 }
 
@@ -387,6 +392,13 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
         if !(v.is_finite() && v > 0.0) {
             return Err(invalid(name, v.to_string(), "must be a positive number"));
         }
+    }
+    if cfg.analytics_key_window_s == 0 || cfg.analytics_key_window_s > 86_400 {
+        return Err(invalid(
+            "analytics_key_window_s",
+            cfg.analytics_key_window_s.to_string(),
+            "must be between 1 and 86400",
+        ));
     }
     if cfg.connections_per_shard_max == 0 || cfg.connections_per_shard_max > 1_000_000 {
         return Err(invalid(

@@ -221,7 +221,7 @@ pub fn start_call(shard: &Rc<Shard>, body: CallBody) -> LocalFut<ReplyBody> {
             Box::pin(async move { ReplyBody::Info(info) })
         }
         CallBody::Metrics => {
-            let m = local_stats(shard, Some(1)).1;
+            let m = local_stats_taking_keys(shard, Some(1), true).1;
             Box::pin(async move { ReplyBody::Metrics(Box::new(m)) })
         }
         CallBody::Release {
@@ -447,6 +447,9 @@ fn produce_start(
             part.prepare_next_segment();
             add(&part.records_in, recs.len() as u64);
             add(&part.bytes_in, bytes);
+            if shard.config.analytics != crate::analytics_shard::Mode::Off {
+                part.sample_keys(recs.iter().filter_map(|r| r.key));
+            }
             add(&shard.metrics.records_in, recs.len() as u64);
             add(&shard.metrics.bytes_in, bytes);
             (base_offset, last_offset, false)
@@ -725,6 +728,15 @@ pub fn local_stats(
     shard: &Shard,
     window_s: Option<u64>,
 ) -> (crate::stats::StatsSnapshot, crate::metrics::MetricsSnapshot) {
+    local_stats_taking_keys(shard, window_s, false)
+}
+
+/// [`local_stats`]; with `take_keys` the sampled keys are handed over (the analytics shard).
+pub fn local_stats_taking_keys(
+    shard: &Shard,
+    window_s: Option<u64>,
+    take_keys: bool,
+) -> (crate::stats::StatsSnapshot, crate::metrics::MetricsSnapshot) {
     let stats = shard.stats.snapshot(shard.id, window_s);
     let mut partitions: Vec<crate::metrics::PartitionMetrics> = shard
         .partitions
@@ -748,6 +760,12 @@ pub fn local_stats(
                 ring_hits: st.ring_hits,
                 ring_misses: st.ring_misses,
                 ring_bytes: st.ring_bytes,
+                lag_msgs: p.lag_msgs(),
+                key_sample: if take_keys {
+                    std::mem::take(&mut *p.key_sample.borrow_mut())
+                } else {
+                    Vec::new()
+                },
             }
         })
         .collect();

@@ -53,6 +53,10 @@ pub struct PartitionMetrics {
     pub ring_hits: u64,
     pub ring_misses: u64,
     pub ring_bytes: u64,
+    /// End offset minus the lowest committed offset of any named consumer (`None`: no consumer).
+    pub lag_msgs: Option<u64>,
+    /// Sampled `(key hash, weight)` pairs since the last collection (see `Partition::sample_keys`).
+    pub key_sample: Vec<(u64, u64)>,
 }
 
 impl ShardMetrics {

@@ -17,6 +17,11 @@ use crate::notify::Notify;
 use crate::offsets;
 use crate::runtime::blocking;
 
+/// One batch in this many has its keys sampled for hot-key detection.
+pub const KEY_SAMPLE_EVERY: u64 = 8;
+/// Sampled keys kept per partition between two analytics ticks.
+pub const KEY_SAMPLE_MAX: usize = 1024;
+
 /// Error of a partition operation that is not a storage error.
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
@@ -55,6 +60,9 @@ pub struct Partition {
     stats: Rc<crate::stats::ShardStats>,
     pub records_in: Cell<u64>,
     pub bytes_in: Cell<u64>,
+    /// Keys of one batch in `KEY_SAMPLE_EVERY`, hashed, for the analytics shard's hot keys.
+    pub key_sample: RefCell<Vec<(u64, u64)>>,
+    batches_seen: Cell<u64>,
     pub records_out: Cell<u64>,
     pub bytes_out: Cell<u64>,
 }
@@ -108,6 +116,8 @@ impl Partition {
             stats,
             records_in: Cell::new(0),
             bytes_in: Cell::new(0),
+            key_sample: RefCell::new(Vec::new()),
+            batches_seen: Cell::new(0),
             records_out: Cell::new(0),
             bytes_out: Cell::new(0),
         }))
@@ -200,6 +210,35 @@ impl Partition {
             }
         })
         .detach();
+    }
+
+    /// Samples the keys of one batch in `KEY_SAMPLE_EVERY` (each with that weight), bounded by
+    /// `KEY_SAMPLE_MAX` until the analytics shard collects them. The other batches pay one add.
+    pub fn sample_keys<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
+        let n = self.batches_seen.get();
+        self.batches_seen.set(n.wrapping_add(1));
+        if n % KEY_SAMPLE_EVERY != 0 {
+            return;
+        }
+        let mut sample = self.key_sample.borrow_mut();
+        for k in keys {
+            if sample.len() >= KEY_SAMPLE_MAX {
+                break;
+            }
+            let h =
+                u64::from(crc32c::crc32c(k)) << 32 | u64::from(crc32c::crc32c_append(0x5eed, k));
+            sample.push((h, KEY_SAMPLE_EVERY));
+        }
+    }
+
+    /// Committed-offset lag: end offset minus the lowest committed offset.
+    pub fn lag_msgs(&self) -> Option<u64> {
+        let end = self.log.borrow().end_offset();
+        self.committed
+            .borrow()
+            .values()
+            .min()
+            .map(|c| end.saturating_sub(*c))
     }
 
     /// Records a committed offset durably (fdatasync'd before it returns).

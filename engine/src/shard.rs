@@ -416,6 +416,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         let mut config = analytics::Config::default();
         config.hot.partition_capacity_msgs_per_s =
             shard.config.analytics_partition_capacity_msgs_per_s;
+        config.keys.window_s = shard.config.analytics_key_window_s;
         let a = Rc::new(crate::analytics_shard::AnalyticsShard::new(
             shard.config.analytics,
             config,

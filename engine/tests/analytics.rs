@@ -55,7 +55,11 @@ fn produce_idempotent(
 #[test]
 fn forecasts_come_from_real_traffic_with_their_baseline() {
     let dir = tempfile::tempdir().unwrap();
-    let (_node, addr, http) = start_with(dir.path(), shards(), "analytics = \"advise\"\n");
+    let (_node, addr, http) = start_with(
+        dir.path(),
+        shards(),
+        "analytics = \"advise\"\nanalytics_key_window_s = 2\n",
+    );
     let mut c = net::client::Client::connect(&addr, Default::default()).unwrap();
     c.create_topic(
         "f",
@@ -90,6 +94,32 @@ fn forecasts_come_from_real_traffic_with_their_baseline() {
     assert_eq!(f["baseline"], "last_value");
     assert!(f.get("baseline_mae").is_some() && f.get("method_mae").is_some());
     assert!(f["value"].as_f64().unwrap() >= 0.0);
+    // Keyed traffic gives hot keys (reported per completed window, here 2 s).
+    let keyed: Vec<Vec<u8>> = (0..400).map(|i| format!("v{i}").into_bytes()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let views: Vec<RecordView<'_>> = keyed
+            .iter()
+            .map(|v| RecordView {
+                key: Some(b"the-hot-key"),
+                value: v,
+                headers: vec![],
+                timestamp_ms: 0,
+                ttl_ms: 0,
+            })
+            .collect();
+        c.produce("f", 1, Acks::Leader, None, &views).unwrap();
+        let (_, hot) = http_get(&http, "/analytics/hot");
+        let hot: serde_json::Value = serde_json::from_str(&hot).unwrap();
+        let has_keys = hot["hot_keys"].as_array().unwrap().iter().any(|k| {
+            k["topic"] == "f" && k["partition"] == 1 && k["keys"][0]["count"].as_u64() > Some(0)
+        });
+        if has_keys {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hot keys after 60 s: {hot}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for path in [
         "/analytics/hot",
         "/analytics/anomalies",

@@ -95,10 +95,27 @@ pub fn hot(a: &AnalyticsShard) -> Value {
             }
         })
         .collect();
+    let keys: Vec<Value> = (0..a.names.borrow().len() as u32)
+        .filter_map(|e| {
+            let (list, total) = analyzer.hot_keys(e)?;
+            if list.is_empty() {
+                return None;
+            }
+            let mut v = series_json(a, SeriesId::new(SeriesKind::PartitionMsgsPerS, e));
+            v["window_weight"] = json!(total);
+            v["keys"] = json!(list
+                .iter()
+                .map(|k| json!({"key_hash": format!("{:016x}", k.key), "count": k.count, "error": k.error}))
+                .collect::<Vec<_>>());
+            Some(v)
+        })
+        .collect();
     json!({
         "method": "k-of-n hysteresis over exact rates, gated trend projection",
         "events": events,
         "current": current,
+        "hot_keys_method": "Space-Saving over a sample of one batch in 8 (key = crc32c-based 64-bit hash)",
+        "hot_keys": keys,
     })
 }
 
