@@ -217,7 +217,7 @@ impl Partition {
     pub fn sample_keys<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
         let n = self.batches_seen.get();
         self.batches_seen.set(n.wrapping_add(1));
-        if n % KEY_SAMPLE_EVERY != 0 {
+        if !n.is_multiple_of(KEY_SAMPLE_EVERY) {
             return;
         }
         let mut sample = self.key_sample.borrow_mut();
