@@ -89,10 +89,11 @@ pub async fn create_topic(shard: &Rc<Shard>, body: &Value) -> Result<Value> {
         retention_ms: field_u64(body, "retention_ms")?,
         retention_bytes: field_u64(body, "retention_bytes")?,
         segment_bytes: field_u64(body, "segment_bytes")?,
-        compacted: body
-            .get("compacted")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        compacted: match body.get("compacted") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(HttpError::bad("compacted must be true or false")),
+        },
         default_ttl_ms: field_u64(body, "default_ttl_ms")?,
     };
     let id = crate::admin::create_topic(shard, name, config).await?;
@@ -154,7 +155,12 @@ fn bytes_of(v: &Value, what: &str, base64: bool) -> Result<Vec<u8>> {
 
 /// Parses `{"key", "value", "encoding", "headers", "ttl_ms"}`.
 pub fn parse_record(v: &Value) -> Result<JsonRecord> {
-    let b64 = match v.get("encoding").and_then(Value::as_str) {
+    let encoding = match v.get("encoding") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) => Some(e.as_str()),
+        Some(_) => return Err(HttpError::bad("encoding must be \"utf8\" or \"base64\"")),
+    };
+    let b64 = match encoding {
         None | Some("utf8") | Some("text") => false,
         Some("base64") => true,
         Some(other) => {
@@ -192,7 +198,16 @@ pub fn parse_record(v: &Value) -> Result<JsonRecord> {
 
 /// Parses `acks` ("none" | "leader" | "all", default "all").
 pub fn parse_acks(v: Option<&Value>) -> Result<Acks> {
-    match v.and_then(Value::as_str) {
+    let v = match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(HttpError::bad(
+                "acks must be \"none\", \"leader\" or \"all\"",
+            ))
+        }
+    };
+    match v {
         None | Some("all") => Ok(Acks::All),
         Some("leader") => Ok(Acks::Leader),
         Some("none") => Ok(Acks::None),
@@ -373,8 +388,18 @@ pub async fn get_messages(
     };
     let t = handlers::resolve(shard, topic, partition)?;
     let offset = num("offset", 0)?;
-    let max = num("max", 100)?.clamp(1, 10_000) as usize;
-    let wait_ms = num("wait_ms", 0)?.min(u64::from(handlers::FETCH_WAIT_MS_MAX)) as u32;
+    let max = num("max", 100)?;
+    if !(1..=10_000).contains(&max) {
+        return Err(HttpError::bad(format!("max must be 1 to 10000, got {max}")));
+    }
+    let wait_ms = num("wait_ms", 0)?;
+    if wait_ms > u64::from(handlers::FETCH_WAIT_MS_MAX) {
+        return Err(HttpError::bad(format!(
+            "wait_ms must be at most {}, got {wait_ms}",
+            handlers::FETCH_WAIT_MS_MAX
+        )));
+    }
+    let (max, wait_ms) = (max as usize, wait_ms as u32);
     let args = ReadArgs {
         topic_id: t.topic_id,
         partition,

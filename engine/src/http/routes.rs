@@ -116,6 +116,16 @@ fn answer(r: Result<serde_json::Value, super::rest::HttpError>, ok_status: u16) 
     }
 }
 
+/// The methods a path answers (for 405 answers and their `Allow` header).
+fn allowed_methods(segs: &[&str]) -> &'static str {
+    match segs {
+        ["topics"] => "GET, POST",
+        ["topics", _] => "GET, DELETE",
+        ["topics", _, "messages"] | ["publish"] | ["admin", "move"] => "POST",
+        _ => "GET",
+    }
+}
+
 /// Answers one request.
 pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
     use super::rest;
@@ -123,6 +133,17 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
+    let allow = allowed_methods(&segs);
+    if !allow.split(", ").any(|m| m == method.as_str()) {
+        let mut r = error(
+            405,
+            "METHOD_NOT_ALLOWED",
+            &format!("{method} {path} is not supported (allowed: {allow}); see docs/http-api.md"),
+        );
+        r.headers_mut()
+            .insert("allow", hyper::header::HeaderValue::from_static(allow));
+        return r;
+    }
     match (&method, segs.as_slice()) {
         (&Method::POST, ["admin", "move"]) => return move_partition(shard, &q).await,
         (&Method::GET, ["ws"]) => {
@@ -190,14 +211,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
                 "client_address": *shard.client_addr.borrow(),
             }));
         }
-        (&Method::GET, _) => {}
-        _ => {
-            return error(
-                405,
-                "METHOD_NOT_ALLOWED",
-                &format!("{method} {path} is not supported; see docs/http-api.md"),
-            )
-        }
+        _ => {}
     }
     match path.as_str() {
         "/" | "/index.html" => respond(200, "text/html; charset=utf-8", PAGE),
