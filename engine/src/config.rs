@@ -63,6 +63,8 @@ pub struct ServeConfig {
     /// How long a frame's body may take to arrive after its length prefix; then the connection is
     /// closed and its budget returned.
     pub frame_read_timeout_ms: u64,
+    /// An HTTP connection that moves no byte for this long is closed (slow-loris guard).
+    pub http_idle_timeout_ms: u64,
     /// Client connections one shard serves at once; beyond it a new connection's first request
     /// is answered THROTTLED with a retry-after (hard overload) and the connection closed.
     pub connections_per_shard_max: usize,
@@ -96,6 +98,7 @@ impl ServeConfig {
             ring_memory_bytes_max: 256 << 20,
             frame_read_timeout_ms: 30_000,
             connections_per_shard_max: 10_000,
+            http_idle_timeout_ms: 60_000,
             analytics: crate::analytics_shard::Mode::Act,
             analytics_shard_capacity_msgs_per_s: 200_000.0,
             analytics_partition_capacity_msgs_per_s: 100_000.0,
@@ -144,6 +147,7 @@ struct FileConfig {
     ring_memory_bytes_max: Option<u64>,
     frame_read_timeout_ms: Option<u64>,
     connections_per_shard_max: Option<usize>,
+    http_idle_timeout_ms: Option<u64>,
     analytics: Option<String>,
     analytics_shard_capacity_msgs_per_s: Option<f64>,
     analytics_partition_capacity_msgs_per_s: Option<f64>,
@@ -206,6 +210,7 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
         &mut cfg.connections_per_shard_max,
         file.connections_per_shard_max,
     );
+    set(&mut cfg.http_idle_timeout_ms, file.http_idle_timeout_ms);
     if let Some(v) = file.analytics {
         cfg.analytics = parse_mode(&v, &src)?;
     }
@@ -407,6 +412,13 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
             "must be between 1 and 1000000",
         ));
     }
+    if cfg.http_idle_timeout_ms < 100 {
+        return Err(invalid(
+            "http_idle_timeout_ms",
+            cfg.http_idle_timeout_ms.to_string(),
+            "must be at least 100",
+        ));
+    }
     if cfg.frame_read_timeout_ms < 100 {
         return Err(invalid(
             "frame_read_timeout_ms",
@@ -463,6 +475,35 @@ mod tests {
         };
         let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
         assert!(err.contains("shards"), "{err}");
+    }
+
+    #[test]
+    fn every_file_key_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("all.toml");
+        std::fs::write(
+            &file,
+            "frame_read_timeout_ms = 1234\nconnections_per_shard_max = 7\nhttp_idle_timeout_ms = 4321\n\
+             analytics = \"advise\"\nanalytics_shard_capacity_msgs_per_s = 5.0\n\
+             analytics_partition_capacity_msgs_per_s = 3.0\nanalytics_key_window_s = 9\n\
+             ring_memory_bytes_max = 1048576\nsegment_bytes_default = 2097152\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            config: Some(file),
+            shards: Some(1),
+            ..Overrides::default()
+        };
+        let cfg = resolve(&flags, &HashMap::new()).unwrap();
+        assert_eq!(cfg.frame_read_timeout_ms, 1234);
+        assert_eq!(cfg.connections_per_shard_max, 7);
+        assert_eq!(cfg.http_idle_timeout_ms, 4321);
+        assert_eq!(cfg.analytics, crate::analytics_shard::Mode::Advise);
+        assert_eq!(cfg.analytics_shard_capacity_msgs_per_s, 5.0);
+        assert_eq!(cfg.analytics_partition_capacity_msgs_per_s, 3.0);
+        assert_eq!(cfg.analytics_key_window_s, 9);
+        assert_eq!(cfg.ring_memory_bytes_max, 1 << 20);
+        assert_eq!(cfg.segment_bytes_default, 2 << 20);
     }
 
     #[test]

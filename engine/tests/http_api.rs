@@ -286,3 +286,23 @@ fn curl_with_header(url: &str, header: &str) -> (u16, serde_json::Value) {
         serde_json::from_str(body).unwrap_or_default(),
     )
 }
+
+/// Slow-loris: a client that sends part of a request head and stalls is disconnected after
+/// `http_idle_timeout_ms`, and the node keeps answering others.
+#[test]
+fn stalled_http_clients_are_disconnected() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_with_config(dir.path(), 1, "http_idle_timeout_ms = 300\n");
+    let mut slow = std::net::TcpStream::connect(&node.http).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the stalled connection is closed without an answer");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(http_request("GET", &node.http, "/health").0, 200);
+}

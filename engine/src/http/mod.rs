@@ -122,8 +122,16 @@ async fn sniff(mut stream: TcpStream) -> Option<(Prefixed, bool)> {
     ))
 }
 
-/// Adapts a stream to hyper's I/O traits.
-struct HyperIo(Prefixed);
+/// Adapts a stream to hyper's I/O traits, noting when a byte last moved.
+struct HyperIo(Prefixed, Rc<Cell<std::time::Instant>>);
+
+impl HyperIo {
+    fn touch<T>(&self, p: &Poll<io::Result<T>>) {
+        if matches!(p, Poll::Ready(Ok(_))) {
+            self.1.set(std::time::Instant::now());
+        }
+    }
+}
 
 impl hyper::rt::Read for HyperIo {
     fn poll_read(
@@ -136,6 +144,9 @@ impl hyper::rt::Read for HyperIo {
         match Pin::new(&mut self.0).poll_read(cx, &mut tmp[..want]) {
             Poll::Ready(Ok(n)) => {
                 buf.put_slice(&tmp[..n]);
+                if n > 0 {
+                    self.1.set(std::time::Instant::now());
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -150,7 +161,9 @@ impl hyper::rt::Write for HyperIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let p = Pin::new(&mut self.0).poll_write(cx, buf);
+        self.touch(&p);
+        p
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -159,6 +172,17 @@ impl hyper::rt::Write for HyperIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// Completes once `last` is older than `limit`.
+async fn idle_for(last: Rc<Cell<std::time::Instant>>, limit: std::time::Duration) {
+    loop {
+        let idle = last.get().elapsed();
+        if idle >= limit {
+            return;
+        }
+        glommio::timer::sleep(limit - idle).await;
     }
 }
 
@@ -190,14 +214,25 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
                 open.set(open.get() - 1);
                 return;
             }
+            let shard_idle_ms = shard.config.http_idle_timeout_ms;
             let service = hyper::service::service_fn(move |req| {
                 let shard = shard.clone();
                 async move { Ok::<_, Infallible>(routes::handle(&shard, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let last = Rc::new(Cell::new(std::time::Instant::now()));
+            let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(64 << 10)
-                .serve_connection(HyperIo(stream), service)
-                .await;
+                .serve_connection(HyperIo(stream, last.clone()), service);
+            // Whichever ends first: the connection, or its idle timer (dropping it closes it).
+            let _ = futures_lite::future::or(async { conn.await.map(drop) }, async {
+                // A connection that moves no byte for `http_idle_timeout_ms` (default 60 s, longer
+                // than the longest long-poll; event streams send a comment every 15 s) is closed,
+                // so a slow-loris client cannot keep one of the HTTP_CONNECTIONS_MAX slots.
+                let limit = std::time::Duration::from_millis(shard_idle_ms);
+                idle_for(last, limit).await;
+                Ok(())
+            })
+            .await;
             open.set(open.get() - 1);
         })
         .detach();
