@@ -90,6 +90,10 @@ impl Default for LogConfig {
     }
 }
 
+/// Largest `batch_bytes_max` a log accepts (64 MiB), so also the largest batch ever written and
+/// the most a reader allocates for one batch.
+pub const BATCH_BYTES_LIMIT: u32 = 64 << 20;
+
 /// Smallest accepted `segment_bytes_max`: one page.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 /// Largest accepted `segment_bytes_max`: positions in the offset index are u32.
@@ -113,6 +117,9 @@ impl LogConfig {
             < crate::format::BATCH_HEADER_BYTES + crate::format::RECORD_PREFIX_BYTES
         {
             return bad("batch_bytes_max", "too small to hold one empty record");
+        }
+        if self.batch_bytes_max > BATCH_BYTES_LIMIT {
+            return bad("batch_bytes_max", "must be at most 64 MiB");
         }
         if let Compression::Zstd { level } = self.compression {
             if !(1..=22).contains(&level) {

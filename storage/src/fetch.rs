@@ -86,7 +86,8 @@ impl FetchedBatch {
     }
 
     /// Records with offset >= `from_offset` not expired at `now_ms`. Verifies the CRC first and
-    /// decompresses zstd batches (allocation bounded by the header's `records_bytes`).
+    /// decompresses zstd batches (allocation bounded by `records_bytes`, itself checked against
+    /// `BATCH_BYTES_LIMIT`).
     pub fn records(
         &self,
         from_offset: u64,
@@ -103,6 +104,15 @@ impl FetchedBatch {
         let section = match self.header.compression() {
             Compression::None => self.bytes.slice(BATCH_HEADER_BYTES..),
             Compression::Zstd { .. } => {
+                // The declared size sets the allocation: check it against what `append` can ever
+                // have written before trusting it (a valid CRC does not make it sane).
+                if self.header.records_bytes > crate::config::BATCH_BYTES_LIMIT {
+                    return Err(corrupt(&format!(
+                        "records_bytes {} exceeds the largest batch a log accepts ({})",
+                        self.header.records_bytes,
+                        crate::config::BATCH_BYTES_LIMIT
+                    )));
+                }
                 let raw = zstd::bulk::decompress(
                     &self.bytes[BATCH_HEADER_BYTES..],
                     self.header.records_bytes as usize,
