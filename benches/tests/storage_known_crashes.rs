@@ -1,0 +1,127 @@
+//! Regression tests for the defects the storage fuzz targets found (see `docs/benchmarks/micro.md`,
+//! "Fuzzing"), now fixed in storage: a zstd batch's declared size is checked against the largest
+//! batch a log accepts before it sets an allocation, and index files whose entries do not move
+//! forward are rebuilt instead of trusted. All need files whose checksums are valid, i.e. written
+//! by a buggy or hostile writer, not damaged by the disk.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use benches::storage_fuzz::{check_index_files, check_segment_file, seed_inputs};
+use storage::format::BATCH_HEADER_BYTES;
+
+/// Records the largest single allocation, so a test can show that a length read from disk was
+/// trusted (libFuzzer's `-malloc_limit_mb=64` does the same).
+struct LargestAllocation;
+
+static LARGEST_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator with the caller's layout unchanged; the
+// only addition is an atomic maximum, which cannot allocate or unwind.
+unsafe impl GlobalAlloc for LargestAllocation {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST_BYTES.fetch_max(layout.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout (see `alloc`).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: LargestAllocation = LargestAllocation;
+
+fn seed(name: &str) -> Vec<u8> {
+    seed_inputs()
+        .expect("build seeds")
+        .into_iter()
+        .find(|(_, n, _)| n == name)
+        .unwrap_or_else(|| panic!("no seed {name}"))
+        .2
+}
+
+/// Byte positions of the batches in a `storage_segment` input with header fix-ups
+/// (mode byte, 8-byte base offset, then batches back to back).
+fn batch_positions(input: &[u8]) -> Vec<usize> {
+    let mut at = 9;
+    let mut out = Vec::new();
+    while input.len() - at >= BATCH_HEADER_BYTES {
+        out.push(at);
+        let len = u32::from_le_bytes(input[at..at + 4].try_into().expect("4 bytes"));
+        at += len as usize;
+    }
+    out
+}
+
+/// `FetchedBatch::records` passes the header's `records_bytes` (up to 4 GiB) to
+/// `zstd::bulk::decompress` as its output capacity, which allocates it before decompressing.
+/// libFuzzer: `out-of-memory (malloc(1932407088))` in `storage::fetch::FetchedBatch::records`
+/// (storage/src/fetch.rs, the `zstd::bulk::decompress` call).
+#[test]
+fn zstd_batch_with_huge_records_bytes_allocates_at_most_64_mib() {
+    let mut input = seed("seed-fixed-active");
+    let zstd_batch = *batch_positions(&input).last().expect("three batches");
+    assert_eq!(
+        input[zstd_batch + 62] & 0b11,
+        1,
+        "the last seed batch is zstd"
+    );
+    // records_bytes sits at bytes 56..60 of the batch header; the harness re-seals the CRC.
+    input[zstd_batch + 56..zstd_batch + 60].copy_from_slice(&u32::MAX.to_le_bytes());
+    check_segment_file(&input);
+    let largest = LARGEST_BYTES.load(Ordering::Relaxed);
+    assert!(
+        largest <= 64 << 20,
+        "one allocation of {largest} bytes while reading a {}-byte segment",
+        input.len()
+    );
+}
+
+/// A checkpointed segment's `.index` is trusted once its CRCs verify; only its first entry and
+/// the positions' upper bound are checked. An entry whose relative offset is out of order makes
+/// `read` start at a later batch, silently skipping records. The fuzz harness reports:
+/// `assertion left == right failed: batches of one read are contiguous, left: 36, right: 24`
+/// (or `read(N) returned a first batch spanning ...`).
+#[test]
+fn index_with_an_out_of_order_entry_never_makes_read_skip_batches() {
+    let mut input = seed("seed-entries-seq1");
+    // Layout: mode, u16 length of the offset entries, offset entries (8 bytes each), time entries.
+    let offsets_len = usize::from(u16::from_le_bytes([input[1], input[2]]));
+    assert!(
+        offsets_len >= 5 * 8,
+        "the seed segment has at least 5 index entries"
+    );
+    // Entry 4 now claims relative offset 0 (entries must be increasing).
+    let entry = 3 + 4 * 8;
+    input[entry..entry + 4].copy_from_slice(&0u32.to_le_bytes());
+    let outcome = check_index_files(&input);
+    assert!(
+        outcome.opened || outcome.typed_errors > 0,
+        "either the log reads correctly or the index is reported"
+    );
+}
+
+/// The same trust in the `.timeindex`: an entry whose running maximum timestamp goes backwards
+/// makes `offset_for_timestamp` start its search too late. The fuzz harness reports:
+/// `assertion left == right failed: offset_for_timestamp(1000), left: Some(3), right: Some(0)`.
+#[test]
+fn time_index_with_a_decreasing_entry_never_skips_the_first_match() {
+    let mut input = seed("seed-entries-seq0");
+    let offsets_len = usize::from(u16::from_le_bytes([input[1], input[2]]));
+    let times = 3 + offsets_len;
+    assert!(
+        input.len() >= times + 2 * 12,
+        "the seed has at least 2 time entries"
+    );
+    // Time entry 1 (12 bytes: i64 max timestamp, u32 relative offset) now claims the smallest
+    // timestamp, below entry 0's.
+    input[times + 12..times + 20].copy_from_slice(&i64::MIN.to_le_bytes());
+    let outcome = check_index_files(&input);
+    assert!(
+        outcome.opened,
+        "a wrong time index is rebuilt or ignored, not fatal"
+    );
+}
