@@ -306,3 +306,89 @@ fn stalled_http_clients_are_disconnected() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(http_request("GET", &node.http, "/health").0, 200);
 }
+
+/// POST /subscribe fixes a position and then delivers what is published after it; group reads
+/// resume from committed offsets (at-least-once without commit=true, at-most-once with it).
+#[test]
+fn subscribe_then_read_as_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_in(dir.path(), shards());
+    let base = format!("http://{}", node.http);
+    curl(
+        "POST",
+        &format!("{base}/topics"),
+        Some(r#"{"name":"sub","partitions":2}"#),
+    );
+    let old = r#"{"records":[{"value":"before","partition":0}],"partition":0}"#;
+    assert_eq!(
+        curl("POST", &format!("{base}/topics/sub/messages"), Some(old)).0,
+        200
+    );
+    let (s, v) = curl(
+        "POST",
+        &format!("{base}/subscribe"),
+        Some(r#"{"topic":"sub"}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    let read = v["read"].as_str().unwrap().to_string();
+    let commit_url = v["commit"].as_str().unwrap().to_string();
+    assert!(v["subscription"].as_str().unwrap().starts_with("sub-"));
+    for i in 0..4 {
+        let body = format!(r#"{{"value":"after-{i}","partition":{}}}"#, i % 2);
+        assert_eq!(
+            curl("POST", &format!("{base}/topics/sub/messages"), Some(&body)).0,
+            200
+        );
+    }
+    // Delivered: only what came after the subscription, nothing committed yet.
+    let (s, v) = curl("GET", &format!("{base}{read}?max=10"), None);
+    assert_eq!(s, 200, "{v}");
+    let mut values: Vec<&str> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_str().unwrap())
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, vec!["after-0", "after-1", "after-2", "after-3"]);
+    let again = curl("GET", &format!("{base}{read}?max=10"), None).1;
+    assert_eq!(
+        again["records"].as_array().unwrap().len(),
+        4,
+        "uncommitted: read again"
+    );
+    // Commit what was processed; the next read is empty and waits (long-poll) for new records.
+    let commit_body = serde_json::json!({"offsets": v["next_offsets"]}).to_string();
+    let (s, c) = curl("POST", &format!("{base}{commit_url}"), Some(&commit_body));
+    assert_eq!(s, 200, "{c}");
+    let (_, empty) = curl("GET", &format!("{base}{read}?max=10"), None);
+    assert_eq!(empty["records"].as_array().unwrap().len(), 0);
+    // commit=true advances as it reads.
+    curl(
+        "POST",
+        &format!("{base}/topics/sub/messages"),
+        Some(r#"{"value":"later","partition":1}"#),
+    );
+    let (_, v) = curl(
+        "GET",
+        &format!("{base}{read}?commit=true&wait_ms=1000"),
+        None,
+    );
+    assert_eq!(v["records"][0]["value"], "later");
+    assert_eq!(v["committed"], true);
+    let (_, v) = curl("GET", &format!("{base}{read}"), None);
+    assert_eq!(v["records"].as_array().unwrap().len(), 0);
+    // Errors name what to fix.
+    let (s, v) = curl(
+        "POST",
+        &format!("{base}/subscribe"),
+        Some(r#"{"topic":"sub","from":"middle"}"#),
+    );
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = curl(
+        "POST",
+        &format!("{base}/subscribe"),
+        Some(r#"{"topic":"nope"}"#),
+    );
+    assert_eq!(s, 404);
+}

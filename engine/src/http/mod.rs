@@ -6,6 +6,7 @@
 //! request heads are bounded by hyper's buffer limit and bodies by `BODY_BYTES_MAX`.
 
 mod analytics;
+pub mod groups;
 pub mod rest;
 mod routes;
 pub mod sse;

@@ -121,7 +121,11 @@ fn allowed_methods(segs: &[&str]) -> &'static str {
     match segs {
         ["topics"] => "GET, POST",
         ["topics", _] => "GET, DELETE",
-        ["topics", _, "messages"] | ["publish"] | ["admin", "move"] => "POST",
+        ["topics", _, "messages"]
+        | ["publish"]
+        | ["subscribe"]
+        | ["admin", "move"]
+        | ["groups", _, "topics", _, "offsets"] => "POST",
         _ => "GET",
     }
 }
@@ -192,6 +196,24 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
         }
         (&Method::GET, ["topics", topic, "partitions", p, "messages"]) => {
             return answer(rest::get_messages(shard, topic, p, &q).await, 200)
+        }
+        (&Method::GET, ["groups", group, "topics", topic, "messages"]) => {
+            return answer(super::groups::read(shard, group, topic, &q).await, 200)
+        }
+        (&Method::POST, ["groups", group, "topics", topic, "offsets"]) => {
+            let (group, topic) = (group.to_string(), topic.to_string());
+            let r = match json_body(req).await {
+                Ok(body) => super::groups::commit_offsets(shard, &group, &topic, &body).await,
+                Err(e) => Err(e),
+            };
+            return answer(r, 200);
+        }
+        (&Method::POST, ["subscribe"]) => {
+            let r = match json_body(req).await {
+                Ok(body) => super::groups::subscribe(shard, &body).await,
+                Err(e) => Err(e),
+            };
+            return answer(r, 200);
         }
         (&Method::POST, ["publish"]) => {
             let r = match json_body(req).await {

@@ -107,37 +107,17 @@ pub async fn parse(shard: &Rc<Shard>, q: &[(String, String)]) -> Result<WsReques
     })
 }
 
-/// A group's committed offset, asked of the partition's owner through the OffsetFetch path.
 async fn committed_offset(
     shard: &Rc<Shard>,
     topic: &str,
     partition: u32,
     group: &str,
 ) -> Result<Option<u64>, HttpError> {
-    let req = net::codec::Request::OffsetFetch {
-        consumer: group,
-        topic,
-        partition,
-    };
-    let reply = super::rest::call_owner(shard, topic, partition, req).await?;
-    match super::rest::decode_reply(&reply)? {
-        net::codec::Response::OffsetFetch { offset, .. } => Ok(offset),
-        other => Err(HttpError::bad(format!("unexpected reply {other:?}"))),
-    }
+    super::groups::committed_offset(shard, topic, partition, group).await
 }
 
 async fn commit(shard: &Rc<Shard>, topic: &str, partition: u32, group: &str, offset: u64) -> Value {
-    let req = net::codec::Request::OffsetCommit {
-        consumer: group,
-        topic,
-        partition,
-        offset,
-    };
-    let result = match super::rest::call_owner(shard, topic, partition, req).await {
-        Ok(reply) => super::rest::decode_reply(&reply).map(drop),
-        Err(e) => Err(e),
-    };
-    match result {
+    match super::groups::commit(shard, topic, partition, group, offset).await {
         Ok(()) => json!({"committed": {"partition": partition, "offset": offset}}),
         Err(e) => json!({"error": {"code": e.code, "message": e.message}}),
     }
