@@ -125,11 +125,12 @@ pub(crate) fn load_index_files(
     // A checksum only proves the bytes are what the writer wrote, not that the writer was right:
     // entries must move forward, or a lookup would skip or misplace batches. Such a file is
     // treated as damaged and rebuilt from the segment.
-    let offsets_ordered = offsets.windows(2).all(|w| {
-        w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
-    });
+    let offsets_ordered = offsets
+        .windows(2)
+        .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
     let times_ordered = times.windows(2).all(|w| {
-        w[0].max_timestamp_ms <= w[1].max_timestamp_ms && w[0].relative_offset < w[1].relative_offset
+        w[0].max_timestamp_ms <= w[1].max_timestamp_ms
+            && w[0].relative_offset < w[1].relative_offset
     });
     (offsets.len() == times.len() && offsets_ordered && times_ordered).then_some((offsets, times))
 }
