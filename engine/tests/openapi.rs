@@ -63,6 +63,7 @@ fn server_conforms_to_the_openapi_spec() {
         ])
         .args(["--seed", "20261130"])
         .env("SCHEMATHESIS_TELEMETRY", "false")
+        .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
