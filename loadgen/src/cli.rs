@@ -31,7 +31,11 @@ pub fn main_with_args(args: &Args, command_line: &[String]) -> Result<(), String
             node.client_addr,
             node.data_dir.path().display()
         );
-        config.broker = node.client_addr.clone();
+        config.broker = if config.target == TargetKind::Http {
+            node.http_addr.clone()
+        } else {
+            node.client_addr.clone()
+        };
         Some(node)
     } else {
         None
@@ -141,7 +145,7 @@ fn drive(
     if let Some(path) = &args.hdr_log {
         let _ = writeln!(stdout, "hdr log: {}", path.display());
     }
-    if config.target == TargetKind::Sprawl
+    if matches!(config.target, TargetKind::Sprawl | TargetKind::Http)
         && stored_records.is_some_and(|n| n < result.records_acked)
         && config.acks != crate::config::AckLevel::None
     {

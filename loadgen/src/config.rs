@@ -13,6 +13,8 @@ pub enum TargetKind {
     Redis,
     Nats,
     Kafka,
+    /// A Sprawl node through its HTTP REST API (for HTTP vs native comparisons).
+    Http,
 }
 
 impl TargetKind {
@@ -22,6 +24,7 @@ impl TargetKind {
             TargetKind::Redis => "redis",
             TargetKind::Nats => "nats",
             TargetKind::Kafka => "kafka",
+            TargetKind::Http => "http",
         }
     }
 
@@ -31,6 +34,7 @@ impl TargetKind {
             TargetKind::Redis => "127.0.0.1:6379",
             TargetKind::Nats => "127.0.0.1:4222",
             TargetKind::Kafka => "127.0.0.1:9092",
+            TargetKind::Http => "127.0.0.1:8080",
         }
     }
 }
@@ -220,15 +224,16 @@ impl Args {
             "redis" => TargetKind::Redis,
             "nats" => TargetKind::Nats,
             "kafka" => TargetKind::Kafka,
+            "http" => TargetKind::Http,
             other => {
                 return Err(bad(
                     "target",
                     other,
-                    "expected sprawl, redis, nats or kafka",
+                    "expected sprawl, http, redis, nats or kafka",
                 ))
             }
         };
-        if self.spawn && target != TargetKind::Sprawl {
+        if self.spawn && !matches!(target, TargetKind::Sprawl | TargetKind::Http) {
             return Err(bad(
                 "target",
                 &self.target,

@@ -33,6 +33,8 @@ pub enum SpawnError {
 pub struct SpawnedNode {
     child: Option<Child>,
     pub client_addr: String,
+    /// The node's HTTP port (`ports.json` "http").
+    pub http_addr: String,
     pub binary: PathBuf,
     pub data_dir: tempfile::TempDir,
     pub shards: u32,
@@ -81,6 +83,7 @@ impl SpawnedNode {
         let mut node = SpawnedNode {
             child: Some(child),
             client_addr: String::new(),
+            http_addr: String::new(),
             binary: binary.to_owned(),
             data_dir,
             shards,
@@ -88,8 +91,9 @@ impl SpawnedNode {
         let ports = node.data_dir.path().join("data").join("ports.json");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(addr) = read_client_addr(&ports) {
-                node.client_addr = addr;
+            if let Some((client, http)) = read_addrs(&ports) {
+                node.client_addr = client;
+                node.http_addr = http;
                 return Ok(node);
             }
             if let Some(child) = node.child.as_mut() {
@@ -161,9 +165,11 @@ impl Drop for SpawnedNode {
     }
 }
 
-/// The `client` address in a `ports.json`, once the file is complete.
-fn read_client_addr(path: &Path) -> Option<String> {
+/// The `client` and `http` addresses in a `ports.json`, once the file is complete.
+fn read_addrs(path: &Path) -> Option<(String, String)> {
     let text = std::fs::read_to_string(path).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value.get("client")?.as_str().map(str::to_owned)
+    let client = value.get("client")?.as_str()?.to_owned();
+    let http = value.get("http")?.as_str()?.to_owned();
+    Some((client, http))
 }

@@ -175,6 +175,38 @@ fn spawn_is_a_one_command_demo() {
     );
 }
 
+/// The same generator through the node's HTTP REST API (`--target http`): every acknowledged
+/// record is stored and consumed, with latencies recorded.
+#[test]
+fn http_target_publishes_and_consumes_through_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("http.json");
+    let output = loadgen(&[
+        "--target",
+        "http",
+        "--spawn",
+        "--sprawl-bin",
+        sprawl_binary().to_str().unwrap(),
+        "--duration-secs",
+        "1",
+        "--warmup-secs",
+        "1",
+        "--consumers",
+        "1",
+        "--size",
+        "200",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stopped the node"), "{stderr}");
+    let r = read_json(&report);
+    check_counts(&r, true);
+    assert!(r["server"]["version"]
+        .as_str()
+        .is_some_and(|v| v.contains("HTTP API")));
+}
+
 fn base64_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::new();

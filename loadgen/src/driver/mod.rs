@@ -7,6 +7,7 @@
 //! blocking and used by one thread.
 
 mod conn;
+pub mod http;
 pub mod kafka;
 mod kafka_wire;
 pub mod nats;
@@ -158,6 +159,7 @@ pub fn open(endpoint: Endpoint) -> Result<Box<dyn Target>, DriverError> {
         TargetKind::Redis => Box::new(redis::RedisTarget::new(endpoint)),
         TargetKind::Nats => Box::new(nats::NatsTarget::new(endpoint)),
         TargetKind::Kafka => Box::new(kafka::KafkaTarget::new(endpoint)),
+        TargetKind::Http => Box::new(http::HttpTarget::new(endpoint)),
     })
 }
 
