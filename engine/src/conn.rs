@@ -176,11 +176,12 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         // Wait for a length prefix (or stop).
-        let Some(frame_len) = read_until(conn, &mut reader, &mut buf, LENGTH_FIELD_BYTES).await
-        else {
+        if read_until(conn, &mut reader, &mut buf, LENGTH_FIELD_BYTES)
+            .await
+            .is_none()
+        {
             return;
-        };
-        let _ = frame_len;
+        }
         let length = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
         let limits = conn.limits.get();
         if length > limits.frame_bytes_max {
@@ -507,9 +508,9 @@ async fn dispatch(
                         to_owner(shard, owner, frame.clone(), header, expects_reply, &limits).await,
                     )
                 }
-                Err(f) if is_produce && !expects_reply => {
+                // acks=none never gets a reply, not even an error; the failure is counted.
+                Err(_) if is_produce && !expects_reply => {
                     add(&shard.metrics.errors, 1);
-                    let _ = f;
                     None
                 }
                 Err(f) => err(f),
