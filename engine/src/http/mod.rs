@@ -8,7 +8,7 @@
 mod analytics;
 pub mod groups;
 pub mod rest;
-mod routes;
+pub mod routes;
 pub mod sse;
 pub mod ws;
 

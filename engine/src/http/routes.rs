@@ -26,11 +26,10 @@ fn json(v: serde_json::Value) -> Reply {
     respond(200, "application/json", v.to_string())
 }
 
-/// Parses `a=1&b=2`.
-fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .unwrap_or("")
+/// Parses the query string `a=1&b=2` of a request (values are not percent-decoded: topic and
+/// group names need no escaping).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
         .split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| match kv.split_once('=') {
@@ -38,6 +37,10 @@ fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
             None => (kv.to_string(), String::new()),
         })
         .collect()
+}
+
+fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
+    query_pairs(req.uri().query().unwrap_or(""))
 }
 
 fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {

@@ -123,19 +123,6 @@ async fn commit(shard: &Rc<Shard>, topic: &str, partition: u32, group: &str, off
     }
 }
 
-/// Parses `a=1&b=2` (values are not percent-decoded: topic names need no escaping).
-fn query_pairs(uri: &str) -> Vec<(String, String)> {
-    uri.split_once('?')
-        .map_or("", |(_, q)| q)
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (kv.to_string(), String::new()),
-        })
-        .collect()
-}
-
 /// Serves one WebSocket connection (handshake included) until either side closes it or the node
 /// stops. A subscription that cannot be served (unknown topic, bad offset, ...) is answered with an
 /// `{"error": {...}}` message and a close frame with code 1008 (policy violation).
@@ -158,7 +145,10 @@ pub async fn serve(shard: Rc<Shard>, stream: super::Prefixed) {
     else {
         return;
     };
-    let q = query_pairs(&uri.borrow());
+    let q = {
+        let uri = uri.borrow();
+        super::routes::query_pairs(uri.split_once('?').map_or("", |(_, q)| q))
+    };
     let req = match parse(&shard, &q).await {
         Ok(r) => r,
         Err(e) => {
