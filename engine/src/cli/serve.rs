@@ -23,7 +23,7 @@ pub struct ServeArgs {
     /// client port (default 7070; 0 picks a free one; env SPRAWL_PORT)
     #[argh(option)]
     pub port: Option<u16>,
-    /// HTTP stats port: /health, /ready, /stats, /stats/hdr, /metrics (default 8080; 0 picks a free one; env SPRAWL_HTTP_PORT)
+    /// HTTP port: REST API, WebSocket, web page, /health, /stats, /metrics (default 8080; 0 picks a free one; env SPRAWL_HTTP_PORT)
     #[argh(option)]
     pub http_port: Option<u16>,
     /// number of shards, one pinned core each (default: all available cores; env SPRAWL_SHARDS)
