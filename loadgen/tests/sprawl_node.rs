@@ -65,6 +65,24 @@ fn report_counts_match_the_node_closed_and_open_loop() {
         info.partitions.iter().map(|p| p.end_offset).sum::<u64>(),
         acked
     );
+    // And so does the node's own accounting on its stats port: records appended per partition,
+    // one produce latency per batch of 4, one end-to-end latency per record delivered.
+    let metrics = http_get(&node.http_addr, "/metrics");
+    let appended: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("sprawl_partition_records_in_total{") && l.contains("topic=\"closed\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(appended as u64, acked, "{metrics}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&http_get(&node.http_addr, "/stats")).unwrap();
+    assert_eq!(
+        stats["topics"]["closed"]["produce"]["count"].as_u64(),
+        Some(acked / 4)
+    );
+    assert_eq!(stats["ops"]["e2e"]["count"].as_u64(), Some(acked));
     // Zipf keys put more records on partition 0 (key 0, 3, 6, ...) than on the others.
     assert!(
         info.partitions[0].end_offset > info.partitions[2].end_offset,
@@ -205,6 +223,22 @@ fn http_target_publishes_and_consumes_through_rest() {
     assert!(r["server"]["version"]
         .as_str()
         .is_some_and(|v| v.contains("HTTP API")));
+}
+
+/// `GET path` on a node's HTTP port; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
