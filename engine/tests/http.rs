@@ -81,6 +81,39 @@ fn stats_and_metrics_match_the_traffic() {
         .unwrap();
     assert_eq!(h.len(), requests);
     assert_eq!(http_get(&node.http, "/stats/hdr?metric=bogus").0, 400);
+    // Another implementation reads it too: Python's HdrHistogram gives the same count and
+    // percentiles (.ci/run installs it; elsewhere this part is skipped with a message).
+    let py_ok = std::process::Command::new("python3")
+        .args(["-c", "import hdrh"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if py_ok {
+        let file = dir.path().join("produce.hdr");
+        std::fs::write(&file, body.trim()).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/py/hdr_decode.py"
+            ))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(py["count"].as_u64(), Some(h.len()));
+        assert_eq!(py["max"].as_u64(), Some(h.max()));
+        assert_eq!(py["p99"].as_u64(), Some(h.value_at_quantile(0.99)));
+    } else {
+        assert!(
+            std::env::var_os("SPRAWL_E2E_REQUIRED").is_none(),
+            "python3 module hdrh is missing: pip install hdrhistogram"
+        );
+        eprintln!("skipped the Python HdrHistogram check: pip install hdrhistogram");
+    }
 
     // Prometheus text, parsed by a Prometheus parser.
     let (status, body) = http_get(&node.http, "/metrics");
