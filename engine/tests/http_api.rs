@@ -186,6 +186,19 @@ fn rest_errors_say_what_to_fix() {
         .unwrap();
     let code = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(code == "413" || code == "000", "huge body answered {code}");
+    // Invalid UTF-8 in a JSON body is a 400 that says so.
+    let bad_utf8 = dir.path().join("bad.json");
+    std::fs::write(&bad_utf8, b"{\"value\":\"\xff\xfe\"}").unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "--data-binary"])
+        .arg(format!("@{}", bad_utf8.display()))
+        .arg(format!("{base}/topics/t/messages"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "400", "{body}");
+    assert!(body.contains("not valid JSON"), "{body}");
     assert_eq!(http_request("GET", &node.http, "/health").0, 200);
 }
 
