@@ -22,6 +22,7 @@ use net::codec::{
     LENGTH_FIELD_BYTES,
 };
 
+use crate::follow::{Follow, Next};
 use crate::handlers::{
     self, encode_error, encode_fetch, encode_response, resolve, Failure, LocalFut, ReadArgs,
 };
@@ -40,8 +41,6 @@ const SUBSCRIPTIONS_PER_CONN_MAX: usize = 1024;
 const WRITE_BATCH_BYTES: usize = 256 << 10;
 /// Bytes read from the socket at a time when no frame size is known yet.
 const READ_CHUNK_BYTES: usize = 64 << 10;
-/// How long a subscription's internal fetch long-polls.
-const SUBSCRIPTION_POLL_MS: u32 = 500;
 /// Largest push frame payload a subscription asks for.
 const SUBSCRIPTION_FETCH_BYTES: u32 = 1 << 20;
 
@@ -684,16 +683,16 @@ async fn run_subscription(
     sub: Rc<Subscription>,
     topic_id: u64,
     partition: u32,
-    mut offset: u64,
+    offset: u64,
 ) {
     let limits = conn.limits.get();
-    loop {
-        if sub.cancelled.get() || conn.closed.get() || conn.shard.stopping.get() {
-            break;
-        }
+    let max_bytes = SUBSCRIPTION_FETCH_BYTES.min(fetch_bytes_max(&limits));
+    let mut follow = Follow::new(conn.shard.clone(), topic_id, partition, offset, max_bytes);
+    let stop = || sub.cancelled.get() || conn.closed.get();
+    while !stop() {
         if sub.credits.get() == 0 {
             let seen = sub.changed.generation();
-            if sub.credits.get() == 0 && !sub.cancelled.get() {
+            if sub.credits.get() == 0 {
                 let _ = glommio::timer::timeout(Duration::from_millis(200), async {
                     sub.changed.changed_since(seen).await;
                     Ok(())
@@ -702,31 +701,15 @@ async fn run_subscription(
             }
             continue;
         }
-        let args = ReadArgs {
-            topic_id,
-            partition,
-            offset,
-            max_bytes: SUBSCRIPTION_FETCH_BYTES.min(fetch_bytes_max(&limits)),
-            wait_ms: SUBSCRIPTION_POLL_MS,
-        };
-        match handlers::read_anywhere(&conn.shard, args).await {
-            Ok(mut out) => {
-                if out.records.is_empty() || sub.cancelled.get() {
-                    continue;
-                }
-                out.records.truncate(sub.credits.get() as usize);
-                let n = out.records.len() as u32;
-                offset = out.records.last().map_or(offset, |r| r.offset + 1);
-                sub.credits.set(sub.credits.get() - n);
-                handlers::record_e2e(&conn.shard, &out.records);
-                let frame = push_frame(id, &out, &limits);
-                if conn.tx.send(frame).await.is_err() {
+        match follow.next(&|| sub.credits.get() as usize, &stop).await {
+            Ok(Next::Stopped) => break,
+            Ok(Next::NoCredit) => continue,
+            Ok(Next::Batch(out)) => {
+                sub.credits
+                    .set(sub.credits.get() - out.records.len() as u32);
+                if conn.tx.send(push_frame(id, &out, &limits)).await.is_err() {
                     break;
                 }
-            }
-            Err(f) if f.code == ErrorCode::NotLeader => {
-                // The partition is moving between shards: the next read routes to the new owner.
-                glommio::timer::sleep(Duration::from_millis(10)).await;
             }
             Err(f) => {
                 let header = FrameHeader {

@@ -29,6 +29,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod follow;
 pub mod handlers;
 pub mod host;
 pub mod http;

@@ -17,7 +17,8 @@ use glommio::channels::local_channel;
 
 use super::rest::{record_json, HttpError};
 use super::Body;
-use crate::handlers::{self, ReadArgs};
+use crate::follow::{Follow, Next};
+use crate::handlers;
 use crate::shard::Shard;
 
 /// Chunks queued towards one stream before the partition readers wait.
@@ -101,18 +102,13 @@ pub async fn events(
         let (shard, tx, cursor, done) = (shard.clone(), tx.clone(), cursor.clone(), done.clone());
         let topic_id = t.topic_id;
         glommio::spawn_local(async move {
-            let mut offset = start;
-            while !done.get() && !shard.stopping.get() {
-                let args = ReadArgs {
-                    topic_id,
-                    partition,
-                    offset,
-                    max_bytes: 1 << 20,
-                    wait_ms: 500,
-                };
-                let out = match handlers::read_anywhere(&shard, args).await {
-                    Ok(out) => out,
-                    Err(f) if f.code == net::codec::ErrorCode::NotLeader => continue,
+            let mut follow = Follow::new(shard, topic_id, partition, start, 1 << 20);
+            let stop = || done.get();
+            loop {
+                let out = match follow.next(&|| usize::MAX, &stop).await {
+                    Ok(Next::Batch(out)) => out,
+                    Ok(Next::NoCredit) => continue,
+                    Ok(Next::Stopped) => return,
                     Err(f) => {
                         let data = serde_json::json!({"code": f.code.name(), "message": f.message});
                         let _ = tx
@@ -122,14 +118,9 @@ pub async fn events(
                         return;
                     }
                 };
-                if out.records.is_empty() {
-                    continue;
-                }
-                handlers::record_e2e(&shard, &out.records);
                 let mut chunk = String::new();
                 for r in &out.records {
-                    offset = r.offset + 1;
-                    cursor.borrow_mut().insert(partition, offset);
+                    cursor.borrow_mut().insert(partition, r.offset + 1);
                     let mut v = record_json(r, topic_id, partition);
                     v["partition"] = serde_json::json!(partition);
                     let id = render_cursor(&cursor.borrow());

@@ -21,7 +21,8 @@ use glommio::channels::local_channel;
 use serde_json::{json, Value};
 
 use super::rest::HttpError;
-use crate::handlers::{self, ReadArgs};
+use crate::follow::{Follow, Next};
+use crate::handlers;
 use crate::notify::Notify;
 use crate::shard::Shard;
 
@@ -178,8 +179,9 @@ pub async fn serve(shard: Rc<Shard>, stream: super::Prefixed) {
         );
         let (topic, topic_id) = (req.topic.clone(), req.topic_id);
         glommio::spawn_local(async move {
-            let mut offset = start;
-            while !done.get() && !shard.stopping.get() {
+            let mut follow = Follow::new(shard, topic_id, partition, start, 1 << 20);
+            let stop = || done.get();
+            while !stop() {
                 if credits.get() == 0 {
                     let seen = changed.generation();
                     let _ = glommio::timer::timeout(Duration::from_millis(200), async {
@@ -189,37 +191,25 @@ pub async fn serve(shard: Rc<Shard>, stream: super::Prefixed) {
                     .await;
                     continue;
                 }
-                let args = ReadArgs {
-                    topic_id,
-                    partition,
-                    offset,
-                    max_bytes: 1 << 20,
-                    wait_ms: 500,
-                };
-                let mut out = match handlers::read_anywhere(&shard, args).await {
-                    Ok(out) => out,
-                    Err(f) if f.code == net::codec::ErrorCode::NotLeader => continue,
+                let limit = || (credits.get() as usize).min(RECORDS_PER_MESSAGE_MAX);
+                let out = match follow.next(&limit, &stop).await {
+                    Ok(Next::Batch(out)) => out,
+                    Ok(Next::NoCredit) => continue,
+                    Ok(Next::Stopped) => return,
                     Err(f) => {
                         let msg = json!({"error": {"code": f.code.name(), "message": f.message, "partition": partition}});
                         let _ = tx.send(msg.to_string()).await;
                         return;
                     }
                 };
-                let n = (credits.get() as usize).min(RECORDS_PER_MESSAGE_MAX);
-                out.records.truncate(n);
-                if out.records.is_empty() {
-                    continue;
-                }
                 credits.set(credits.get() - out.records.len() as u32);
-                offset = out.records.last().map_or(offset, |r| r.offset + 1);
-                handlers::record_e2e(&shard, &out.records);
                 let records: Vec<Value> = out
                     .records
                     .iter()
                     .map(|r| super::rest::record_json(r, topic_id, partition))
                     .collect();
                 let msg = json!({"topic": topic, "partition": partition, "records": records,
-                                 "next_offset": offset, "high_offset": out.high_offset});
+                                 "next_offset": follow.offset, "high_offset": out.high_offset});
                 if tx.send(msg.to_string()).await.is_err() {
                     return;
                 }
