@@ -80,8 +80,8 @@ lines += [
     f"p99 HTTP / native: median {summary['p99_ratio_median']:.2f}, worst {summary['p99_ratio_worst']:.2f}.",
     "",
     "Likely causes (not profiled yet): every batch is a JSON document with base64 values that the node",
-    "parses and re-encodes into a protocol frame, HTTP/1.1 answers in order per connection, and the",
-    "HTTP port is served by one shard.",
+    "parses and re-encodes into a protocol frame, and HTTP/1.1 answers in order per connection.",
+    "(Measured when the HTTP port was served by shard 0 only; it is now served by every shard.)",
 ]
 if machine:
     lines += ["", "Machine: " + json.dumps(machine)]

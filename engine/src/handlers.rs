@@ -220,6 +220,20 @@ pub fn start_call(shard: &Rc<Shard>, body: CallBody) -> LocalFut<ReplyBody> {
             let info = local_partition_info(shard, topic_id);
             Box::pin(async move { ReplyBody::Info(info) })
         }
+        CallBody::Move {
+            topic,
+            partition,
+            to,
+        } => {
+            let shard = shard.clone();
+            Box::pin(async move {
+                ReplyBody::Moved(crate::moves::move_partition(&shard, &topic, partition, to).await)
+            })
+        }
+        CallBody::Analytics(view) => {
+            let reply = crate::http::analytics_view(shard, view);
+            Box::pin(async move { ReplyBody::Analytics(reply) })
+        }
         CallBody::Metrics => {
             let m = local_stats_taking_keys(shard, Some(1), true).1;
             Box::pin(async move { ReplyBody::Metrics(Box::new(m)) })

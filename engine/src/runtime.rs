@@ -240,11 +240,12 @@ pub fn serve(
     let catalog = Catalog::load(&cfg.data_dir)?;
     let (client_addr, client_fds) =
         bind_shared(SocketAddr::new(cfg.bind, cfg.port), cfg.shards, "--port")?;
-    let (http_addr, http_fd) = {
-        let (addr, mut fds) =
-            bind_shared(SocketAddr::new(cfg.bind, cfg.http_port), 1, "--http-port")?;
-        (addr, fds.pop())
-    };
+    let (http_addr, http_fds) = bind_shared(
+        SocketAddr::new(cfg.bind, cfg.http_port),
+        cfg.shards,
+        "--http-port",
+    )?;
+    let mut http_fds = http_fds.into_iter();
     let cpus = allowed_cpus();
     let mesh = MeshBuilder::<MeshMsg, _>::full(cfg.shards, MESH_CHANNEL_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
@@ -262,7 +263,7 @@ pub fn serve(
             ready: ready_tx.clone(),
             mesh: mesh.clone(),
             ring_budget: ring_budget.clone(),
-            http_fd: if id == 0 { http_fd } else { None },
+            http_fd: http_fds.next(),
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))

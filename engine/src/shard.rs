@@ -42,7 +42,7 @@ pub struct ShardContext {
     pub mesh: MeshBuilder<MeshMsg, Full>,
     /// Node-wide memory budget shared by every partition's hot ring.
     pub ring_budget: Arc<storage::MemoryBudget>,
-    /// The HTTP stats listener (shard 0 only).
+    /// This shard's HTTP listener (SO_REUSEPORT, like the client port).
     pub http_fd: Option<i32>,
 }
 
@@ -78,6 +78,14 @@ pub enum CallBody {
     Stats { window_s: Option<u64> },
     /// Counters of this shard and its partitions (for the analytics shard).
     Metrics,
+    /// Move a partition between shards (run on shard 0, which holds the admin lock).
+    Move {
+        topic: String,
+        partition: u32,
+        to: usize,
+    },
+    /// An analytics view (run on shard 0, where the analytics shard lives).
+    Analytics(crate::http::AnalyticsView),
     /// Give up ownership of a partition (flush and close it) ahead of a move.
     Release { topic_id: u64, partition: u32 },
     /// Adopt this routing table: open partitions it moves here, then route by it.
@@ -93,6 +101,9 @@ pub enum ReplyBody {
     Info(Vec<net::codec::PartitionInfo>),
     Stats(Box<(crate::stats::StatsSnapshot, crate::metrics::MetricsSnapshot)>),
     Metrics(Box<crate::metrics::MetricsSnapshot>),
+    Moved(Result<crate::moves::MoveOutcome, crate::handlers::Failure>),
+    /// `None`: the analytics shard is off.
+    Analytics(Option<crate::http::AnalyticsReply>),
 }
 
 /// A call sent to another shard whose answer has not been awaited yet.

@@ -1,9 +1,11 @@
 //! The HTTP stats port: hyper (HTTP/1.1) on shard 0's reactor.
 //!
-//! Served from shard 0, which also owns the catalog, the admin lock and the analytics shard: a
-//! scrape gathers every shard's histograms and counters over the mesh, and a REST publish is
-//! handed to the owning shard exactly like a binary-protocol produce. Connections are capped,
-//! request heads are bounded by hyper's buffer limit and bodies by `BODY_BYTES_MAX`.
+//! Served by every shard on the same port (SO_REUSEPORT, like the client port). A REST publish is
+//! handed to the owning shard exactly like a binary-protocol produce; a scrape gathers every
+//! shard's histograms and counters over the mesh; topic admin, partition moves and the analytics
+//! views run on shard 0, which owns the catalog, the admin lock and the analytics shard, and are
+//! asked of it over the mesh. Connections are capped per shard, request heads are bounded by
+//! hyper's buffer limit and bodies by `BODY_BYTES_MAX`.
 
 mod analytics;
 pub mod groups;
@@ -237,6 +239,55 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
             open.set(open.get() - 1);
         })
         .detach();
+    }
+}
+
+/// An analytics view kept on shard 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnalyticsView {
+    Forecast,
+    Hot,
+    Anomalies,
+    Decisions,
+    /// The analytics lines of `/metrics`.
+    Prometheus,
+}
+
+/// An analytics view's content.
+#[derive(Debug, Clone)]
+pub enum AnalyticsReply {
+    Json(serde_json::Value),
+    Text(String),
+}
+
+/// Renders a view from this shard's analytics state; `None` when there is none (analytics off,
+/// or not shard 0).
+pub fn analytics_view(shard: &Shard, view: AnalyticsView) -> Option<AnalyticsReply> {
+    let a = shard.analytics.borrow().clone()?;
+    Some(match view {
+        AnalyticsView::Forecast => AnalyticsReply::Json(analytics::forecast(&a)),
+        AnalyticsView::Hot => AnalyticsReply::Json(analytics::hot(&a)),
+        AnalyticsView::Anomalies => AnalyticsReply::Json(analytics::anomalies(&a)),
+        AnalyticsView::Decisions => AnalyticsReply::Json(analytics::decisions(&a)),
+        AnalyticsView::Prometheus => {
+            let mut text = String::new();
+            analytics::prometheus(&a, shard.config.node_id, &mut text);
+            AnalyticsReply::Text(text)
+        }
+    })
+}
+
+/// The view from shard 0, asked over the mesh from any other shard.
+pub async fn analytics_from_shard0(
+    shard: &Rc<Shard>,
+    view: AnalyticsView,
+) -> Option<AnalyticsReply> {
+    if shard.id == 0 {
+        return analytics_view(shard, view);
+    }
+    match shard.call(0, crate::shard::CallBody::Analytics(view)).await {
+        Some(crate::shard::ReplyBody::Analytics(r)) => r,
+        _ => None,
     }
 }
 

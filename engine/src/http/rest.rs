@@ -96,8 +96,24 @@ pub async fn create_topic(shard: &Rc<Shard>, body: &Value) -> Result<Value> {
         },
         default_ttl_ms: field_u64(body, "default_ttl_ms")?,
     };
-    let id = crate::admin::create_topic(shard, name, config).await?;
+    // Topic admin runs on shard 0, which owns the catalog and the admin lock.
+    let reply = call_shard(shard, 0, Request::CreateTopic { name, config }).await?;
+    let id = match decode_reply(&reply)? {
+        Response::CreateTopic { topic_id, .. } => topic_id,
+        other => {
+            return Err(
+                Failure::new(ErrorCode::Internal, format!("unexpected reply {other:?}")).into(),
+            )
+        }
+    };
     Ok(json!({"name": name, "topic_id": format!("{id:016x}"), "partitions": partitions}))
+}
+
+/// `DELETE /topics/{t}` (on shard 0, which owns the catalog).
+pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<Value> {
+    let reply = call_shard(shard, 0, Request::DeleteTopic { name }).await?;
+    decode_reply(&reply)?;
+    Ok(json!({ "deleted": name }))
 }
 
 /// `GET /topics`.
@@ -308,6 +324,12 @@ pub async fn call_owner(
     request: Request<'_>,
 ) -> Result<Bytes> {
     let t = handlers::resolve(shard, topic, partition)?;
+    let owner = shard.owner(t.topic_id, partition);
+    call_shard(shard, owner, request).await
+}
+
+/// Encodes `request` as a frame and has shard `to` handle it (shard 0 for topic admin).
+pub async fn call_shard(shard: &Rc<Shard>, to: usize, request: Request<'_>) -> Result<Bytes> {
     let limits = Limits::new(shard.config.frame_bytes_max);
     let mut buf = BytesMut::new();
     encode(&Frame::request(0, request), &mut buf, &limits).map_err(|e| HttpError {
@@ -316,16 +338,15 @@ pub async fn call_owner(
         message: format!("{e}; send fewer or smaller records per request"),
     })?;
     let frame: Bytes = buf.freeze();
-    let owner = shard.owner(t.topic_id, partition);
-    let reply = if owner == shard.id {
+    let reply = if to == shard.id {
         handlers::start_frame(shard, frame).await
     } else {
-        match shard.call(owner, CallBody::Frame(frame)).await {
+        match shard.call(to, CallBody::Frame(frame)).await {
             Some(ReplyBody::Frame(r)) => r,
             _ => {
                 return Err(HttpError::from(Failure::new(
                     ErrorCode::ShuttingDown,
-                    "the owning shard is shutting down; retry",
+                    "the shard serving this request is shutting down; retry",
                 )))
             }
         }

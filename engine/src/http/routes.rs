@@ -172,11 +172,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
             return answer(rest::describe_topic(shard, topic).await, 200)
         }
         (&Method::DELETE, ["topics", topic]) => {
-            let r = crate::admin::delete_topic(shard, topic)
-                .await
-                .map(|()| serde_json::json!({"deleted": topic}))
-                .map_err(rest::HttpError::from);
-            return answer(r, 200);
+            return answer(rest::delete_topic(shard, topic).await, 200);
         }
         (&Method::POST, ["topics", topic, "messages"]) => {
             let topic = topic.to_string();
@@ -291,26 +287,29 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
         }
         "/metrics" => {
             let mut text = prometheus(shard, &gather(shard, None).await);
-            if let Some(a) = shard.analytics.borrow().as_ref() {
-                super::analytics::prometheus(a, shard.config.node_id, &mut text);
+            if let Some(super::AnalyticsReply::Text(lines)) =
+                super::analytics_from_shard0(shard, super::AnalyticsView::Prometheus).await
+            {
+                text.push_str(&lines);
             }
             respond(200, "text/plain; version=0.0.4", text)
         }
         "/analytics/forecast" | "/analytics/hot" | "/analytics/anomalies"
         | "/analytics/decisions" => {
-            let Some(a) = shard.analytics.borrow().clone() else {
-                return error(
+            let view = match path.as_str() {
+                "/analytics/forecast" => super::AnalyticsView::Forecast,
+                "/analytics/hot" => super::AnalyticsView::Hot,
+                "/analytics/anomalies" => super::AnalyticsView::Anomalies,
+                _ => super::AnalyticsView::Decisions,
+            };
+            match super::analytics_from_shard0(shard, view).await {
+                Some(super::AnalyticsReply::Json(v)) => json(v),
+                _ => error(
                     404,
                     "ANALYTICS_OFF",
                     "the analytics shard is off; start the node with --analytics advise or act",
-                );
-            };
-            json(match path.as_str() {
-                "/analytics/forecast" => super::analytics::forecast(&a),
-                "/analytics/hot" => super::analytics::hot(&a),
-                "/analytics/anomalies" => super::analytics::anomalies(&a),
-                _ => super::analytics::decisions(&a),
-            })
+                ),
+            }
         }
         other => error(
             404,
@@ -333,7 +332,24 @@ async fn move_partition(shard: &Rc<Shard>, q: &[(String, String)]) -> Reply {
             "use POST /admin/move?topic=NAME&partition=N&shard=S with numeric partition and shard",
         );
     };
-    match crate::moves::move_partition(shard, topic, partition, to).await {
+    // Moves run on shard 0, which holds the admin lock.
+    let result = if shard.id == 0 {
+        crate::moves::move_partition(shard, topic, partition, to).await
+    } else {
+        let call = CallBody::Move {
+            topic: topic.to_string(),
+            partition,
+            to,
+        };
+        match shard.call(0, call).await {
+            Some(ReplyBody::Moved(r)) => r,
+            _ => Err(crate::handlers::Failure::new(
+                net::codec::ErrorCode::ShuttingDown,
+                "shard 0 is shutting down",
+            )),
+        }
+    };
+    match result {
         Ok(m) => json(serde_json::json!({
             "topic": topic,
             "partition": partition,
