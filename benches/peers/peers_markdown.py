@@ -248,16 +248,18 @@ def _facts(report):
     v, m = report["versions"], report["machine"]
     lines = ["## Versions and machine", "", "| what | value |", "|---|---|"]
     rows = [
-        ("Sprawl commit", v.get("sprawl_commit")),
+        ("repository HEAD when the run started", v.get("sprawl_commit")),
         ("Sprawl built from", f"{report['settings'].get('sprawl_src_kind')} "
                                f"({report['settings'].get('sprawl_src')})"),
         ("engine/storage/net/loadgen/analytics modified in the working tree",
          v.get("sprawl_sources_modified_since_commit")),
         ("Sprawl handshake version", v.get("sprawl_handshake")),
-        ("loadgen", f"{v.get('loadgen')} {v.get('loadgen_build')}"),
+        ("loadgen", f"{v.get('loadgen')} ({(v.get('loadgen_build') or {}).get('profile')}, "
+                    f"{(v.get('loadgen_build') or {}).get('rustc')})"),
         ("NATS", v.get("nats_server")),
         ("Redis", v.get("redis_server")),
-        ("Kafka", v.get("kafka") or report["settings"].get("kafka_note")),
+        ("Kafka", (f"{v.get('kafka')} (jars: {report['settings'].get('kafka_classpath')})"
+                   if v.get("kafka") else report["settings"].get("kafka_note"))),
         ("Java", v.get("java")),
         ("rustc", v.get("rustc")),
         ("CPU", m.get("cpu_model")),

@@ -127,8 +127,6 @@ def summarize_run(row):
             "cpu_s_per_gb": process.get("cpu_s_per_gb"),
             "rss_bytes": process.get("rss_bytes"),
             "rss_peak_bytes": process.get("rss_peak_bytes"),
-            "pressure_at_report": {"cpu": rep["machine"].get("pressure_cpu"),
-                                   "io": rep["machine"].get("pressure_io")},
             "load1_at_report": rep["machine"].get("load_average_1m"),
         })
         if row.get("loadgen_exit") not in (0, None):

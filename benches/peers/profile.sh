@@ -10,7 +10,8 @@
 # shallow stacks; set CALLGRAPH=dwarf for full ones at a higher cost) while the run is measured.
 # Writes OUT_DIR/perf.data, the loadgen report and text summaries: flat profile by symbol, by
 # shared object (kernel vs Sprawl vs libc), and `perf stat` software counters (context switches,
-# migrations, page faults). Uses the binaries of run.sh ($CARGO_TARGET_DIR/release).
+# migrations, page faults). OFFCPU=1 records context switches with kernel stacks instead
+# (`perf sched`), to see where the server's threads block. Uses run.sh's binaries.
 
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +26,7 @@ OUT=${2:-/tmp/sprawl-peers-profile-$WL-$(date -u +%Y%m%dT%H%M%SZ)}
 : "${WINDOW:=256}"
 : "${PERF_HZ:=999}"
 : "${CALLGRAPH:=}"
+: "${OFFCPU:=0}"
 : "${LOADGEN_CPU:=0}"
 : "${CARGO_TARGET_DIR:=$REPO/target}"
 SPRAWL_BIN=$CARGO_TARGET_DIR/release/sprawl
@@ -67,22 +69,37 @@ graph=(-g)
 perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$SERVER_PID" \
     -o "$OUT/perf-stat.txt" -- sleep "$record_s" &
 STAT_PID=$!
-perf record -F "$PERF_HZ" "${graph[@]}" -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "$record_s" \
-    2>"$OUT/perf-record.log"
+if ((OFFCPU)); then
+    # Off-CPU: every context switch on the machine with its kernel stack, to see where (and for
+    # how long, in the next line's wait time) the server's threads block.
+    perf sched record -g -o "$OUT/sched.data" -- sleep "$record_s" 2>"$OUT/perf-sched.log"
+else
+    perf record -F "$PERF_HZ" "${graph[@]}" -p "$SERVER_PID" -o "$OUT/perf.data" \
+        -- sleep "$record_s" 2>"$OUT/perf-record.log"
+fi
 wait "$STAT_PID"
 wait "$LOADGEN_PID"
-threads "$SERVER_PID" >"$OUT/threads-after.txt"
 echo "loadgen exit status: $?" >>"$OUT/loadgen.txt"
+threads "$SERVER_PID" >"$OUT/threads-after.txt"
+{
+    echo "tid comm cpu_ticks voluntary_switches nonvoluntary_switches (deltas over the recording)"
+    join <(sort "$OUT/threads-before.txt") <(sort "$OUT/threads-after.txt") |
+        awk '{ print $1, $2, $7 - $3, $8 - $4, $9 - $5 }'
+} >"$OUT/threads.txt"
+if ((OFFCPU)); then
+    perf sched timehist -i "$OUT/sched.data" -g --state -p "$SERVER_PID" 2>/dev/null \
+        >"$OUT/offcpu-timehist.txt"
+    perf sched latency -i "$OUT/sched.data" --sort max 2>/dev/null | head -25 \
+        >"$OUT/sched-latency.txt"
+    cat "$OUT/loadgen.txt" "$OUT/threads.txt"
+    echo "profile: $OUT (offcpu-timehist.txt, sched-latency.txt)"
+    exit 0
+fi
 perf report -i "$OUT/perf.data" --stdio --no-children --sort dso 2>/dev/null |
     grep -v '^$' | head -40 >"$OUT/perf-by-dso.txt"
 perf report -i "$OUT/perf.data" --stdio --no-children --sort symbol -g none 2>/dev/null |
     grep -v '^$' | head -80 >"$OUT/perf-by-symbol.txt"
 perf report -i "$OUT/perf.data" --stdio --no-children --sort comm 2>/dev/null |
     grep -v '^$' | head -30 >"$OUT/perf-by-thread.txt"
-{
-    echo "tid comm cpu_ticks voluntary_switches nonvoluntary_switches (deltas over the recording)"
-    join <(sort "$OUT/threads-before.txt") <(sort "$OUT/threads-after.txt") |
-        awk '{ print $1, $2, $7 - $3, $8 - $4, $9 - $5 }'
-} >"$OUT/threads.txt"
 cat "$OUT/loadgen.txt" "$OUT/threads.txt"
 echo "profile: $OUT (perf-by-dso.txt, perf-by-symbol.txt, perf-by-thread.txt, perf-stat.txt, threads.txt)"

@@ -192,7 +192,7 @@ quiet_gate() {
         awk 'match($0, /copied, [0-9.]+ s/) {
             split(substr($0, RSTART + 8), t, " "); printf "%.0f", t[1] / 200 * 1e6 }')
     rm -f "$probe_file"
-    python3 "$REPORT_PY" jsonl "$GATES" workload="$workload" rep="$rep" passed:="$passed" \
+    python3 "$REPORT_PY" jsonl "$GATES" workload="$workload" rep:="$rep" passed:="$passed" \
         dsync_4k_write_us:="$dsync_us" \
         waited_s:="$waited" timeout_s:="$GATE_TIMEOUT_S" threshold:="$GATE_LOAD" \
         load1_at_start:="$first" load1_at_end:="$last" loadavg="$(cat /proc/loadavg)" \
