@@ -774,6 +774,8 @@ pub fn local_stats_taking_keys(
                 ring_hits: st.ring_hits,
                 ring_misses: st.ring_misses,
                 ring_bytes: st.ring_bytes,
+                sync_fallbacks: st.sync_fallbacks,
+                rolls: st.rolls,
                 lag_msgs: p.lag_msgs(),
                 key_sample: if take_keys {
                     std::mem::take(&mut *p.key_sample.borrow_mut())

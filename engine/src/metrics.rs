@@ -53,6 +53,11 @@ pub struct PartitionMetrics {
     pub ring_hits: u64,
     pub ring_misses: u64,
     pub ring_bytes: u64,
+    /// Segments created on the request path because none was prepared in time (blocking work on
+    /// the reactor: the first segment of a partition, or a roll that outran preparation).
+    pub sync_fallbacks: u64,
+    /// Segment rolls.
+    pub rolls: u64,
     /// End offset minus the lowest committed offset of any named consumer (`None`: no consumer).
     pub lag_msgs: Option<u64>,
     /// Sampled `(key hash, weight)` pairs since the last collection (see `Partition::sample_keys`).

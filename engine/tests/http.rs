@@ -136,6 +136,17 @@ fn stats_and_metrics_match_the_traffic() {
         .samples
         .iter()
         .any(|s| s.metric == "sprawl_latency_us"));
+    // The first segment of each partition that received data was created on the request path.
+    let sync_created: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "sprawl_partition_sync_segment_creations_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(sync_created as u64, 2, "one per partition written to");
 
     let (status, body) = http_get(&node.http, "/nope");
     assert_eq!(status, 404);

@@ -449,7 +449,7 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
         );
     }
     type Field = fn(&crate::metrics::PartitionMetrics) -> u64;
-    let fields: [(&str, &str, Field); 12] = [
+    let fields: [(&str, &str, Field); 14] = [
         ("partition_records_in_total", "counter", |p| p.records_in),
         ("partition_bytes_in_total", "counter", |p| p.bytes_in),
         ("partition_records_out_total", "counter", |p| p.records_out),
@@ -462,6 +462,10 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
         ("ring_hits_total", "counter", |p| p.ring_hits),
         ("ring_misses_total", "counter", |p| p.ring_misses),
         ("ring_bytes", "gauge", |p| p.ring_bytes),
+        ("partition_segment_rolls_total", "counter", |p| p.rolls),
+        ("partition_sync_segment_creations_total", "counter", |p| {
+            p.sync_fallbacks
+        }),
     ];
     for (name, kind, get) in fields {
         let _ = writeln!(out, "# TYPE sprawl_{name} {kind}");
