@@ -7,7 +7,8 @@
 //! have, or carry invalid base64 under `"encoding": "base64"`: the server answers 4xx) and
 //! `ensure_resource_availability` (the same partition-count rule after a create). The long-poll
 //! bound `wait_ms` is lowered to 200 ms in the copy of the spec the test uses, so generated reads
-//! do not each wait up to 30 s.
+//! do not each wait up to 30 s; the node's default segment is 1 MiB, so the disk the generated
+//! topics preallocate stays small.
 
 mod common;
 
@@ -43,7 +44,13 @@ fn server_conforms_to_the_openapi_spec() {
         spec.replace("maximum: 30000 }", "maximum: 200 }"),
     )
     .unwrap();
-    let node = Node::start_in(&dir.path().join("data"), shards());
+    // Topics created without a segment size get 1 MiB segments, so the disk that partitions
+    // written to preallocate stays small.
+    let node = Node::start_with_config(
+        &dir.path().join("data"),
+        shards(),
+        "segment_bytes_default = 1048576\n",
+    );
     let child = Command::new("st")
         .args(["run"])
         .arg(&test_spec)
