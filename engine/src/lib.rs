@@ -4,18 +4,23 @@
 //! the same port (SO_REUSEPORT), owns a slice of the partitions (placement is a pure function of
 //! the topic id, the partition and the shard count, so every shard routes without asking), and
 //! forwards requests for partitions it does not own across glommio's channel mesh. Appends are
-//! synchronous memcpys into mapped segments (the `storage` crate); fdatasync, segment preparation
-//! and other blocking work run on a blocking pool and come back as completions, so a reactor never
-//! blocks. Backpressure is budget-based: a connection that has spent its in-flight budget is simply
-//! not read until replies go out.
+//! synchronous memcpys into mapped segments (the `storage` crate); fdatasync, segment preparation,
+//! retention and compaction rewrites run on a blocking pool and come back as completions. Known
+//! exceptions that still block a reactor: a partition's first segment is created on its first
+//! append (counted in `sprawl_partition_sync_segment_creations_total`), and installing a compaction
+//! renames files. Backpressure is budget-based: a connection that has spent its in-flight budget is
+//! simply not read until replies go out.
 //!
-//! What it deliberately does not do (yet): clustering and replication, the analytics shard, tiered
-//! storage. Those are separate issues; `docs/` says what exists.
+//! What it deliberately does not do (yet): clustering and replication (the `gossip` crate is not
+//! wired in), tiered storage. Those are separate issues; `docs/` says what exists.
 //!
 //! Modules: [`config`] (flags > env > TOML), [`runtime`] (executors, limits, signals), [`shard`]
 //! (routing, mesh calls), [`conn`] (one connection), [`handlers`] (requests on the owning shard),
-//! [`admin`] (topic create/delete), [`http`] (stats port), [`stats`] (latency histograms), [`partition`] (log + group commit + offsets), [`catalog`]
-//! (topic metadata file), [`cli`] (the `sprawl` command).
+//! [`follow`] (following a partition for pushes and streams), [`admin`] (topic create/delete),
+//! [`moves`] (live partition moves), [`analytics_shard`] and [`host`] (the analytics shard and
+//! its host readings), [`http`] (REST, WebSocket, events, stats, web page), [`stats`] (latency
+//! histograms), [`partition`] (log + group commit + offsets), [`catalog`] (topic metadata file),
+//! [`cli`] (the `sprawl` command).
 //!
 //! ```
 //! // Placement is deterministic: every shard computes the same owner.

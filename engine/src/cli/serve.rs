@@ -71,7 +71,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     serve(cfg, shutdown, |bound| {
         let http = bound
             .http
-            .map_or_else(String::new, |h| format!(", stats http://{h}"));
+            .map_or_else(String::new, |h| format!(", http://{h}"));
         println!(
             "sprawl {} serving: client {}{http} ({} shard{}), data in {}",
             env!("CARGO_PKG_VERSION"),
