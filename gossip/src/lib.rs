@@ -9,11 +9,23 @@
 //! Datagrams use a hand-written little-endian codec ([`codec`]), no serde; every
 //! length is bounded and checked before anything is allocated.
 //!
+//! [`driver`] puts a [`Membership`] on the network: [`GossipDriver::start`]
+//! binds a glommio UDP socket on the current executor and runs one task that
+//! feeds datagrams and expired timers in with a monotonic clock, sends what the
+//! effects ask for, joins through `host:port` seeds (retrying with backoff),
+//! re-announces the load summary and leaves gracefully. Its [`GossipHandle`]
+//! gives the member list with metadata and state (alive, suspect, left, failed),
+//! a bounded queue of [`ChangeEvent`]s, and counters ([`GossipStats`]).
+//!
 //! What this crate deliberately does not do:
-//! - no sockets, no glommio, no clock reads and no ambient randomness: the engine
-//!   owns the UDP socket and the timer wheel, and passes `now` and a seed in. This
-//!   is what lets `tests/simulation.rs` run five nodes with loss, delay and pauses
-//!   deterministically on a virtual clock;
+//! - no I/O in [`Membership`]: no sockets, no clock reads and no ambient
+//!   randomness; `now` and a seed are passed in. This is what lets
+//!   `tests/simulation.rs` run five nodes with loss, delay and pauses
+//!   deterministically on a virtual clock. Only [`driver`] touches sockets, and
+//!   `tests/udp.rs` runs it on real UDP sockets (loss, pause, crash, leave);
+//! - no engine wiring: the `sprawl serve` flags (`--seeds`, `--gossip-port`,
+//!   `--advertise`) and sharing the member list with other shards belong to the
+//!   engine;
 //! - no consensus: membership is eventually consistent and advisory. Topic and
 //!   partition metadata go through the Raft log, never through gossip;
 //! - no placement: who leads what is decided elsewhere from the live set.
@@ -56,12 +68,17 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod driver;
 mod error;
 mod member;
 mod membership;
 mod rng;
 
 pub use codec::{WireCodec, WIRE_VERSION};
+pub use driver::{
+    parse_seed_list, ChangeEvent, ChangeReceiver, DownKind, GossipConfig, GossipDriver,
+    GossipError, GossipHandle, GossipStats, MemberState, MemberStatus, GOSSIP_PORT_DEFAULT,
+};
 pub use error::{CodecError, MembershipError};
 pub use foca::{Config, State};
 pub use member::{
