@@ -234,6 +234,19 @@ pub fn start_call(shard: &Rc<Shard>, body: CallBody) -> LocalFut<ReplyBody> {
             let reply = crate::http::analytics_view(shard, view);
             Box::pin(async move { ReplyBody::Analytics(reply) })
         }
+        CallBody::RecordsIn => {
+            let n = shard.metrics.records_in.get();
+            Box::pin(async move { ReplyBody::Count(n) })
+        }
+        CallBody::ClusterView => {
+            let v = crate::membership::view(shard);
+            Box::pin(async move { ReplyBody::Json(v) })
+        }
+        CallBody::ClusterPrometheus => {
+            let mut text = String::new();
+            crate::membership::prometheus(shard, &mut text);
+            Box::pin(async move { ReplyBody::Text(text) })
+        }
         CallBody::Metrics => {
             let m = local_stats_taking_keys(shard, Some(1), true).1;
             Box::pin(async move { ReplyBody::Metrics(Box::new(m)) })

@@ -221,6 +221,8 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
 pub struct Bound {
     pub client: SocketAddr,
     pub http: Option<SocketAddr>,
+    /// The gossip (UDP) address, when the node is in a cluster.
+    pub gossip: Option<SocketAddr>,
 }
 
 /// Starts a node and blocks until it has shut down (SIGTERM/SIGINT, or `shutdown` set).
@@ -251,6 +253,7 @@ pub fn serve(
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let catalog = Arc::new(catalog);
     let ring_budget = storage::MemoryBudget::new(cfg.ring_memory_bytes_max);
+    let gossip_bound = Arc::new(std::sync::Mutex::new(None));
     let mut handles = Vec::with_capacity(cfg.shards);
     for (id, fd) in client_fds.into_iter().enumerate() {
         let cpu = cpus[id % cpus.len()];
@@ -264,6 +267,8 @@ pub fn serve(
             mesh: mesh.clone(),
             ring_budget: ring_budget.clone(),
             http_fd: http_fds.next(),
+            http_addr: Some(http_addr),
+            gossip_bound: gossip_bound.clone(),
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
@@ -301,6 +306,7 @@ pub fn serve(
         on_ready(&Bound {
             client: client_addr,
             http: Some(http_addr),
+            gossip: gossip_bound.lock().ok().and_then(|g| *g),
         });
     }
     let mut first_err = startup_error.map(|reason| ServeError::Shard { shard: 0, reason });
@@ -344,7 +350,13 @@ pub fn write_ports_json(data_dir: &Path, bound: &Bound) -> std::io::Result<()> {
     let http = bound
         .http
         .map_or_else(|| "null".to_string(), |a| format!("\"{a}\""));
-    let text = format!("{{\"client\": \"{}\", \"http\": {}}}\n", bound.client, http);
+    let gossip = bound
+        .gossip
+        .map_or_else(|| "null".to_string(), |a| format!("\"{a}\""));
+    let text = format!(
+        "{{\"client\": \"{}\", \"http\": {}, \"gossip\": {}}}\n",
+        bound.client, http, gossip
+    );
     let tmp = data_dir.join("ports.json.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, data_dir.join("ports.json"))

@@ -44,6 +44,10 @@ pub struct ShardContext {
     pub ring_budget: Arc<storage::MemoryBudget>,
     /// This shard's HTTP listener (SO_REUSEPORT, like the client port).
     pub http_fd: Option<i32>,
+    /// The bound HTTP address (advertised in gossip).
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// Where shard 0 reports the bound gossip address, before it says it is ready.
+    pub gossip_bound: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
 }
 
 /// Partitions moved away from their default shard, with a version so that a shard ignores an
@@ -90,6 +94,12 @@ pub enum CallBody {
     Release { topic_id: u64, partition: u32 },
     /// Adopt this routing table: open partitions it moves here, then route by it.
     ApplyRouting(Arc<Routing>),
+    /// Records this shard has taken in since it started (the gossip load summary).
+    RecordsIn,
+    /// The `GET /cluster` document (run on shard 0, where gossip lives).
+    ClusterView,
+    /// The gossip lines of `/metrics` (run on shard 0).
+    ClusterPrometheus,
 }
 
 /// The answer to a [`CallBody`].
@@ -104,6 +114,9 @@ pub enum ReplyBody {
     Moved(Result<crate::moves::MoveOutcome, crate::handlers::Failure>),
     /// `None`: the analytics shard is off.
     Analytics(Option<crate::http::AnalyticsReply>),
+    Count(u64),
+    Json(serde_json::Value),
+    Text(String),
 }
 
 /// A call sent to another shard whose answer has not been awaited yet.
@@ -149,6 +162,8 @@ pub struct Shard {
     pub stats: Rc<crate::stats::ShardStats>,
     /// The analytics shard's state (shard 0, unless `--analytics off`).
     pub analytics: RefCell<Option<Rc<crate::analytics_shard::AnalyticsShard>>>,
+    /// Cluster membership (shard 0 of a node started with cluster settings).
+    pub gossip: RefCell<Option<gossip::GossipHandle>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -409,6 +424,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         ring_budget: ctx.ring_budget.clone(),
         stats: Rc::new(crate::stats::ShardStats::default()),
         analytics: RefCell::new(None),
+        gossip: RefCell::new(None),
         client_addr: RefCell::new(
             listener
                 .local_addr()
@@ -434,6 +450,10 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         )?);
         *shard.analytics.borrow_mut() = Some(a.clone());
         crate::analytics_shard::spawn(&shard, a);
+    }
+    let gossip = crate::membership::start(&shard, ctx.http_addr)?;
+    if let Ok(mut slot) = ctx.gossip_bound.lock() {
+        *slot = slot.or(gossip);
     }
     if let Some(fd) = ctx.http_fd {
         use std::os::fd::FromRawFd;
@@ -471,6 +491,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
     }
     stop_task.await;
     drop(listener);
+    crate::membership::leave(&shard).await;
     // Drain: connections stop reading new requests and finish the ones in flight.
     let _ = glommio::timer::timeout(DRAIN_TIMEOUT, async {
         while shard.connections.get() > 0 {

@@ -1,14 +1,16 @@
-//! The `sprawl` command line: `serve`, `topic`, `pub`, `sub`.
+//! The `sprawl` command line: `serve`, `topic`, `pub`, `sub`, `cluster`.
 //!
 //! Argument structs live here (argh); each command's logic lives in its own module and talks to a
 //! node only through `net`'s client, exactly as any other client would.
 
+mod cluster;
 mod pubsub;
 mod serve;
 mod topic;
 
 use argh::FromArgs;
 
+pub use cluster::ClusterArgs;
 pub use pubsub::{PubArgs, SubArgs};
 pub use serve::ServeArgs;
 pub use topic::TopicArgs;
@@ -30,6 +32,7 @@ pub enum Command {
     Topic(TopicArgs),
     Pub(PubArgs),
     Sub(SubArgs),
+    Cluster(ClusterArgs),
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Topic(a) => topic::run(a),
         Command::Pub(a) => pubsub::run_pub(a),
         Command::Sub(a) => pubsub::run_sub(a),
+        Command::Cluster(a) => cluster::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -44,6 +44,15 @@ pub struct ServeArgs {
     /// TOML configuration file (env SPRAWL_CONFIG)
     #[argh(option)]
     pub config: Option<PathBuf>,
+    /// join a cluster through these gossip addresses, HOST:PORT,... (this node's own may be listed; env SPRAWL_CLUSTER_SEEDS)
+    #[argh(option)]
+    pub seeds: Option<String>,
+    /// UDP port for cluster gossip (default 7946; 0 picks a free one; env SPRAWL_GOSSIP_PORT)
+    #[argh(option)]
+    pub gossip_port: Option<u16>,
+    /// host other nodes use to reach this one (default: --bind; required with --bind 0.0.0.0; env SPRAWL_ADVERTISE)
+    #[argh(option)]
+    pub advertise: Option<String>,
 }
 
 pub fn run(a: ServeArgs) -> Result<(), String> {
@@ -58,6 +67,9 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         flush_interval_ms: a.flush_interval_ms,
         analytics: a.analytics,
         config: a.config,
+        seeds: a.seeds,
+        gossip_port: a.gossip_port,
+        advertise: a.advertise,
     };
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("SPRAWL_"))

@@ -292,8 +292,13 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
             {
                 text.push_str(&lines);
             }
+            text.push_str(&crate::membership::prometheus_from_shard0(shard).await);
             respond(200, "text/plain; version=0.0.4", text)
         }
+        "/cluster" => match crate::membership::view_from_shard0(shard).await {
+            Some(v) => json(v),
+            None => error(503, "SHUTTING_DOWN", "shard 0 is shutting down; retry on another node"),
+        },
         "/analytics/forecast" | "/analytics/hot" | "/analytics/anomalies"
         | "/analytics/decisions" => {
             let view = match path.as_str() {

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod cluster;
+pub use cluster::{ClusterConfig, DEFAULT_GOSSIP_PORT};
+
 /// Default client (binary protocol) port.
 pub const DEFAULT_PORT: u16 = 7070;
 /// Default HTTP stats port.
@@ -77,6 +80,8 @@ pub struct ServeConfig {
     pub analytics_partition_capacity_msgs_per_s: f64,
     /// Length of the hot-key window, seconds (keys are reported per completed window).
     pub analytics_key_window_s: u64,
+    /// Gossip seeds, gossip port and advertised host; `enabled` when any was given.
+    pub cluster: ClusterConfig,
 }
 
 impl ServeConfig {
@@ -103,6 +108,7 @@ impl ServeConfig {
             analytics_shard_capacity_msgs_per_s: 200_000.0,
             analytics_partition_capacity_msgs_per_s: 100_000.0,
             analytics_key_window_s: 60,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -127,6 +133,9 @@ pub struct Overrides {
     pub flush_interval_ms: Option<u64>,
     pub analytics: Option<String>,
     pub config: Option<PathBuf>,
+    pub seeds: Option<String>,
+    pub gossip_port: Option<u16>,
+    pub advertise: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +161,9 @@ struct FileConfig {
     analytics_shard_capacity_msgs_per_s: Option<f64>,
     analytics_partition_capacity_msgs_per_s: Option<f64>,
     analytics_key_window_s: Option<u64>,
+    seeds: Option<Vec<String>>,
+    gossip_port: Option<u16>,
+    advertise: Option<String>,
 }
 
 /// Resolves the configuration from flags, the given environment and the optional TOML file.
@@ -223,6 +235,15 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
         file.analytics_partition_capacity_msgs_per_s,
     );
     set(&mut cfg.analytics_key_window_s, file.analytics_key_window_s);
+    if let Some(v) = file.seeds {
+        cfg.cluster.set_seed_list(&v, &src)?;
+    }
+    if let Some(v) = file.gossip_port {
+        cfg.cluster.set_gossip_port(v);
+    }
+    if let Some(v) = file.advertise {
+        cfg.cluster.set_advertise(&v, &src)?;
+    }
     Ok(())
 }
 
@@ -274,6 +295,19 @@ fn apply_env(cfg: &mut ServeConfig, env: &HashMap<String, String>) -> Result<(),
         "flush-interval-ms",
         "SPRAWL_FLUSH_INTERVAL_MS",
     )?;
+    if let Some(v) = get("SPRAWL_CLUSTER_SEEDS") {
+        cfg.cluster
+            .set_seeds(v, "environment variable SPRAWL_CLUSTER_SEEDS")?;
+    }
+    if let Some(v) = get("SPRAWL_GOSSIP_PORT") {
+        let mut port = cfg.cluster.gossip_port;
+        env_num(&mut port, Some(v), "gossip-port", "SPRAWL_GOSSIP_PORT")?;
+        cfg.cluster.set_gossip_port(port);
+    }
+    if let Some(v) = get("SPRAWL_ADVERTISE") {
+        cfg.cluster
+            .set_advertise(v, "environment variable SPRAWL_ADVERTISE")?;
+    }
     Ok(())
 }
 
@@ -312,6 +346,15 @@ fn apply_flags(cfg: &mut ServeConfig, f: &Overrides) -> Result<(), ConfigError> 
     set(&mut cfg.flush_interval_ms, f.flush_interval_ms);
     if let Some(v) = &f.analytics {
         cfg.analytics = parse_mode(v, "--analytics")?;
+    }
+    if let Some(v) = &f.seeds {
+        cfg.cluster.set_seeds(v, "--seeds")?;
+    }
+    if let Some(v) = f.gossip_port {
+        cfg.cluster.set_gossip_port(v);
+    }
+    if let Some(v) = &f.advertise {
+        cfg.cluster.set_advertise(v, "--advertise")?;
     }
     Ok(())
 }
@@ -433,89 +476,8 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
             "must be at least 1 (acks=all requests are synced immediately regardless)",
         ));
     }
-    Ok(())
+    cfg.cluster.validate(cfg.node_id, cfg.bind)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_override_env_override_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("sprawl.toml");
-        std::fs::write(&file, "port = 7100\nhttp_port = 8100\nnode_id = 3\n").unwrap();
-        let mut env = HashMap::new();
-        env.insert("SPRAWL_HTTP_PORT".to_string(), "8200".to_string());
-        env.insert("SPRAWL_NODE_ID".to_string(), "4".to_string());
-        let flags = Overrides {
-            config: Some(file),
-            node_id: Some(5),
-            shards: Some(1),
-            ..Overrides::default()
-        };
-        let cfg = resolve(&flags, &env).unwrap();
-        assert_eq!(cfg.port, 7100, "file value");
-        assert_eq!(cfg.http_port, 8200, "env beats file");
-        assert_eq!(cfg.node_id, 5, "flag beats env");
-    }
-
-    #[test]
-    fn bad_values_name_the_setting() {
-        let mut env = HashMap::new();
-        env.insert("SPRAWL_PORT".to_string(), "70x".to_string());
-        let err = resolve(&Overrides::default(), &env)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("port") && err.contains("SPRAWL_PORT"), "{err}");
-
-        let flags = Overrides {
-            shards: Some(10_000),
-            ..Overrides::default()
-        };
-        let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
-        assert!(err.contains("shards"), "{err}");
-    }
-
-    #[test]
-    fn every_file_key_is_applied() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("all.toml");
-        std::fs::write(
-            &file,
-            "frame_read_timeout_ms = 1234\nconnections_per_shard_max = 7\nhttp_idle_timeout_ms = 4321\n\
-             analytics = \"advise\"\nanalytics_shard_capacity_msgs_per_s = 5.0\n\
-             analytics_partition_capacity_msgs_per_s = 3.0\nanalytics_key_window_s = 9\n\
-             ring_memory_bytes_max = 1048576\nsegment_bytes_default = 2097152\n",
-        )
-        .unwrap();
-        let flags = Overrides {
-            config: Some(file),
-            shards: Some(1),
-            ..Overrides::default()
-        };
-        let cfg = resolve(&flags, &HashMap::new()).unwrap();
-        assert_eq!(cfg.frame_read_timeout_ms, 1234);
-        assert_eq!(cfg.connections_per_shard_max, 7);
-        assert_eq!(cfg.http_idle_timeout_ms, 4321);
-        assert_eq!(cfg.analytics, crate::analytics_shard::Mode::Advise);
-        assert_eq!(cfg.analytics_shard_capacity_msgs_per_s, 5.0);
-        assert_eq!(cfg.analytics_partition_capacity_msgs_per_s, 3.0);
-        assert_eq!(cfg.analytics_key_window_s, 9);
-        assert_eq!(cfg.ring_memory_bytes_max, 1 << 20);
-        assert_eq!(cfg.segment_bytes_default, 2 << 20);
-    }
-
-    #[test]
-    fn unknown_file_keys_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("bad.toml");
-        std::fs::write(&file, "prot = 1\n").unwrap();
-        let flags = Overrides {
-            config: Some(file),
-            ..Overrides::default()
-        };
-        let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
-        assert!(err.contains("prot"), "{err}");
-    }
-}
+mod tests;

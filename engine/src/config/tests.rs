@@ -1,0 +1,80 @@
+use super::*;
+
+#[test]
+fn flags_override_env_override_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sprawl.toml");
+    std::fs::write(&file, "port = 7100\nhttp_port = 8100\nnode_id = 3\n").unwrap();
+    let mut env = HashMap::new();
+    env.insert("SPRAWL_HTTP_PORT".to_string(), "8200".to_string());
+    env.insert("SPRAWL_NODE_ID".to_string(), "4".to_string());
+    let flags = Overrides {
+        config: Some(file),
+        node_id: Some(5),
+        shards: Some(1),
+        ..Overrides::default()
+    };
+    let cfg = resolve(&flags, &env).unwrap();
+    assert_eq!(cfg.port, 7100, "file value");
+    assert_eq!(cfg.http_port, 8200, "env beats file");
+    assert_eq!(cfg.node_id, 5, "flag beats env");
+}
+
+#[test]
+fn bad_values_name_the_setting() {
+    let mut env = HashMap::new();
+    env.insert("SPRAWL_PORT".to_string(), "70x".to_string());
+    let err = resolve(&Overrides::default(), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("port") && err.contains("SPRAWL_PORT"), "{err}");
+
+    let flags = Overrides {
+        shards: Some(10_000),
+        ..Overrides::default()
+    };
+    let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
+    assert!(err.contains("shards"), "{err}");
+}
+
+#[test]
+fn every_file_key_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.toml");
+    std::fs::write(
+        &file,
+        "frame_read_timeout_ms = 1234\nconnections_per_shard_max = 7\nhttp_idle_timeout_ms = 4321\n\
+         analytics = \"advise\"\nanalytics_shard_capacity_msgs_per_s = 5.0\n\
+         analytics_partition_capacity_msgs_per_s = 3.0\nanalytics_key_window_s = 9\n\
+         ring_memory_bytes_max = 1048576\nsegment_bytes_default = 2097152\n",
+    )
+    .unwrap();
+    let flags = Overrides {
+        config: Some(file),
+        shards: Some(1),
+        ..Overrides::default()
+    };
+    let cfg = resolve(&flags, &HashMap::new()).unwrap();
+    assert_eq!(cfg.frame_read_timeout_ms, 1234);
+    assert_eq!(cfg.connections_per_shard_max, 7);
+    assert_eq!(cfg.http_idle_timeout_ms, 4321);
+    assert_eq!(cfg.analytics, crate::analytics_shard::Mode::Advise);
+    assert_eq!(cfg.analytics_shard_capacity_msgs_per_s, 5.0);
+    assert_eq!(cfg.analytics_partition_capacity_msgs_per_s, 3.0);
+    assert_eq!(cfg.analytics_key_window_s, 9);
+    assert_eq!(cfg.ring_memory_bytes_max, 1 << 20);
+    assert_eq!(cfg.segment_bytes_default, 2 << 20);
+}
+
+#[test]
+fn unknown_file_keys_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "prot = 1\n").unwrap();
+    let flags = Overrides {
+        config: Some(file),
+        ..Overrides::default()
+    };
+    let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
+    assert!(err.contains("prot"), "{err}");
+}

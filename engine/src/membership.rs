@@ -1,0 +1,263 @@
+//! Cluster membership on shard 0: the gossip driver (`gossip::driver`) started from the node's
+//! cluster settings, its view for `GET /cluster` and `/metrics`, and a graceful leave at shutdown.
+//!
+//! Only membership is clustered so far (`docs/cluster.md` has the status): topics and partitions
+//! are still each node's own, so `/cluster` lists this node's partitions with itself as leader.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use gossip::{DownKind, GossipConfig, GossipDriver, MemberState};
+use serde_json::{json, Value};
+
+use crate::shard::{CallBody, ReplyBody, Shard};
+
+/// How often this node's ingest rate is re-announced in gossip (the driver rate-limits further).
+const LOAD_ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+
+/// Starts gossip on shard 0 when the node is configured for a cluster. Returns the bound gossip
+/// address (for `ports.json`), or `None` when the node runs alone.
+pub fn start(shard: &Rc<Shard>, http: Option<SocketAddr>) -> Result<Option<SocketAddr>, String> {
+    let c = &shard.config.cluster;
+    if !c.enabled || shard.id != 0 {
+        return Ok(None);
+    }
+    let bind = SocketAddr::new(shard.config.bind, c.gossip_port);
+    let host = c.advertised_host(shard.config.bind);
+    let with_host = |addr: Option<SocketAddr>| match addr {
+        Some(a) if c.advertise.is_some() || a.ip().is_unspecified() => {
+            join_host_port(&host, a.port())
+        }
+        Some(a) => a.to_string(),
+        None => String::new(),
+    };
+    let client: Option<SocketAddr> = shard.client_addr.borrow().parse().ok();
+    let mut g = GossipConfig::new(shard.config.node_id, bind);
+    g.advertise_addr = c
+        .advertise
+        .as_ref()
+        .map(|h| join_host_port(h, c.gossip_port));
+    g.client_addr = with_host(client);
+    g.http_addr = with_host(http);
+    g.shard_count = u16::try_from(shard.shards).unwrap_or(u16::MAX);
+    g.seeds = c.seeds.clone();
+    let handle = GossipDriver::start(g).map_err(|e| match e {
+        gossip::GossipError::PortInUse { addr } => format!(
+            "gossip port {addr} (UDP) is already in use; choose another with --gossip-port \
+             (0 picks a free one)"
+        ),
+        gossip::GossipError::Bind { addr, source } => format!(
+            "cannot bind the gossip port {addr} (UDP): {source}; choose another with \
+             --gossip-port (0 picks a free one)"
+        ),
+        other => format!("cannot start gossip: {other}"),
+    })?;
+    let bound = handle.local_addr();
+    *shard.gossip.borrow_mut() = Some(handle);
+    spawn_load_announcer(shard.clone());
+    Ok(Some(bound))
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Re-announces this node's produce rate (messages per second, all shards) every few seconds.
+fn spawn_load_announcer(shard: Rc<Shard>) {
+    glommio::spawn_local(async move {
+        let mut last: Option<(u64, std::time::Instant)> = None;
+        while !shard.stopping.get() {
+            glommio::timer::sleep(LOAD_ANNOUNCE_EVERY).await;
+            let total = records_in(&shard).await;
+            let now = std::time::Instant::now();
+            if let Some((before, at)) = last {
+                let secs = now.duration_since(at).as_secs_f64();
+                if secs > 0.0 {
+                    let rate = total.saturating_sub(before) as f64 / secs;
+                    if let Some(h) = shard.gossip.borrow().as_ref() {
+                        let _ = h.set_load(rate as f32);
+                    }
+                }
+            }
+            last = Some((total, now));
+        }
+    })
+    .detach();
+}
+
+/// Records taken in by every shard since start.
+async fn records_in(shard: &Rc<Shard>) -> u64 {
+    let mut total = shard.metrics.records_in.get();
+    for s in (0..shard.shards).filter(|&s| s != shard.id) {
+        if let Some(ReplyBody::Count(n)) = shard.call(s, CallBody::RecordsIn).await {
+            total += n;
+        }
+    }
+    total
+}
+
+/// The `/cluster` document from shard 0, asked over the mesh from any shard.
+pub async fn view_from_shard0(shard: &Rc<Shard>) -> Option<Value> {
+    if shard.id == 0 {
+        return Some(view(shard));
+    }
+    match shard.call(0, CallBody::ClusterView).await {
+        Some(ReplyBody::Json(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// The gossip lines of `/metrics` from shard 0.
+pub async fn prometheus_from_shard0(shard: &Rc<Shard>) -> String {
+    if shard.id == 0 {
+        let mut text = String::new();
+        prometheus(shard, &mut text);
+        return text;
+    }
+    match shard.call(0, CallBody::ClusterPrometheus).await {
+        Some(ReplyBody::Text(t)) => t,
+        _ => String::new(),
+    }
+}
+
+/// Leaves the cluster gracefully (peers see this node as left, not failed).
+pub async fn leave(shard: &Shard) {
+    let handle = shard.gossip.borrow_mut().take();
+    if let Some(h) = handle {
+        if let Err(e) = h.leave().await {
+            eprintln!("sprawl: leaving the cluster: {e}");
+        }
+    }
+}
+
+fn state_name(s: MemberState) -> &'static str {
+    match s {
+        MemberState::Alive => "alive",
+        MemberState::Suspect => "suspect",
+        MemberState::Down(DownKind::Left) => "left",
+        MemberState::Down(DownKind::Failed) => "failed",
+    }
+}
+
+/// The `GET /cluster` document, rendered on shard 0.
+pub fn view(shard: &Shard) -> Value {
+    let node_id = shard.config.node_id;
+    let gossip = shard.gossip.borrow();
+    let mut members = Vec::new();
+    if let Some(h) = gossip.as_ref() {
+        let me = h.identity();
+        members.push(member_json(&me, "alive", true));
+        for m in h.members() {
+            members.push(member_json(&m.member, state_name(m.state), false));
+        }
+    }
+    members.sort_by_key(|m| m["id"].as_u64());
+    let catalog = shard.catalog.borrow().clone();
+    let mut partitions = Vec::new();
+    for t in catalog.topics.values() {
+        for p in 0..t.partitions {
+            partitions.push(json!({
+                "topic": t.name, "partition": p, "leader": node_id,
+                "replicas": [node_id], "isr": [node_id],
+            }));
+        }
+    }
+    json!({
+        "node_id": node_id,
+        "clustered": gossip.is_some(),
+        "joined": gossip.as_ref().is_some_and(|h| h.is_joined()),
+        "gossip_addr": gossip.as_ref().map(|h| h.advertise_addr().to_string()),
+        "metadata": "local: topics are this node's own until replicated metadata lands (docs/cluster.md)",
+        "members": members,
+        "partitions": partitions,
+    })
+}
+
+fn member_json(m: &gossip::Member, state: &str, this_node: bool) -> Value {
+    json!({
+        "id": m.node_id(),
+        "state": state,
+        "self": this_node,
+        "incarnation": m.incarnation(),
+        "client_addr": m.client_addr(),
+        "http_addr": m.http_addr(),
+        "gossip_addr": m.gossip_addr(),
+        "shards": m.shard_count(),
+        "load_msgs_per_s": m.load_msgs_per_s(),
+    })
+}
+
+/// Gossip lines for `/metrics` (nothing when the node runs alone).
+pub fn prometheus(shard: &Shard, out: &mut String) {
+    use std::fmt::Write;
+    let gossip = shard.gossip.borrow();
+    let Some(h) = gossip.as_ref() else {
+        return;
+    };
+    let node = shard.config.node_id;
+    let s = h.stats();
+    let counters = [
+        (
+            "datagrams_in_total",
+            "gossip datagrams received",
+            s.datagrams_in_total,
+        ),
+        (
+            "datagrams_out_total",
+            "gossip datagrams sent",
+            s.datagrams_out_total,
+        ),
+        ("bytes_in_total", "gossip bytes received", s.bytes_in_total),
+        ("bytes_out_total", "gossip bytes sent", s.bytes_out_total),
+        (
+            "decode_errors_total",
+            "gossip datagrams dropped as undecodable",
+            s.decode_errors_total,
+        ),
+        (
+            "send_errors_total",
+            "gossip sends that failed",
+            s.send_errors_total,
+        ),
+        (
+            "refuted_suspicions_total",
+            "suspicions refuted in time",
+            s.refuted_suspicions_total,
+        ),
+        (
+            "join_attempts_total",
+            "join rounds sent to the seeds",
+            s.join_attempts_total,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP sprawl_gossip_{name} {help}");
+        let _ = writeln!(out, "# TYPE sprawl_gossip_{name} counter");
+        let _ = writeln!(out, "sprawl_gossip_{name}{{node=\"{node}\"}} {v}");
+    }
+    let mut by_state = std::collections::BTreeMap::from([
+        ("alive", 0u64),
+        ("suspect", 0),
+        ("left", 0),
+        ("failed", 0),
+    ]);
+    for m in h.members() {
+        *by_state.entry(state_name(m.state)).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sprawl_cluster_members other members known, by state"
+    );
+    let _ = writeln!(out, "# TYPE sprawl_cluster_members gauge");
+    for (state, n) in by_state {
+        let _ = writeln!(
+            out,
+            "sprawl_cluster_members{{node=\"{node}\",state=\"{state}\"}} {n}"
+        );
+    }
+}
