@@ -15,7 +15,6 @@
 //! between renames leaves either version with a valid or rebuildable index.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -42,6 +41,7 @@ struct Snapshot {
 
 /// A compaction pass, produced by [`PartitionLog::compaction_job`]. `Send`; run it off the reactor.
 pub struct CompactionJob {
+    io: crate::io::Io,
     dir: PathBuf,
     now_ms: i64,
     snapshots: Vec<Snapshot>,
@@ -138,7 +138,7 @@ impl CompactionJob {
             done.segments.push((s.header.crc32c(), seg));
         }
         if !done.segments.is_empty() {
-            sync_dir(&self.dir)?;
+            sync_dir(&self.io, &self.dir)?;
         }
         Ok(done)
     }
@@ -179,16 +179,11 @@ impl CompactionJob {
         let mut header = s.header;
         header.state = SegmentState::Sealed;
         header.encode(&mut out);
-        {
-            let f = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&tmp)
-                .map_err(|e| StorageError::io(&tmp, "create compacted segment", e))?;
-            std::io::Write::write_all(&mut &f, &out)
-                .map_err(|e| StorageError::io(&tmp, "write compacted segment", e))?;
-        }
+        drop(
+            self.io
+                .write_file(&tmp, &[&out])
+                .map_err(|e| StorageError::io(&tmp, "write compacted segment", e))?,
+        );
         let (file, map) = Segment::open_file(&tmp)?;
         let mut seg = Segment::from_parts(tmp.clone(), file, map, header);
         let end = out.len() as u64;
@@ -200,14 +195,15 @@ impl CompactionJob {
             pos += u64::from(h.batch_bytes);
         }
         seg.seal();
-        seg.file
-            .sync_data()
+        self.io
+            .sync_data(&tmp, &seg.file)
             .map_err(|e| StorageError::io(&tmp, "fdatasync", e))?;
         let owner = IndexOwner {
             seq: s.seq,
             segment_header_crc32c: seg.header.crc32c(),
         };
         write_index_files(
+            &self.io,
             &index_paths(&self.dir, s.seq, TMP_SUFFIX),
             owner,
             &seg.offset_index,
@@ -312,6 +308,7 @@ impl PartitionLog {
             .collect();
         self.compaction_in_flight = true;
         Some(CompactionJob {
+            io: self.io.clone(),
             dir: self.dir.clone(),
             now_ms,
             snapshots,
@@ -340,7 +337,9 @@ impl PartitionLog {
                 .position(|s| s.seq == seg.seq && s.header.crc32c() == original_crc);
             let Some(i) = current else {
                 for p in [&seg.path, &tmp_index, &tmp_time] {
-                    std::fs::remove_file(p).map_err(|e| StorageError::io(p, "unlink", e))?;
+                    self.io
+                        .remove_file(p)
+                        .map_err(|e| StorageError::io(p, "unlink", e))?;
                 }
                 continue;
             };
@@ -351,13 +350,15 @@ impl PartitionLog {
                 (&tmp_index, &index),
                 (&tmp_time, &time),
             ] {
-                std::fs::rename(from, to).map_err(|e| StorageError::io(from, "rename", e))?;
+                self.io
+                    .rename(from, to)
+                    .map_err(|e| StorageError::io(from, "rename", e))?;
             }
             seg.path = final_path;
             self.compacted_through = self.compacted_through.max(seg.next_offset);
             self.segments[i] = seg;
         }
-        sync_dir(&self.dir)?;
+        sync_dir(&self.io, &self.dir)?;
         // Serve the compacted versions from now on, not cached originals.
         self.ring.discard_below(self.compacted_through);
         Ok(done.stats)

@@ -14,6 +14,11 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The file system is full (ENOSPC or EDQUOT). Nothing was written by the failing call; an
+    /// append or roll that gets it leaves the log unchanged and readable, and can be retried once
+    /// space is freed. From a flush job it is a failed flush like any other.
+    #[error("no space left for {op} {path}")]
+    NoSpace { path: PathBuf, op: &'static str },
     /// Data that recovery or a reader must trust failed verification (checksum, framing, continuity).
     /// The log refuses to open rather than silently dropping durable data.
     #[error("corrupt log data in {path} at byte {position}: {reason}")]
@@ -77,6 +82,12 @@ impl StorageError {
         op: &'static str,
         source: std::io::Error,
     ) -> StorageError {
+        if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            return StorageError::NoSpace {
+                path: path.into(),
+                op,
+            };
+        }
         StorageError::Io {
             path: path.into(),
             op,
@@ -94,5 +105,24 @@ impl StorageError {
             position,
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_its_own_variant() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(matches!(
+            StorageError::io("/d/x.seg", "fallocate", full),
+            StorageError::NoSpace { op: "fallocate", .. }
+        ));
+        let other = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(matches!(
+            StorageError::io("/d/x.seg", "fdatasync", other),
+            StorageError::Io { .. }
+        ));
     }
 }

@@ -3,8 +3,6 @@
 //! segment (its header CRC differs), is not an error: recovery rebuilds the index by scanning the
 //! segment (which also verifies every batch CRC).
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
@@ -13,6 +11,7 @@ use crate::format::{
     IndexFileHeader, OffsetIndexEntry, TimeIndexEntry, INDEX_FILE_HEADER_BYTES,
     OFFSET_INDEX_ENTRY_BYTES, OFFSET_INDEX_MAGIC, TIME_INDEX_ENTRY_BYTES, TIME_INDEX_MAGIC,
 };
+use crate::io::Io;
 use crate::segment::{offset_index_path, time_index_path};
 
 /// What identifies the segment version an index belongs to.
@@ -23,6 +22,7 @@ pub(crate) struct IndexOwner {
 }
 
 fn write_one(
+    io: &Io,
     path: &Path,
     magic: u64,
     owner: IndexOwner,
@@ -38,11 +38,10 @@ fn write_one(
         segment_header_crc32c: owner.segment_header_crc32c,
     }
     .encode(&mut head);
-    let mut f = File::create(path).map_err(|e| StorageError::io(path, "create index", e))?;
-    f.write_all(&head)
-        .and_then(|_| f.write_all(entries))
+    let f = io
+        .write_file(path, &[&head, entries])
         .map_err(|e| StorageError::io(path, "write index", e))?;
-    f.sync_data()
+    io.sync_data(path, &f)
         .map_err(|e| StorageError::io(path, "fdatasync index", e))
 }
 
@@ -61,6 +60,7 @@ pub(crate) fn index_paths(dir: &Path, seq: u64, suffix: &str) -> [PathBuf; 2] {
 
 /// Writes both index files and fdatasyncs them. Blocking.
 pub(crate) fn write_index_files(
+    io: &Io,
     paths: &[PathBuf; 2],
     owner: IndexOwner,
     offsets: &[OffsetIndexEntry],
@@ -68,10 +68,17 @@ pub(crate) fn write_index_files(
 ) -> Result<(), StorageError> {
     let mut buf = Vec::with_capacity(offsets.len() * OFFSET_INDEX_ENTRY_BYTES);
     encode_offset_entries(offsets, &mut buf);
-    write_one(&paths[0], OFFSET_INDEX_MAGIC, owner, offsets.len(), &buf)?;
+    write_one(
+        io,
+        &paths[0],
+        OFFSET_INDEX_MAGIC,
+        owner,
+        offsets.len(),
+        &buf,
+    )?;
     buf.clear();
     encode_time_entries(times, &mut buf);
-    write_one(&paths[1], TIME_INDEX_MAGIC, owner, times.len(), &buf)
+    write_one(io, &paths[1], TIME_INDEX_MAGIC, owner, times.len(), &buf)
 }
 
 fn read_one(
@@ -136,9 +143,9 @@ pub(crate) fn load_index_files(
 }
 
 /// Removes the index files of segment `seq`, ignoring files that do not exist.
-pub(crate) fn remove_index_files(dir: &Path, seq: u64) -> Result<(), StorageError> {
+pub(crate) fn remove_index_files(io: &Io, dir: &Path, seq: u64) -> Result<(), StorageError> {
     for p in index_paths(dir, seq, "") {
-        match std::fs::remove_file(&p) {
+        match io.remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StorageError::io(&p, "unlink index", e)),

@@ -7,7 +7,6 @@
 //! `durable_offset` to the snapshot. At most one flush is in flight per log.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use crate::config::Prefault;
 use crate::error::StorageError;
 use crate::format::{encode_checkpoint, OffsetIndexEntry, TimeIndexEntry, CHECKPOINT_BYTES};
 use crate::index::{index_paths, write_index_files, IndexOwner};
+use crate::io::Io;
 use crate::log::PartitionLog;
 use crate::segment::{create_prepared, PreparedSegment, Segment};
 
@@ -49,18 +49,17 @@ impl SealWork {
 
     /// Trims the unused preallocation (never below bytes a reader may map), syncs data and header,
     /// writes the index files.
-    pub fn run(&self, dir: &std::path::Path) -> Result<(), StorageError> {
-        self.file
-            .set_len(self.high_water)
+    pub fn run(&self, io: &Io, dir: &std::path::Path) -> Result<(), StorageError> {
+        io.set_len(&self.path, &self.file, self.high_water)
             .map_err(|e| StorageError::io(&self.path, "ftruncate", e))?;
-        self.file
-            .sync_data()
+        io.sync_data(&self.path, &self.file)
             .map_err(|e| StorageError::io(&self.path, "fdatasync", e))?;
         let owner = IndexOwner {
             seq: self.seq,
             segment_header_crc32c: self.header_crc32c,
         };
         write_index_files(
+            io,
             &index_paths(dir, self.seq, ""),
             owner,
             &self.offsets,
@@ -71,27 +70,24 @@ impl SealWork {
 
 /// Writes and syncs the checkpoint file (one sector, CRC-protected, rewritten in place).
 pub(crate) fn write_checkpoint(
+    io: &Io,
     dir: &std::path::Path,
     checkpoint_offset: u64,
 ) -> Result<(), StorageError> {
     let path = dir.join(CHECKPOINT_FILE);
     let mut buf = [0u8; CHECKPOINT_BYTES];
     encode_checkpoint(checkpoint_offset, &mut buf);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StorageError::io(&path, "open checkpoint", e))?;
-    f.write_all_at(&buf, 0)
+    let f = io
+        .write_at(&path, &buf, 0)
         .map_err(|e| StorageError::io(&path, "write checkpoint", e))?;
-    f.sync_data()
+    io.sync_data(&path, &f)
         .map_err(|e| StorageError::io(&path, "fdatasync checkpoint", e))
 }
 
 /// A group-commit flush, produced by [`PartitionLog::begin_flush`].
 #[derive(Debug)]
 pub struct FlushJob {
+    io: Io,
     dir: PathBuf,
     generation: u64,
     target_offset: u64,
@@ -117,17 +113,18 @@ impl FlushJob {
     /// Does the fdatasync(s). Blocking.
     pub fn run(self) -> Result<FlushDone, StorageError> {
         for s in &self.seals {
-            s.run(&self.dir)?;
+            s.run(&self.io, &self.dir)?;
         }
         if let Some((path, file)) = &self.active {
-            file.sync_data()
+            self.io
+                .sync_data(path, file)
                 .map_err(|e| StorageError::io(path, "fdatasync", e))?;
         }
         // Every segment sealed before this job was synced by an earlier (completed) flush, so the
         // last seal's end is a valid checkpoint.
         let checkpoint_offset = self.seals.last().map(|s| s.next_offset);
         if let Some(c) = checkpoint_offset {
-            write_checkpoint(&self.dir, c)?;
+            write_checkpoint(&self.io, &self.dir, c)?;
         }
         Ok(FlushDone {
             generation: self.generation,
@@ -140,6 +137,7 @@ impl FlushJob {
 /// Creation of the next segment, produced by [`PartitionLog::prepare_segment_job`].
 #[derive(Debug)]
 pub struct SegmentJob {
+    io: Io,
     dir: PathBuf,
     seq: u64,
     len_bytes: u64,
@@ -149,7 +147,7 @@ pub struct SegmentJob {
 impl SegmentJob {
     /// Creates, fallocates, maps and prefaults the file. Blocking.
     pub fn run(self) -> Result<PreparedSegment, StorageError> {
-        create_prepared(&self.dir, self.seq, self.len_bytes, self.prefault)
+        create_prepared(&self.io, &self.dir, self.seq, self.len_bytes, self.prefault)
     }
 }
 
@@ -166,6 +164,7 @@ impl PartitionLog {
         }
         self.flush_in_flight = true;
         Some(FlushJob {
+            io: self.io.clone(),
             dir: self.dir.clone(),
             generation: self.generation,
             target_offset: self.end_offset,
@@ -192,7 +191,9 @@ impl PartitionLog {
 
     /// Reports that a flush job failed. After a failed fdatasync the kernel may already have dropped
     /// the dirty pages, so retrying could report durability falsely: the log is fenced (appends and
-    /// flushes return [`StorageError::FlushFailed`] / `None`) until it is reopened.
+    /// flushes return [`StorageError::FlushFailed`] / `None`) until it is reopened. The failed sync
+    /// left a `sync-failed` marker, so the reopen writes the pages after the checkpoint again
+    /// before trusting them (the page cache may hold pages the kernel never wrote).
     pub fn flush_failed(&mut self) {
         self.flush_in_flight = false;
         self.fenced = true;
@@ -211,6 +212,7 @@ impl PartitionLog {
         let seq = self.next_seq;
         self.next_seq += 1;
         Some(SegmentJob {
+            io: self.io.clone(),
             dir: self.dir.clone(),
             seq,
             len_bytes: self.config.segment_bytes_max,
@@ -225,7 +227,7 @@ impl PartitionLog {
         self.prepare_in_flight = false;
         let newest = self.segments.last().map_or(0, |s| s.seq);
         if self.prepared.is_some() || (!self.segments.is_empty() && seg.seq <= newest) {
-            let _ = std::fs::remove_file(&seg.path);
+            let _ = self.io.remove_file(&seg.path);
             return;
         }
         self.prepared = Some(seg);

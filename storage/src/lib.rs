@@ -9,16 +9,21 @@
 //! [`PartitionLog::complete_flush`] advances the durable offset. Open runs crash recovery: trusted
 //! sealed segments up to the checkpoint, a CRC-verifying scan after it, a torn tail cut at a batch
 //! boundary. Compacted topics get key compaction as a background [`CompactionJob`]. Formats are
-//! specified in `docs/log-format.md` and pinned by golden files.
+//! specified in `docs/log-format.md` and pinned by golden files. Every disk operation goes through
+//! [`Io`]: the kernel, or in tests a [`fault::FaultDisk`] that drops, tears and flips unsynced
+//! writes at a simulated crash, fails fdatasync and runs out of space
+//! ([`PartitionLog::open_with`]).
 //!
 //! What this crate deliberately does not do:
 //! - no async runtime and no threads: blocking work is a `Send` job the caller runs where it likes;
 //! - no dependency on other Sprawl crates (the engine converts between their types);
 //! - no replication, consumer offsets or cold tier (object store upload);
 //! - no locks: a log has one owner (its shard); only the hot ring's node-wide [`MemoryBudget`] is
-//!   shared, through atomics;
-//! - no I/O backend trait: the real files and mappings are used directly, and crash tests damage
-//!   copies of real files instead of going through a simulated disk.
+//!   shared, through atomics (the test-only [`fault::FaultDisk`] keeps its state behind a mutex);
+//! - no I/O trait object on the hot path: the [`Io`] seam is an enum over the blocking calls only
+//!   (create, fallocate, fdatasync, rename, unlink, index and checkpoint writes). Appends are a
+//!   memcpy into the mapping with either backend; [`fault::FaultDisk`] finds unsynced bytes at a
+//!   crash by comparing the files with its image of the medium.
 //!
 //! ```
 //! use storage::{AppendOutcome, LogConfig, PartitionLog, Record};
@@ -48,10 +53,13 @@
 
 mod compaction;
 mod config;
+mod crash;
 mod error;
+pub mod fault;
 mod fetch;
 pub mod format;
 mod index;
+mod io;
 mod jobs;
 mod lifecycle;
 mod log;
@@ -64,6 +72,7 @@ pub use compaction::{CompactionDone, CompactionJob, CompactionStats, COMPACTION_
 pub use config::{Compression, LogConfig, Prefault, RingConfig};
 pub use error::StorageError;
 pub use fetch::{FetchedBatch, ReadResult, StoredRecord};
+pub use io::Io;
 pub use jobs::{FlushDone, FlushJob, SegmentJob};
 pub use lifecycle::{RemovedSegment, RetentionJob, RetentionReason, RetentionReport};
 pub use log::{AppendOutcome, LogStats, PartitionLog, Record};
@@ -84,4 +93,5 @@ const _: () = {
     assert_send::<StorageError>();
     assert_send::<CompactionJob>();
     assert_send::<CompactionDone>();
+    assert_send::<Io>();
 };

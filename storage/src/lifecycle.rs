@@ -5,6 +5,7 @@ use crate::format::{BATCH_NEVER_EXPIRES, SEGMENT_HEADER_BYTES};
 use crate::jobs::{write_checkpoint, SealWork};
 use crate::log::{drop_segment_files, PartitionLog};
 use crate::segment::sync_dir;
+use crate::segment::Segment;
 
 /// Why a segment was deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +31,11 @@ pub struct RemovedSegment {
 /// Deletion of segments already detached from the log, produced by
 /// [`PartitionLog::retention_job`]. `Send`: run it on a blocking thread.
 pub struct RetentionJob {
+    io: crate::io::Io,
     dir: std::path::PathBuf,
+    /// The segment that becomes the first one: its header must be durable before its predecessors
+    /// go, or a crash could leave a log with no segment at or below the checkpoint.
+    successor: Option<(std::path::PathBuf, std::sync::Arc<std::fs::File>)>,
     segments: Vec<crate::segment::Segment>,
     report: RetentionReport,
 }
@@ -45,13 +50,18 @@ impl std::fmt::Debug for RetentionJob {
 }
 
 impl RetentionJob {
-    /// Unlinks the files, fsyncs the directory, then unmaps the segments (readers holding
-    /// `Bytes` of them keep their own references). Blocking.
+    /// Syncs the new first segment, unlinks the files, fsyncs the directory, then unmaps the
+    /// segments (readers holding `Bytes` of them keep their own references). Blocking.
     pub fn run(self) -> Result<RetentionReport, StorageError> {
-        for seg in &self.segments {
-            drop_segment_files(&self.dir, seg)?;
+        if let Some((path, file)) = &self.successor {
+            self.io
+                .sync_data(path, file)
+                .map_err(|e| StorageError::io(path, "fdatasync", e))?;
         }
-        sync_dir(&self.dir)?;
+        for seg in &self.segments {
+            drop_segment_files(&self.io, &self.dir, seg)?;
+        }
+        sync_dir(&self.io, &self.dir)?;
         drop(self.segments);
         Ok(self.report)
     }
@@ -78,7 +88,9 @@ impl PartitionLog {
     }
 
     /// Detaches the segments past retention (time, size, or every record expired) from the log
-    /// and returns a job that unlinks their files, fsyncs the directory and unmaps them; `None`
+    /// and returns a job that syncs the segment that becomes the first one (an active segment's
+    /// header is otherwise only durable after the next flush), unlinks their files, fsyncs the
+    /// directory and unmaps them; `None`
     /// when nothing is due. Only segments covered by the checkpoint (synced, indexed) go, and the
     /// newest segment always stays, so the log's offsets survive a reopen. Reads stop seeing the
     /// detached segments at once; a crash before the job ran just leaves the files to a later
@@ -126,7 +138,12 @@ impl PartitionLog {
         }
         self.ring.discard_below(self.start_offset);
         Some(RetentionJob {
+            io: self.io.clone(),
             dir: self.dir.clone(),
+            successor: self
+                .segments
+                .first()
+                .map(|s| (s.path.clone(), std::sync::Arc::clone(&s.file))),
             segments: detached,
             report: RetentionReport {
                 removed,
@@ -139,6 +156,10 @@ impl PartitionLog {
     /// Blocking and durable when it returns: later segments are unlinked, the segment holding the cut
     /// is sealed at the cut (its bytes are not reused, so readers' `Bytes` stay valid) and synced,
     /// and appends continue in a fresh segment. Refused while a flush is in flight.
+    ///
+    /// If a disk operation fails, the log has still been cut in memory (it ends at `offset`) but
+    /// what the disk holds is unknown: the log is fenced like after a failed flush, and a reopen
+    /// recovers either the old or the cut log (every batch below `offset` that was durable).
     pub fn truncate_to(&mut self, offset: u64) -> Result<(), StorageError> {
         if self.fenced {
             return Err(StorageError::FlushFailed);
@@ -163,25 +184,42 @@ impl PartitionLog {
                 start: self.start_offset,
                 end: self.end_offset,
             })?;
-        let cut_pos = if offset == self.segments[si].base_offset() {
+        // Validate everything before changing anything: the cut must be a batch boundary, and the
+        // kept batches' headers are collected to rebuild the cut segment's index and maxima.
+        let cut = if offset == self.segments[si].base_offset() {
             None
         } else {
-            let (pos, h) = self.segments[si].position_of(offset)?;
+            let seg = &self.segments[si];
+            let (pos, h) = seg.position_of(offset)?;
             if h.base_offset != offset {
                 return Err(StorageError::NotBatchBoundary { offset });
             }
-            Some(pos)
+            let mut kept = Vec::new();
+            let mut p = SEGMENT_HEADER_BYTES as u64;
+            while p < pos {
+                let h = seg.batch_header_at(p)?;
+                kept.push((p, h));
+                p += u64::from(h.batch_bytes);
+            }
+            Some(kept)
         };
-        let keep = if cut_pos.is_some() { si + 1 } else { si };
-        for seg in self.segments.drain(keep..) {
-            drop_segment_files(&self.dir, &seg)?;
+        // The checkpoint must never claim more than the chain will hold: lower it before any
+        // change below can reach the disk (a re-sealed header may be written back at any time).
+        if offset < self.checkpoint_offset {
+            if let Err(e) = write_checkpoint(&self.io, &self.dir, offset) {
+                self.fenced = true;
+                return Err(e);
+            }
+            self.checkpoint_offset = offset;
         }
-        sync_dir(&self.dir)?;
-        if let Some(pos) = cut_pos {
+
+        // In memory: from here on the log ends at `offset`.
+        let keep = if cut.is_some() { si + 1 } else { si };
+        let dropped: Vec<Segment> = self.segments.drain(keep..).collect();
+        if let Some(kept) = cut {
             let interval = self.config.index_interval_bytes;
             let seg = self.segments.last_mut().expect("the cut segment was kept");
             let high_water = seg.high_water;
-            // Replay the kept batches' headers to rebuild index and maxima up to the cut.
             seg.offset_index.clear();
             seg.time_index.clear();
             seg.write_pos = SEGMENT_HEADER_BYTES as u64;
@@ -190,35 +228,45 @@ impl PartitionLog {
             seg.max_expires_at_ms = i64::MIN;
             seg.bytes_since_index = 0;
             seg.batch_count = 0;
-            let mut p = SEGMENT_HEADER_BYTES as u64;
-            while p < pos {
-                let h = crate::format::BatchHeader::decode(
-                    seg.view(p, crate::format::BATCH_HEADER_BYTES),
-                )
-                .map_err(|r| StorageError::corrupt(&seg.path, p, r))?;
-                seg.note_batch(p, &h, interval);
-                p += u64::from(h.batch_bytes);
+            for (p, h) in &kept {
+                seg.note_batch(*p, h, interval);
             }
             seg.high_water = high_water;
             seg.seal();
         }
-        // Make every kept segment durable and indexed, then move the checkpoint to the cut.
         self.pending_seals.clear();
-        let checkpoint = self.checkpoint_offset;
-        for seg in self
-            .segments
-            .iter()
-            .filter(|s| s.next_offset > checkpoint || !s.is_sealed())
-        {
-            SealWork::of(seg).run(&self.dir)?;
-        }
         self.end_offset = offset;
         self.durable_offset = self.durable_offset.min(offset);
         self.generation += 1;
-        write_checkpoint(&self.dir, offset)?;
-        self.checkpoint_offset = offset;
         self.ring.discard_from(offset);
-        self.rebuild_producer_state()?;
+        let result = self
+            .rebuild_producer_state()
+            .and_then(|()| self.truncate_on_disk(offset, &dropped));
+        if result.is_err() {
+            self.fenced = true;
+        }
+        result
+    }
+
+    /// The disk half of `truncate_to`: unlink, make the kept segments durable, checkpoint, and
+    /// start the next segment at `offset`.
+    fn truncate_on_disk(&mut self, offset: u64, dropped: &[Segment]) -> Result<(), StorageError> {
+        for seg in dropped {
+            drop_segment_files(&self.io, &self.dir, seg)?;
+        }
+        sync_dir(&self.io, &self.dir)?;
+        // The cut segment was re-sealed (new header, new extent) even when it lies below the
+        // checkpoint; it and everything unchecked must be synced and re-indexed.
+        let checkpoint = self.checkpoint_offset;
+        let last = self.segments.len().saturating_sub(1);
+        for (i, seg) in self.segments.iter().enumerate() {
+            let resealed = i == last && seg.next_offset == offset;
+            if resealed || seg.next_offset > checkpoint || !seg.is_sealed() {
+                SealWork::of(seg).run(&self.io, &self.dir)?;
+            }
+        }
+        write_checkpoint(&self.io, &self.dir, offset)?;
+        self.checkpoint_offset = offset;
         // The next append rolls into a fresh segment at `offset` (all kept segments are sealed);
         // create it now so the base offset survives a reopen even if nothing is appended.
         if self.segments.is_empty() || self.segments.iter().all(|s| s.is_sealed()) {
@@ -233,8 +281,8 @@ impl PartitionLog {
         let created_ms = self.segments.last().map_or(0, |s| s.header.created_ms);
         self.roll(created_ms)?;
         let seg = self.segments.last().expect("roll installed a segment");
-        seg.file
-            .sync_data()
+        self.io
+            .sync_data(&seg.path, &seg.file)
             .map_err(|e| StorageError::io(&seg.path, "fdatasync", e))?;
         if self.segments.len() == 1 {
             self.start_offset = offset;
@@ -259,13 +307,14 @@ impl PartitionLog {
             .iter()
             .filter(|s| s.next_offset > checkpoint || s.is_empty())
         {
-            SealWork::of(seg).run(&self.dir)?;
+            SealWork::of(seg).run(&self.io, &self.dir)?;
         }
         if !self.segments.is_empty() {
-            write_checkpoint(&self.dir, self.end_offset)?;
+            write_checkpoint(&self.io, &self.dir, self.end_offset)?;
         }
         if let Some(p) = self.prepared.take() {
-            std::fs::remove_file(&p.path)
+            self.io
+                .remove_file(&p.path)
                 .map_err(|e| StorageError::io(&p.path, "unlink prepared segment", e))?;
         }
         Ok(())

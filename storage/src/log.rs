@@ -11,6 +11,7 @@ use crate::format::{
     encode_record, record_bytes, seal_batch_crc, BatchHeader, RecordFields, BATCH_HEADER_BYTES,
     BATCH_NEVER_EXPIRES, NEVER_EXPIRES, NO_PRODUCER_ID, NO_SEQUENCE, RECORD_PREFIX_BYTES,
 };
+use crate::io::Io;
 use crate::jobs::SealWork;
 use crate::producer::{ProducerInfo, ProducerStates, SequenceCheck};
 use crate::ring::HotRing;
@@ -78,6 +79,8 @@ pub(crate) struct Counters {
 
 /// An append-only, segmented, memory-mapped partition log. See the crate docs for the model.
 pub struct PartitionLog {
+    /// Where file-system calls go (the real kernel, or a fault-injecting disk in tests).
+    pub(crate) io: Io,
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
     /// Ordered by base offset; only the last one may be unsealed (the active segment).
@@ -370,6 +373,7 @@ impl PartitionLog {
                 self.next_seq += 1;
                 self.counters.sync_fallbacks += 1;
                 create_prepared(
+                    &self.io,
                     &self.dir,
                     seq,
                     self.config.segment_bytes_max,
@@ -381,7 +385,7 @@ impl PartitionLog {
             if seg.is_empty() {
                 // Never leave an empty sealed segment behind: reuse its slot by dropping it.
                 let seg = self.segments.pop().expect("checked above");
-                drop_segment_files(&self.dir, &seg)?;
+                drop_segment_files(&self.io, &self.dir, &seg)?;
             } else {
                 seg.seal();
                 self.pending_seals.push(SealWork::of(seg));
@@ -548,8 +552,12 @@ fn encode_records(records: &[Record<'_>], expiry: &dyn Fn(&Record<'_>) -> i64, o
 }
 
 /// Unlinks a segment's files. Readers holding its `Bytes` keep the mapping alive.
-pub(crate) fn drop_segment_files(dir: &std::path::Path, seg: &Segment) -> Result<(), StorageError> {
-    std::fs::remove_file(&seg.path)
+pub(crate) fn drop_segment_files(
+    io: &Io,
+    dir: &std::path::Path,
+    seg: &Segment,
+) -> Result<(), StorageError> {
+    io.remove_file(&seg.path)
         .map_err(|e| StorageError::io(&seg.path, "unlink segment", e))?;
-    crate::index::remove_index_files(dir, seg.seq)
+    crate::index::remove_index_files(io, dir, seg.seq)
 }

@@ -6,7 +6,9 @@
 //! failure there is [`StorageError::Corrupt`], because that data was durable). Every later segment is
 //! scanned batch by batch (framing, offset continuity, CRC32C); the first invalid batch is the torn
 //! tail: the log is cut there, at a batch boundary, and later segments are removed. A flushed batch
-//! can only be behind a cut if the device lost synced data.
+//! can only be behind a cut if the device lost synced data. The first segment must start at or
+//! below a valid checkpoint (the start only moves up to it); one starting later lost its
+//! predecessor and is a tail too, so the recovered log is always a prefix of what was appended.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,7 @@ use crate::format::{
     SEGMENT_HEADER_BYTES,
 };
 use crate::index::{load_index_files, remove_index_files, IndexOwner};
+use crate::io::{Io, SYNC_FAILED_FILE};
 use crate::jobs::{write_checkpoint, SealWork, CHECKPOINT_FILE};
 use crate::log::{Counters, PartitionLog};
 use crate::producer::{ProducerInfo, ProducerStates};
@@ -34,6 +37,9 @@ pub struct RecoveryReport {
     pub batches_scanned: u64,
     /// Index files rebuilt because they were missing or failed verification.
     pub indexes_rebuilt: u64,
+    /// An fdatasync had failed since the last clean open (its marker was found): every page after
+    /// the checkpoint was written again before being synced.
+    pub rewrote_after_failed_sync: bool,
     /// Where the torn or corrupt tail was cut, with the reason, if anything was cut.
     pub tail_cut: Option<TailCut>,
     /// Files removed: unused prepared segments and segments after a cut.
@@ -91,13 +97,14 @@ fn scan(
     None
 }
 
-fn remove(path: &Path, report: &mut RecoveryReport) -> Result<(), StorageError> {
-    std::fs::remove_file(path).map_err(|e| StorageError::io(path, "unlink", e))?;
+fn remove(io: &Io, path: &Path, report: &mut RecoveryReport) -> Result<(), StorageError> {
+    io.remove_file(path)
+        .map_err(|e| StorageError::io(path, "unlink", e))?;
     report.files_removed.push(path.to_path_buf());
     Ok(())
 }
 
-fn list_segment_seqs(dir: &Path) -> Result<Vec<u64>, StorageError> {
+fn list_segment_seqs(io: &Io, dir: &Path) -> Result<Vec<u64>, StorageError> {
     let mut seqs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, "read_dir", e))? {
         let entry = entry.map_err(|e| StorageError::io(dir, "read_dir", e))?;
@@ -105,7 +112,8 @@ fn list_segment_seqs(dir: &Path) -> Result<Vec<u64>, StorageError> {
         let Some(name) = name.to_str() else { continue };
         if crate::compaction::is_compaction_leftover(name) {
             let path = entry.path();
-            std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, "unlink", e))?;
+            io.remove_file(&path)
+                .map_err(|e| StorageError::io(&path, "unlink", e))?;
             continue;
         }
         if let Some(stem) = name.strip_suffix(".seg") {
@@ -118,19 +126,27 @@ fn list_segment_seqs(dir: &Path) -> Result<Vec<u64>, StorageError> {
     Ok(seqs)
 }
 
-fn read_checkpoint(dir: &Path) -> Result<u64, StorageError> {
+/// The checkpoint offset, and whether it can be relied on to bound the log's start (see
+/// `PartitionLog::open_with`).
+fn read_checkpoint(dir: &Path) -> Result<(u64, bool), StorageError> {
     let path = dir.join(CHECKPOINT_FILE);
     match std::fs::read(&path) {
-        Ok(b) if b.len() == CHECKPOINT_BYTES => Ok(decode_checkpoint(&b).unwrap_or(0)),
-        // A torn or foreign checkpoint only costs a longer scan.
-        Ok(_) => Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Ok(b) if b.len() == CHECKPOINT_BYTES && decode_checkpoint(&b).is_some() => {
+            Ok((decode_checkpoint(&b).unwrap_or(0), true))
+        }
+        // Created but never written back (a crash between the creation and its sync): the
+        // same as no checkpoint at all.
+        Ok(b) if b.iter().all(|&x| x == 0) => Ok((0, true)),
+        // A damaged or foreign checkpoint only costs a longer scan.
+        Ok(_) => Ok((0, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((0, true)),
         Err(e) => Err(StorageError::io(&path, "read checkpoint", e)),
     }
 }
 
 /// Loads a segment the checkpoint vouches for.
 fn load_trusted(
+    io: &Io,
     dir: &Path,
     seg: &mut Segment,
     interval: u32,
@@ -178,7 +194,7 @@ fn load_trusted(
                     "sealed next offset differs from the batches",
                 ));
             }
-            SealWork::of(seg).run(dir)?;
+            SealWork::of(seg).run(io, dir)?;
             report.indexes_rebuilt += 1;
             report.segments_scanned += 1;
         }
@@ -192,15 +208,26 @@ impl PartitionLog {
         dir: &Path,
         config: LogConfig,
     ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+        PartitionLog::open_with(dir, config, Io::Real)
+    }
+
+    /// [`PartitionLog::open`] with an explicit I/O backend: every later disk operation of the log
+    /// and of its jobs goes through `io` ([`Io::Fault`] in crash tests).
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        io: Io,
+    ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
         config.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, "create_dir_all", e))?;
+        let (checkpoint_offset, checkpoint_valid) = read_checkpoint(dir)?;
         let mut report = RecoveryReport {
-            checkpoint_offset: read_checkpoint(dir)?,
+            checkpoint_offset,
             ..Default::default()
         };
         let checkpoint = report.checkpoint_offset;
         let interval = config.index_interval_bytes;
-        let seqs = list_segment_seqs(dir)?;
+        let seqs = list_segment_seqs(&io, dir)?;
         let next_seq = seqs.last().map_or(0, |s| s + 1);
         let mut segments: Vec<Segment> = Vec::new();
         let mut cut = false;
@@ -208,8 +235,8 @@ impl PartitionLog {
         for seq in seqs {
             let path = segment_path(dir, seq);
             if cut {
-                remove(&path, &mut report)?;
-                remove_index_files(dir, seq)?;
+                remove(&io, &path, &mut report)?;
+                remove_index_files(&io, dir, seq)?;
                 continue;
             }
             let expected = segments.last().map_or(0, |s| s.next_offset);
@@ -242,10 +269,24 @@ impl PartitionLog {
                     orphans.push((path, seq));
                     continue;
                 }
-                Ok(h) if h.seq == seq && (segments.is_empty() || h.base_offset == expected) => h,
+                // The log's start only moves (retention, truncation) up to the checkpoint, so a
+                // first segment starting after a valid checkpoint lost its predecessor (an
+                // active segment whose header never reached the disk): nothing from it on was
+                // ever flushed, and keeping it would leave a gap at the start of the log.
+                Ok(h)
+                    if h.seq == seq
+                        && (h.base_offset == expected && !segments.is_empty()
+                            || segments.is_empty()
+                                && (h.base_offset <= checkpoint || !checkpoint_valid)) =>
+                {
+                    h
+                }
                 Ok(_) | Err(_) => {
                     let reason = match header {
                         Err(r) => r,
+                        Ok(h) if segments.is_empty() && h.seq == seq => {
+                            "first segment starts after the checkpoint: its predecessor is missing"
+                        }
                         Ok(_) => "segment header does not continue the previous segment",
                     };
                     if expected < checkpoint || (segments.is_empty() && checkpoint > 0) {
@@ -257,8 +298,8 @@ impl PartitionLog {
                         offset: expected,
                         reason: reason.into(),
                     });
-                    remove(&path, &mut report)?;
-                    remove_index_files(dir, seq)?;
+                    remove(&io, &path, &mut report)?;
+                    remove_index_files(&io, dir, seq)?;
                     cut = true;
                     continue;
                 }
@@ -267,7 +308,7 @@ impl PartitionLog {
             let mut seg = Segment::from_parts(path.clone(), file, map, header);
             let trusted = header.state == SegmentState::Sealed && header.next_offset <= checkpoint;
             if trusted {
-                load_trusted(dir, &mut seg, interval, &mut report)?;
+                load_trusted(&io, dir, &mut seg, interval, &mut report)?;
                 segments.push(seg);
                 continue;
             }
@@ -296,8 +337,7 @@ impl PartitionLog {
                     cut = true;
                 }
                 if had_garbage {
-                    seg.file
-                        .sync_data()
+                    io.sync_data(&path, &seg.file)
                         .map_err(|e| StorageError::io(&path, "fdatasync", e))?;
                 }
                 if seg.is_sealed() {
@@ -319,13 +359,25 @@ impl PartitionLog {
             ));
         }
         for (path, seq) in &orphans {
-            remove(path, &mut report)?;
-            remove_index_files(dir, *seq)?;
+            remove(&io, path, &mut report)?;
+            remove_index_files(&io, dir, *seq)?;
         }
         if cut || !orphans.is_empty() {
-            sync_dir(dir)?;
+            sync_dir(&io, dir)?;
         }
 
+        // After a failed fdatasync the page cache may hold pages the kernel marked clean without
+        // writing them: write everything after the checkpoint again so the syncs below cover it.
+        let marker = dir.join(SYNC_FAILED_FILE);
+        report.rewrote_after_failed_sync = marker.exists();
+        if report.rewrote_after_failed_sync {
+            for seg in segments
+                .iter_mut()
+                .filter(|s| !(s.is_sealed() && s.header.next_offset <= checkpoint))
+            {
+                seg.rewrite_pages(&io)?;
+            }
+        }
         // Every segment but the last is sealed; the last stays active unless it was sealed on close.
         let mut pending = Vec::new();
         let last = segments.len().saturating_sub(1);
@@ -342,17 +394,19 @@ impl PartitionLog {
         // Make what recovery kept durable now, so that `durable_offset == end_offset` is true.
         let mut checkpoint_offset = checkpoint;
         for work in &pending {
-            work.run(dir)?;
+            work.run(&io, dir)?;
             checkpoint_offset = work.next_offset;
         }
         if let Some(active) = segments.last().filter(|s| !s.is_sealed()) {
-            active
-                .file
-                .sync_data()
+            io.sync_data(&active.path, &active.file)
                 .map_err(|e| StorageError::io(&active.path, "fdatasync", e))?;
         }
         if checkpoint_offset != checkpoint {
-            write_checkpoint(dir, checkpoint_offset)?;
+            write_checkpoint(&io, dir, checkpoint_offset)?;
+        }
+        if report.rewrote_after_failed_sync {
+            io.remove_file(&marker)
+                .map_err(|e| StorageError::io(&marker, "unlink", e))?;
         }
 
         let mut producers = ProducerStates::default();
@@ -363,6 +417,7 @@ impl PartitionLog {
         report.end_offset = end_offset;
         let ring = HotRing::new(config.ring);
         let log = PartitionLog {
+            io,
             dir: dir.to_path_buf(),
             config,
             segments,

@@ -7,7 +7,6 @@
 //! [`Segment::bytes`] hand out `Bytes` that alias the mapping without copying.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +19,7 @@ use crate::format::{
     BatchHeader, OffsetIndexEntry, SegmentHeader, SegmentState, TimeIndexEntry, BATCH_HEADER_BYTES,
     SEGMENT_HEADER_BYTES,
 };
+use crate::io::Io;
 
 /// `madvise` advice that write-faults every page of a range (Linux >= 5.14).
 const MADV_POPULATE_WRITE: libc::c_int = 23;
@@ -73,38 +73,61 @@ impl std::fmt::Debug for PreparedSegment {
 
 /// Creates `{seq}.seg` of `len_bytes`, preallocates it, maps it and write-faults every page, then
 /// makes the file and its directory entry durable. Blocking: runs on a blocking pool or at open.
+/// On failure (ENOSPC from the creation or the fallocate, typically) the half-made file is
+/// unlinked again, so a full disk leaves nothing behind.
 pub(crate) fn create_prepared(
+    io: &Io,
     dir: &Path,
     seq: u64,
     len_bytes: u64,
     mode: Prefault,
 ) -> Result<PreparedSegment, StorageError> {
     let path = segment_path(dir, seq);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
+    let file = io
+        .create_new(&path)
         .map_err(|e| StorageError::io(&path, "create segment", e))?;
-    let len = i64::try_from(len_bytes).map_err(|_| StorageError::InvalidConfig {
-        field: "segment_bytes_max",
-        reason: "does not fit in off_t",
-    })?;
-    // SAFETY: plain syscall on an fd we own; no memory is passed.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
-            file.set_len(len_bytes)
-                .map_err(|e| StorageError::io(&path, "set_len", e))?;
-        } else {
-            return Err(StorageError::io(&path, "fallocate", err));
+    match init_prepared(io, dir, &path, &file, seq, len_bytes) {
+        Ok(map) => {
+            // Prefault only after the sync: a write fault dirties the page, and a sync after it
+            // would write the whole (zero) segment back and write-protect every page again.
+            prefault(&map, mode);
+            Ok(PreparedSegment {
+                seq,
+                path,
+                file: Arc::new(file),
+                map: Arc::new(map),
+            })
+        }
+        Err(e) => {
+            // Best effort: if the unlink fails too, the next open removes the never-initialized
+            // (or still `Prepared`) file as an orphan.
+            drop(file);
+            let _ = io.remove_file(&path);
+            Err(e)
         }
     }
+}
+
+fn init_prepared(
+    io: &Io,
+    dir: &Path,
+    path: &Path,
+    file: &File,
+    seq: u64,
+    len_bytes: u64,
+) -> Result<MmapRaw, StorageError> {
+    if i64::try_from(len_bytes).is_err() {
+        return Err(StorageError::InvalidConfig {
+            field: "segment_bytes_max",
+            reason: "does not fit in off_t",
+        });
+    }
+    io.allocate(path, file, len_bytes)
+        .map_err(|e| StorageError::io(path, "fallocate", e))?;
     let map = MmapOptions::new()
         .len(len_bytes as usize)
-        .map_raw(&file)
-        .map_err(|e| StorageError::io(&path, "mmap", e))?;
+        .map_raw(file)
+        .map_err(|e| StorageError::io(path, "mmap", e))?;
     let header = SegmentHeader {
         state: SegmentState::Prepared,
         seq,
@@ -121,18 +144,10 @@ pub(crate) fn create_prepared(
     // SAFETY: the mapping is at least one page long (segment_bytes_max >= 4096 is validated) and
     // nobody else can see it yet.
     unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), map.as_mut_ptr(), SEGMENT_HEADER_BYTES) };
-    file.sync_all()
-        .map_err(|e| StorageError::io(&path, "fsync", e))?;
-    sync_dir(dir)?;
-    // Prefault only after the sync: a write fault dirties the page, and a sync after it would write
-    // the whole (zero) segment back and write-protect every page again.
-    prefault(&map, mode);
-    Ok(PreparedSegment {
-        seq,
-        path,
-        file: Arc::new(file),
-        map: Arc::new(map),
-    })
+    io.sync_all(path, file)
+        .map_err(|e| StorageError::io(path, "fsync", e))?;
+    sync_dir(io, dir)?;
+    Ok(map)
 }
 
 /// Faults every page of a fresh segment in (see [`Prefault`] for the trade-off).
@@ -157,9 +172,8 @@ fn prefault(map: &MmapRaw, mode: Prefault) {
     }
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(io: &Io, dir: &Path) -> Result<(), StorageError> {
+    io.sync_dir(dir)
         .map_err(|e| StorageError::io(dir, "fsync directory", e))
 }
 
@@ -340,6 +354,23 @@ impl Segment {
         unsafe {
             std::ptr::copy_nonoverlapping(buf.as_ptr(), self.map.as_mut_ptr(), SEGMENT_HEADER_BYTES)
         };
+    }
+
+    /// Writes every page of `[0, write_pos)` again with the byte already there, so that the kernel
+    /// considers them dirty and the next sync writes them (see `io::SYNC_FAILED_FILE`). Recovery
+    /// only: no readers exist yet.
+    pub fn rewrite_pages(&mut self, io: &Io) -> Result<(), StorageError> {
+        let len = (self.write_pos as usize).min(self.map.len());
+        let p = self.map.as_mut_ptr();
+        let mut at = 0;
+        while at < len {
+            // SAFETY: `at < len <= map.len()`; recovery owns the mapping exclusively (no `Bytes`
+            // exist yet) and the byte written is the byte read, so no content changes.
+            unsafe { std::ptr::write_volatile(p.add(at), std::ptr::read_volatile(p.add(at))) };
+            at += PAGE_BYTES;
+        }
+        io.note_rewritten(&self.path, &self.file)
+            .map_err(|e| StorageError::io(&self.path, "rewrite pages", e))
     }
 
     /// Zeroes `[from, map.len())` where it is not already zero. Recovery only: no readers exist yet.
