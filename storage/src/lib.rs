@@ -17,7 +17,8 @@
 //! What this crate deliberately does not do:
 //! - no async runtime and no threads: blocking work is a `Send` job the caller runs where it likes;
 //! - no dependency on other Sprawl crates (the engine converts between their types);
-//! - no replication, consumer offsets or cold tier (object store upload);
+//! - no replication or consumer offsets; the cold tier ([`cold`]) archives sealed segments to an
+//!   object store and reads them back, but deciding when to run its jobs is the caller's;
 //! - no locks: a log has one owner (its shard); only the hot ring's node-wide [`MemoryBudget`] is
 //!   shared, through atomics (the test-only [`fault::FaultDisk`] keeps its state behind a mutex);
 //! - no I/O trait object on the hot path: the [`Io`] seam is an enum over the blocking calls only
@@ -51,6 +52,7 @@
 //! assert_eq!((log.end_offset(), report.tail_cut), (2, None));
 //! ```
 
+pub mod cold;
 mod compaction;
 mod config;
 mod crash;
