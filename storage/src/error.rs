@@ -117,7 +117,10 @@ mod tests {
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert!(matches!(
             StorageError::io("/d/x.seg", "fallocate", full),
-            StorageError::NoSpace { op: "fallocate", .. }
+            StorageError::NoSpace {
+                op: "fallocate",
+                ..
+            }
         ));
         let other = std::io::Error::from_raw_os_error(libc::EIO);
         assert!(matches!(

@@ -368,6 +368,21 @@ impl Client {
         self.call(request, "offset commit", 0).map(drop)
     }
 
+    /// Delivers one Raft message to the metadata controller `to_node` (internode use).
+    pub fn raft(
+        &mut self,
+        from_node: u32,
+        to_node: u32,
+        message: &[u8],
+    ) -> Result<(), ClientError> {
+        let request = Request::Raft {
+            from_node,
+            to_node,
+            message,
+        };
+        self.call(request, "raft message", 0).map(drop)
+    }
+
     /// The committed offset of a named consumer, `None` if it never committed.
     pub fn fetch_offset(
         &mut self,

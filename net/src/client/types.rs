@@ -127,7 +127,7 @@ pub(crate) enum Reply {
     Fetch(FetchResult),
     Subscribe(u32),
     OffsetFetch(Option<u64>),
-    /// DeleteTopic, Credit, Unsubscribe, OffsetCommit: nothing but success.
+    /// DeleteTopic, Credit, Unsubscribe, OffsetCommit, Raft: nothing but success.
     Done,
 }
 
@@ -252,6 +252,7 @@ pub(crate) fn to_reply(
         | Response::Credit { .. }
         | Response::Unsubscribe { .. }
         | Response::OffsetCommit { .. }
+        | Response::Raft { .. }
         | Response::Push { .. } => Reply::Done,
     })
 }

@@ -68,6 +68,13 @@ pub enum Request<'a> {
         topic: &'a str,
         partition: u32,
     },
+    /// A Raft message from one metadata controller to another (internode).
+    Raft {
+        from_node: u32,
+        to_node: u32,
+        /// The raft-rs message, prost-encoded; opaque to this codec.
+        message: &'a [u8],
+    },
 }
 
 impl Request<'_> {
@@ -86,6 +93,7 @@ impl Request<'_> {
             Request::Unsubscribe { .. } => ApiKey::Unsubscribe,
             Request::OffsetCommit { .. } => ApiKey::OffsetCommit,
             Request::OffsetFetch { .. } => ApiKey::OffsetFetch,
+            Request::Raft { .. } => ApiKey::Raft,
         }
     }
 
@@ -197,6 +205,15 @@ impl Request<'_> {
                 w.str("topic", topic)?;
                 w.u32(*partition);
             }
+            Request::Raft {
+                from_node,
+                to_node,
+                message,
+            } => {
+                w.u32(*from_node);
+                w.u32(*to_node);
+                w.bytes("message", message)?;
+            }
         }
         Ok(())
     }
@@ -287,6 +304,11 @@ impl Request<'_> {
                 consumer: r.str("consumer")?,
                 topic: r.str("topic")?,
                 partition: r.u32("partition")?,
+            },
+            ApiKey::Raft => Request::Raft {
+                from_node: r.u32("from_node")?,
+                to_node: r.u32("to_node")?,
+                message: r.bytes("message")?,
             },
             ApiKey::Push => {
                 // Push only travels server -> client; as a request it is an unknown api.

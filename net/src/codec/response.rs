@@ -51,6 +51,11 @@ pub enum Response<'a> {
         error: ErrorCode,
         message: &'a str,
     },
+    /// The receiving controller took the Raft message (common head only).
+    Raft {
+        error: ErrorCode,
+        message: &'a str,
+    },
     DescribeTopic {
         error: ErrorCode,
         message: &'a str,
@@ -137,6 +142,7 @@ impl<'a> Response<'a> {
             Response::OffsetCommit { .. } => ApiKey::OffsetCommit,
             Response::OffsetFetch { .. } => ApiKey::OffsetFetch,
             Response::Push { .. } => ApiKey::Push,
+            Response::Raft { .. } => ApiKey::Raft,
         })
     }
 
@@ -148,6 +154,7 @@ impl<'a> Response<'a> {
             | Response::Metadata { error, message, .. }
             | Response::CreateTopic { error, message, .. }
             | Response::DeleteTopic { error, message }
+            | Response::Raft { error, message }
             | Response::DescribeTopic { error, message, .. }
             | Response::ListTopics { error, message, .. }
             | Response::Produce { error, message, .. }
@@ -209,6 +216,7 @@ impl<'a> Response<'a> {
             }
             Response::CreateTopic { topic_id, .. } => w.u64(*topic_id),
             Response::DeleteTopic { .. }
+            | Response::Raft { .. }
             | Response::Credit { .. }
             | Response::Unsubscribe { .. }
             | Response::OffsetCommit { .. } => {}
@@ -402,6 +410,7 @@ impl<'a> Response<'a> {
                 subscription_id: r.u32("subscription_id")?,
             },
             ApiKey::Credit => Response::Credit { error, message },
+            ApiKey::Raft => Response::Raft { error, message },
             ApiKey::Unsubscribe => Response::Unsubscribe { error, message },
             ApiKey::OffsetCommit => Response::OffsetCommit { error, message },
             ApiKey::OffsetFetch => Response::OffsetFetch {

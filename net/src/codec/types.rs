@@ -19,11 +19,13 @@ pub enum ApiKey {
     OffsetFetch = 12,
     /// Server -> client subscription data; never sent as a request.
     Push = 13,
+    /// Internode: one Raft message between metadata controllers.
+    Raft = 14,
 }
 
 impl ApiKey {
     /// Every api key, in wire order.
-    pub const ALL: [ApiKey; 14] = [
+    pub const ALL: [ApiKey; 15] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopic,
@@ -38,6 +40,7 @@ impl ApiKey {
         ApiKey::OffsetCommit,
         ApiKey::OffsetFetch,
         ApiKey::Push,
+        ApiKey::Raft,
     ];
 
     pub fn from_u16(raw: u16) -> Option<ApiKey> {
@@ -71,6 +74,7 @@ impl ApiKey {
             ApiKey::OffsetCommit => "OffsetCommit",
             ApiKey::OffsetFetch => "OffsetFetch",
             ApiKey::Push => "Push",
+            ApiKey::Raft => "Raft",
         }
     }
 }

@@ -190,6 +190,17 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
             ),
         ),
         (
+            "req_raft",
+            req(
+                16,
+                Request::Raft {
+                    from_node: 1,
+                    to_node: 3,
+                    message: &[0x08, 0x03, 0x10, 0x01, 0x18, 0x03],
+                },
+            ),
+        ),
+        (
             "resp_api_versions",
             resp(
                 1,
@@ -402,6 +413,16 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
                     error: ok,
                     message: "",
                     offset: Some(43),
+                },
+            ),
+        ),
+        (
+            "resp_raft",
+            resp(
+                16,
+                Response::Raft {
+                    error: ok,
+                    message: "",
                 },
             ),
         ),

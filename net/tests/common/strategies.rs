@@ -175,6 +175,13 @@ pub fn request() -> impl Strategy<Value = Request<'static>> {
                 partition,
             }
         }),
+        (any::<u32>(), any::<u32>(), blob()).prop_map(|(from_node, to_node, message)| {
+            Request::Raft {
+                from_node,
+                to_node,
+                message,
+            }
+        }),
     ]
 }
 
@@ -346,6 +353,7 @@ pub fn response() -> impl Strategy<Value = Response<'static>> {
         head().prop_map(|(error, message)| Response::Credit { error, message }),
         head().prop_map(|(error, message)| Response::Unsubscribe { error, message }),
         head().prop_map(|(error, message)| Response::OffsetCommit { error, message }),
+        head().prop_map(|(error, message)| Response::Raft { error, message }),
         (head(), option::of(any::<u64>())).prop_map(|((error, message), offset)| {
             Response::OffsetFetch {
                 error,
