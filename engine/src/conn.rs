@@ -489,6 +489,34 @@ async fn dispatch(
             )
             .await,
         ),
+        Request::Raft {
+            from_node,
+            to_node,
+            message,
+        } => {
+            let me = shard.config.node_id;
+            match &shard.controller {
+                Some(c) if to_node == me => {
+                    c.deliver(message);
+                    now(encode_response(
+                        header,
+                        Response::Raft {
+                            error: ErrorCode::None,
+                            message: "",
+                        },
+                        &limits,
+                    ))
+                }
+                Some(_) => err(Failure::new(
+                    ErrorCode::InvalidRequest,
+                    format!("Raft message from node {from_node} for node {to_node} reached node {me}; check --controllers on node {from_node}"),
+                )),
+                None => err(Failure::new(
+                    ErrorCode::InvalidRequest,
+                    format!("node {me} is not a metadata controller; check --controllers on node {from_node}"),
+                )),
+            }
+        }
         Request::Produce {
             topic, partition, ..
         }

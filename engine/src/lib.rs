@@ -34,6 +34,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod controller;
 pub mod follow;
 pub mod handlers;
 pub mod host;

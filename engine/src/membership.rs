@@ -56,7 +56,45 @@ pub fn start(shard: &Rc<Shard>, http: Option<SocketAddr>) -> Result<Option<Socke
     let bound = handle.local_addr();
     *shard.gossip.borrow_mut() = Some(handle);
     spawn_load_announcer(shard.clone());
+    if shard.controller.is_some() {
+        spawn_member_feeder(shard.clone());
+    }
     Ok(Some(bound))
+}
+
+/// How often the controller learns the live members it registers while it leads.
+const MEMBER_FEED_EVERY: Duration = Duration::from_secs(1);
+
+/// Tells this node's controller which members are alive (this node included), once a second.
+fn spawn_member_feeder(shard: Rc<Shard>) {
+    glommio::spawn_local(async move {
+        while !shard.stopping.get() {
+            let members = {
+                let gossip = shard.gossip.borrow();
+                gossip.as_ref().map(|h| {
+                    let me = h.identity();
+                    let mut m = vec![(u64::from(me.node_id()), me.client_addr().to_string())];
+                    m.extend(
+                        h.members()
+                            .into_iter()
+                            .filter(|s| s.state == MemberState::Alive)
+                            .map(|s| {
+                                (
+                                    u64::from(s.member.node_id()),
+                                    s.member.client_addr().to_string(),
+                                )
+                            }),
+                    );
+                    m
+                })
+            };
+            if let (Some(m), Some(c)) = (members, shard.controller.as_ref()) {
+                c.set_members(m);
+            }
+            glommio::timer::sleep(MEMBER_FEED_EVERY).await;
+        }
+    })
+    .detach();
 }
 
 fn join_host_port(host: &str, port: u16) -> String {
@@ -167,14 +205,38 @@ pub fn view(shard: &Shard) -> Value {
             }));
         }
     }
+    let controllers: Vec<Value> = shard
+        .config
+        .cluster
+        .controllers
+        .iter()
+        .map(|(id, addr)| json!({"id": id, "client_addr": addr}))
+        .collect();
     json!({
         "node_id": node_id,
         "clustered": gossip.is_some(),
+        "controllers": controllers,
+        "controller": shard.controller.as_ref().map(|c| controller_json(&c.view())),
         "joined": gossip.as_ref().is_some_and(|h| h.is_joined()),
         "gossip_addr": gossip.as_ref().map(|h| h.advertise_addr().to_string()),
         "metadata": "local: topics are this node's own until replicated metadata lands (docs/cluster.md)",
         "members": members,
         "partitions": partitions,
+    })
+}
+
+fn controller_json(v: &crate::controller::ControllerView) -> Value {
+    json!({
+        "role": v.role,
+        "term": v.term,
+        "leader_id": v.leader_id,
+        "commit_index": v.commit_index,
+        "applied_index": v.applied_index,
+        "version": v.version,
+        "voters": v.voters,
+        "nodes": v.nodes.iter().map(|(id, addr)| json!({"id": id, "client_addr": addr})).collect::<Vec<_>>(),
+        "topics": v.topics,
+        "last_error": v.last_error,
     })
 }
 
@@ -192,9 +254,93 @@ fn member_json(m: &gossip::Member, state: &str, this_node: bool) -> Value {
     })
 }
 
-/// Gossip lines for `/metrics` (nothing when the node runs alone).
+/// Gossip and controller lines for `/metrics` (nothing when the node runs alone).
 pub fn prometheus(shard: &Shard, out: &mut String) {
     use std::fmt::Write;
+    if let Some(c) = shard.controller.as_ref() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let node = shard.config.node_id;
+        let v = c.view();
+        let k = &c.counters;
+        let gauges = [
+            (
+                "raft_term",
+                "current Raft term of the metadata controller",
+                v.term,
+            ),
+            (
+                "raft_leader_id",
+                "metadata leader this controller knows (0 = none)",
+                v.leader_id,
+            ),
+            (
+                "raft_commit_index",
+                "highest committed metadata log index",
+                v.commit_index,
+            ),
+            (
+                "raft_applied_index",
+                "highest applied metadata log index",
+                v.applied_index,
+            ),
+            (
+                "metadata_version",
+                "version of the applied cluster metadata",
+                v.version,
+            ),
+            (
+                "raft_is_leader",
+                "1 while this controller leads",
+                u64::from(v.role == "leader"),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP sprawl_{name} {help}");
+            let _ = writeln!(out, "# TYPE sprawl_{name} gauge");
+            let _ = writeln!(out, "sprawl_{name}{{node=\"{node}\"}} {value}");
+        }
+        let counters = [
+            (
+                "raft_messages_sent_total",
+                "Raft messages delivered to peer controllers",
+                &k.sent_total,
+            ),
+            (
+                "raft_send_errors_total",
+                "Raft sends or connects that failed",
+                &k.send_errors_total,
+            ),
+            (
+                "raft_outbound_dropped_total",
+                "Raft messages dropped (peer queue full or unreachable)",
+                &k.outbound_dropped_total,
+            ),
+            (
+                "raft_inbound_dropped_total",
+                "received Raft messages dropped (controller queue full)",
+                &k.inbound_dropped_total,
+            ),
+            (
+                "raft_inbound_invalid_total",
+                "received Raft messages the controller refused",
+                &k.inbound_invalid_total,
+            ),
+            (
+                "metadata_proposals_total",
+                "metadata commands proposed by this controller",
+                &k.proposals_total,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP sprawl_{name} {help}");
+            let _ = writeln!(out, "# TYPE sprawl_{name} counter");
+            let _ = writeln!(
+                out,
+                "sprawl_{name}{{node=\"{node}\"}} {}",
+                value.load(Relaxed)
+            );
+        }
+    }
     let gossip = shard.gossip.borrow();
     let Some(h) = gossip.as_ref() else {
         return;

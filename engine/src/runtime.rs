@@ -62,6 +62,8 @@ pub enum ServeError {
     Catalog(#[from] CatalogError),
     #[error("shard {shard} failed: {reason}")]
     Shard { shard: usize, reason: String },
+    #[error("metadata controller: {0}")]
+    Controller(String),
 }
 
 /// Runs a blocking closure on the shard's blocking thread pool.
@@ -240,6 +242,7 @@ pub fn serve(
     })?;
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let catalog = Catalog::load(&cfg.data_dir)?;
+    let controller = start_controller(&cfg)?;
     let (client_addr, client_fds) =
         bind_shared(SocketAddr::new(cfg.bind, cfg.port), cfg.shards, "--port")?;
     let (http_addr, http_fds) = bind_shared(
@@ -269,6 +272,7 @@ pub fn serve(
             http_fd: http_fds.next(),
             http_addr: Some(http_addr),
             gossip_bound: gossip_bound.clone(),
+            controller: controller.clone(),
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
@@ -321,10 +325,30 @@ pub fn serve(
             first_err = Some(ServeError::Shard { shard: id, reason });
         }
     }
+    if let Some(c) = controller {
+        c.stop();
+    }
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Starts the metadata controller thread when this node is one of `--controllers`.
+fn start_controller(
+    cfg: &ServeConfig,
+) -> Result<Option<crate::controller::Controller>, ServeError> {
+    if !cfg.cluster.is_controller(cfg.node_id) {
+        return Ok(None);
+    }
+    crate::controller::Controller::start(
+        u64::from(cfg.node_id),
+        &cfg.cluster.controllers,
+        cfg.data_dir.join("meta"),
+        u64::from(cfg.frame_bytes_max),
+    )
+    .map(Some)
+    .map_err(ServeError::Controller)
 }
 
 fn install_signal_handler(shutdown: Arc<AtomicBool>) {

@@ -48,6 +48,8 @@ pub struct ShardContext {
     pub http_addr: Option<std::net::SocketAddr>,
     /// Where shard 0 reports the bound gossip address, before it says it is ready.
     pub gossip_bound: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    /// The metadata controller thread, when this node is one of `--controllers`.
+    pub controller: Option<crate::controller::Controller>,
 }
 
 /// Partitions moved away from their default shard, with a version so that a shard ignores an
@@ -162,6 +164,9 @@ pub struct Shard {
     pub stats: Rc<crate::stats::ShardStats>,
     /// The analytics shard's state (shard 0, unless `--analytics off`).
     pub analytics: RefCell<Option<Rc<crate::analytics_shard::AnalyticsShard>>>,
+    /// The metadata controller, when this node is one of `--controllers` (every shard holds a
+    /// handle: any of them may receive a Raft frame).
+    pub controller: Option<crate::controller::Controller>,
     /// Cluster membership (shard 0 of a node started with cluster settings).
     pub gossip: RefCell<Option<gossip::GossipHandle>>,
 }
@@ -425,6 +430,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         stats: Rc::new(crate::stats::ShardStats::default()),
         analytics: RefCell::new(None),
         gossip: RefCell::new(None),
+        controller: ctx.controller.clone(),
         client_addr: RefCell::new(
             listener
                 .local_addr()

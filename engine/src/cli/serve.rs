@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// host other nodes use to reach this one (default: --bind; required with --bind 0.0.0.0; env SPRAWL_ADVERTISE)
     #[argh(option)]
     pub advertise: Option<String>,
+    /// metadata controllers (Raft voters, 3 or 5), ID@HOST:PORT,... with client-port addresses; every node gets the same list (env SPRAWL_CONTROLLERS)
+    #[argh(option)]
+    pub controllers: Option<String>,
 }
 
 pub fn run(a: ServeArgs) -> Result<(), String> {
@@ -70,6 +73,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         seeds: a.seeds,
         gossip_port: a.gossip_port,
         advertise: a.advertise,
+        controllers: a.controllers,
     };
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("SPRAWL_"))

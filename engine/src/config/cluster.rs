@@ -11,6 +11,8 @@ use super::ConfigError;
 pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
 /// Most seeds one node may be given (each is tried on join).
 pub const SEEDS_MAX: usize = 64;
+/// Most metadata controllers (Raft voters); 3 or 5 in practice.
+pub const CONTROLLERS_MAX: usize = 7;
 
 /// Resolved cluster settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct ClusterConfig {
     pub gossip_port: u16,
     /// Host other nodes use to reach this one; `None` = the bind address.
     pub advertise: Option<String>,
+    /// Metadata controllers (Raft voters): node id and client address (`host:port`).
+    pub controllers: Vec<(u64, String)>,
     /// True when any cluster setting was given.
     pub enabled: bool,
 }
@@ -31,6 +35,7 @@ impl Default for ClusterConfig {
             seeds: Vec::new(),
             gossip_port: DEFAULT_GOSSIP_PORT,
             advertise: None,
+            controllers: Vec::new(),
             enabled: false,
         }
     }
@@ -53,6 +58,27 @@ impl ClusterConfig {
 
     pub(super) fn set_seed_list(&mut self, v: &[String], src: &str) -> Result<(), ConfigError> {
         self.set_seeds(&v.join(","), src)
+    }
+
+    pub(super) fn set_controllers(&mut self, v: &str, src: &str) -> Result<(), ConfigError> {
+        self.controllers = parse_controllers(v, src)?;
+        self.enabled = true;
+        Ok(())
+    }
+
+    pub(super) fn set_controller_list(
+        &mut self,
+        v: &[String],
+        src: &str,
+    ) -> Result<(), ConfigError> {
+        self.set_controllers(&v.join(","), src)
+    }
+
+    /// True when this node is one of the metadata controllers.
+    pub fn is_controller(&self, node_id: u32) -> bool {
+        self.controllers
+            .iter()
+            .any(|(id, _)| *id == u64::from(node_id))
     }
 
     pub(super) fn set_gossip_port(&mut self, port: u16) {
@@ -115,6 +141,39 @@ fn invalid(setting: &'static str, value: &str, src: &str, reason: String) -> Con
         source_name: src.to_string(),
         reason,
     }
+}
+
+/// Parses `ID@host:port,...` (ids unique, >= 1).
+fn parse_controllers(v: &str, src: &str) -> Result<Vec<(u64, String)>, ConfigError> {
+    let bad = |reason: String| invalid("controllers", v, src, reason);
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for part in v.split(',') {
+        let part = part.trim();
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| bad(format!("{part:?} is not ID@HOST:PORT (e.g. 1@node1:7070)")))?;
+        let id: u64 = match id.trim().parse() {
+            Ok(n) if n >= 1 && n <= u64::from(u32::MAX) => n,
+            _ => {
+                return Err(bad(format!(
+                    "{part:?}: the id must be a node id of 1 or more"
+                )))
+            }
+        };
+        let addr = parse_seeds(addr, src)
+            .map_err(|_| bad(format!("{part:?}: the address is not HOST:PORT")))?
+            .remove(0);
+        if out.iter().any(|(i, _)| *i == id) {
+            return Err(bad(format!("node id {id} is listed twice")));
+        }
+        out.push((id, addr));
+    }
+    if out.len() > CONTROLLERS_MAX {
+        return Err(bad(format!(
+            "at most {CONTROLLERS_MAX} controllers (3 or 5 are usual)"
+        )));
+    }
+    Ok(out)
 }
 
 /// Parses `host:port,host:port`; empty entries are refused, not skipped, so a typo is noticed.
@@ -199,6 +258,32 @@ mod tests {
             let err = parse_seeds(bad, "--seeds").unwrap_err().to_string();
             assert!(
                 err.contains(expect) && err.contains("seeds"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn controllers_parse_and_bad_ones_are_named() {
+        let c = parse_controllers(
+            "1@a.example:7070, 2@192.0.2.2:7070,3@[2001:db8::3]:7070",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c[0], (1, "a.example:7070".to_string()));
+        assert_eq!(c[2], (3, "[2001:db8::3]:7070".to_string()));
+        for (bad, expect) in [
+            ("a.example:7070", "ID@HOST:PORT"),
+            ("0@a:1", "1 or more"),
+            ("x@a:1", "1 or more"),
+            ("1@a", "HOST:PORT"),
+            ("1@a:1,1@b:2", "twice"),
+        ] {
+            let err = parse_controllers(bad, "--controllers")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expect) && err.contains("controllers"),
                 "{bad}: {err}"
             );
         }

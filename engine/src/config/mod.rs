@@ -136,6 +136,7 @@ pub struct Overrides {
     pub seeds: Option<String>,
     pub gossip_port: Option<u16>,
     pub advertise: Option<String>,
+    pub controllers: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +165,7 @@ struct FileConfig {
     seeds: Option<Vec<String>>,
     gossip_port: Option<u16>,
     advertise: Option<String>,
+    controllers: Option<Vec<String>>,
 }
 
 /// Resolves the configuration from flags, the given environment and the optional TOML file.
@@ -244,6 +246,9 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
     if let Some(v) = file.advertise {
         cfg.cluster.set_advertise(&v, &src)?;
     }
+    if let Some(v) = file.controllers {
+        cfg.cluster.set_controller_list(&v, &src)?;
+    }
     Ok(())
 }
 
@@ -308,6 +313,10 @@ fn apply_env(cfg: &mut ServeConfig, env: &HashMap<String, String>) -> Result<(),
         cfg.cluster
             .set_advertise(v, "environment variable SPRAWL_ADVERTISE")?;
     }
+    if let Some(v) = get("SPRAWL_CONTROLLERS") {
+        cfg.cluster
+            .set_controllers(v, "environment variable SPRAWL_CONTROLLERS")?;
+    }
     Ok(())
 }
 
@@ -355,6 +364,9 @@ fn apply_flags(cfg: &mut ServeConfig, f: &Overrides) -> Result<(), ConfigError> 
     }
     if let Some(v) = &f.advertise {
         cfg.cluster.set_advertise(v, "--advertise")?;
+    }
+    if let Some(v) = &f.controllers {
+        cfg.cluster.set_controllers(v, "--controllers")?;
     }
     Ok(())
 }

@@ -47,6 +47,14 @@ impl Node {
         Node::start_opts(dir, shards, 0, Some(&conf))
     }
 
+    /// Like [`Node::start_with_config`] on a given client port (0 = any free one).
+    pub fn start_on_with_config(dir: &Path, shards: usize, port: u16, toml: &str) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("sprawl.toml");
+        std::fs::write(&conf, toml).unwrap();
+        Node::start_opts(dir, shards, port, Some(&conf))
+    }
+
     fn start_opts(dir: &Path, shards: usize, port: u16, config: Option<&Path>) -> Node {
         std::fs::create_dir_all(dir).unwrap();
         let _ = std::fs::remove_file(dir.join("ports.json"));
