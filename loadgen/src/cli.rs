@@ -13,6 +13,9 @@ use crate::spawn::{default_binary, SpawnedNode};
 
 /// Runs the command; the error is the message to print.
 pub fn main_with_args(args: &Args, command_line: &[String]) -> Result<(), String> {
+    if let Some(path) = &args.verify_ledger {
+        return crate::verify_cli::check_ledger_file(args, path);
+    }
     let mut config = args.to_config().map_err(|e| e.to_string())?;
     if cfg!(debug_assertions) {
         eprintln!("loadgen: this is a debug build; use `cargo build --release -p loadgen` for numbers you quote");
@@ -87,6 +90,7 @@ fn drive(
         }
         _ => None,
     };
+    let verdict = crate::verify_cli::after_run(args, config, &result)?;
     let stored_records = match target.stored_records() {
         Ok(n) => n,
         Err(e) => {
@@ -136,7 +140,10 @@ fn drive(
             spawned_node,
             server_process,
         };
-        let report = report_json(config, &result, &ctx);
+        let mut report = report_json(config, &result, &ctx);
+        if let Some(v) = &verdict {
+            report["verify"] = v.to_json();
+        }
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, text + "\n")
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -158,7 +165,7 @@ fn drive(
     if !result.thread_errors.is_empty() {
         return Err(format!("{} worker(s) failed", result.thread_errors.len()));
     }
-    Ok(())
+    crate::verify_cli::judge(verdict.as_ref())
 }
 
 /// The server's CPU time over the run and its memory at the end. CPU-seconds per GB divides by

@@ -161,6 +161,16 @@ pub struct Args {
     /// shards of the node started by --spawn (default 1)
     #[argh(option, default = "1")]
     pub spawn_shards: u32,
+    /// stamp every record with its producer and sequence number and, after the run, read the
+    /// topic back and check it: no lost, duplicated or reordered record (result in the report)
+    #[argh(switch)]
+    pub verify: bool,
+    /// stamp records (as --verify) and write the producers' ledger to this file after the run
+    #[argh(option)]
+    pub seq_ledger: Option<PathBuf>,
+    /// produce nothing: check --topic on --broker against this ledger (from --seq-ledger)
+    #[argh(option)]
+    pub verify_ledger: Option<PathBuf>,
 }
 
 /// The validated configuration of a run.
@@ -183,6 +193,8 @@ pub struct Config {
     pub duration_ms: u64,
     pub acks: AckLevel,
     pub seed: u64,
+    /// Records carry a sequence stamp (`--verify`, `--seq-ledger`); see [`crate::verify`].
+    pub stamp_sequences: bool,
 }
 
 /// A flag value that makes no sense.
@@ -323,6 +335,27 @@ impl Args {
         if self.topic.is_empty() || self.topic.len() > 200 {
             return Err(bad("topic", &self.topic, "must be 1..=200 bytes"));
         }
+        let stamp_sequences = self.verify || self.seq_ledger.is_some();
+        if stamp_sequences {
+            let smallest = match size {
+                SizeDist::Fixed { bytes } => bytes,
+                SizeDist::Uniform { min_bytes, .. } => min_bytes,
+            };
+            if (smallest as usize) < crate::verify::STAMP_BYTES {
+                return Err(bad(
+                    "size",
+                    smallest,
+                    "--verify and --seq-ledger need values of at least 20 bytes",
+                ));
+            }
+            if acks == AckLevel::None || !matches!(target, TargetKind::Sprawl) {
+                return Err(bad(
+                    "verify",
+                    target.name(),
+                    "--verify and --seq-ledger need --target sprawl with acknowledgements",
+                ));
+            }
+        }
         Ok(Config {
             target,
             broker: self
@@ -344,6 +377,7 @@ impl Args {
             duration_ms,
             acks,
             seed: self.seed,
+            stamp_sequences,
         })
     }
 }
@@ -430,6 +464,17 @@ mod tests {
         );
         assert_eq!(c.pace, Pace::Open { rate_per_s: 5000.0 });
         assert_eq!((c.warmup_ms, c.duration_ms), (500, 2_000));
+    }
+
+    #[test]
+    fn verify_needs_room_for_a_stamp_and_acknowledgements() {
+        assert!(!args(&[]).unwrap().stamp_sequences);
+        assert!(args(&["--verify"]).unwrap().stamp_sequences);
+        assert!(args(&["--seq-ledger", "l.json"]).unwrap().stamp_sequences);
+        assert!(args(&["--verify", "--size", "19"]).is_err());
+        assert!(args(&["--verify", "--size-dist", "uniform:8:64"]).is_err());
+        assert!(args(&["--verify", "--acks", "none"]).is_err());
+        assert!(args(&["--verify", "--target", "redis"]).is_err());
     }
 
     #[test]

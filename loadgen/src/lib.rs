@@ -27,6 +27,7 @@
 //! assert_eq!(zipf.sample(&mut a), zipf.sample(&mut b));
 //! ```
 
+pub mod checker;
 pub mod cli;
 pub mod config;
 pub mod driver;
@@ -37,4 +38,6 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod spawn;
+pub mod verify;
+pub mod verify_cli;
 pub mod workers;

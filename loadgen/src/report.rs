@@ -266,6 +266,7 @@ mod tests {
             timeline: Vec::new(),
             thread_errors: Vec::new(),
             first_refusal: None,
+            ledgers: Vec::new(),
         }
     }
 

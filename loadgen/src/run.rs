@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use crate::config::Config;
 use crate::driver::{DriverError, Target};
 use crate::hist::{new_histogram, now_ns, Counters, LatencySummary, Metric, Shared};
+use crate::verify::{LedgerSink, ProducerLedger};
 use crate::workers::{run_consumer, run_producer, ProducerSpec, Schedule};
 
 /// Collection interval.
@@ -56,6 +57,8 @@ pub struct RunResult {
     pub thread_errors: Vec<String>,
     /// The first batch the server refused (all refused batches count in `records_failed`).
     pub first_refusal: Option<String>,
+    /// Each producer's ledger when records were stamped (`config.stamp_sequences`), else empty.
+    pub ledgers: Vec<ProducerLedger>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +97,7 @@ pub fn run(
         producers.push(conn);
     }
     let shared = Shared::new();
+    let ledgers = LedgerSink::default();
     let schedule = Schedule::new(now_ns(), config.warmup_ms, config.duration_ms);
     let producers_running = AtomicUsize::new(producers.len());
     let stop_consumers = AtomicBool::new(false);
@@ -115,6 +119,7 @@ pub fn run(
                 config,
                 schedule,
                 shared: &shared,
+                ledgers: &ledgers,
             };
             let running = &producers_running;
             handles.push(scope.spawn(move || {
@@ -177,6 +182,7 @@ pub fn run(
             timeline,
             thread_errors,
             first_refusal: shared.first_refusal(),
+            ledgers: ledgers.take(),
         })
     })?;
     if let Some(file) = log_file.as_mut() {

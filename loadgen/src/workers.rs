@@ -9,6 +9,7 @@ use crate::config::{Config, Pace};
 use crate::driver::{ConsumerConn, Delivered, DriverError, OutRecord, ProducerConn};
 use crate::hist::{now_ns, Counters, LocalRecorder, Metric, Shared};
 use crate::rng::{key_bytes, KeyChooser, Pcg32};
+use crate::verify::{LedgerSink, ProducerLedger, Stamp};
 
 /// The run's time line, in nanoseconds since the Unix epoch (see [`now_ns`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,8 @@ struct InFlight {
     intended_ns: u64,
     records: u32,
     bytes: u64,
+    /// First sequence number of the batch (stamped runs).
+    first_seq: u64,
 }
 
 /// The per-thread part of a producer's plan.
@@ -54,6 +57,8 @@ pub struct ProducerSpec<'a> {
     pub config: &'a Config,
     pub schedule: Schedule,
     pub shared: &'a Shared,
+    /// Stamped runs (`config.stamp_sequences`) leave the producer's ledger here.
+    pub ledgers: &'a LedgerSink,
 }
 
 /// Runs one producer until the measured window ends and its acknowledgements are in.
@@ -72,6 +77,12 @@ pub fn run_producer(
     let mut key_buffers = vec![[0u8; 21]; batch];
     let mut sizes = vec![0u32; batch];
     let mut in_flight: HashMap<u64, InFlight> = HashMap::with_capacity(2 * config.window as usize);
+    // Stamped runs write each record's value into its own buffer: payload plus sequence stamp.
+    let mut ledger = config
+        .stamp_sequences
+        .then(|| ProducerLedger::new(spec.index));
+    let stamped_len = if ledger.is_some() { batch } else { 0 };
+    let mut stamped = vec![payload.clone(); stamped_len];
     let mut recorder = LocalRecorder::new(Metric::ProduceAck);
     let schedule = spec.schedule;
     let interval_ns = match config.pace {
@@ -88,7 +99,8 @@ pub fn run_producer(
     let handle_ack = |conn: &mut dyn ProducerConn,
                       timeout: Duration,
                       in_flight: &mut HashMap<u64, InFlight>,
-                      recorder: &mut LocalRecorder|
+                      recorder: &mut LocalRecorder,
+                      ledger: &mut Option<ProducerLedger>|
      -> Result<bool, DriverError> {
         let Some(ack) = conn.recv_ack(timeout)? else {
             return Ok(false);
@@ -114,6 +126,9 @@ pub fn run_producer(
             }
             Err(message) => {
                 Counters::add(&counters.records_failed, u64::from(sent.records));
+                if let Some(l) = ledger.as_mut() {
+                    l.refusal(sent.first_seq, sent.records, &message);
+                }
                 spec.shared.note_refusal(message);
             }
         }
@@ -150,13 +165,15 @@ pub fn run_producer(
             }
             Pace::Open { .. } if window_open => {
                 let wait = Duration::from_nanos(next_send_ns - now);
-                if let Err(e) = handle_ack(conn, wait, &mut in_flight, &mut recorder) {
+                if let Err(e) = handle_ack(conn, wait, &mut in_flight, &mut recorder, &mut ledger) {
                     break Err(e);
                 }
                 continue;
             }
             _ => {
-                if let Err(e) = handle_ack(conn, ACK_WAIT, &mut in_flight, &mut recorder) {
+                if let Err(e) =
+                    handle_ack(conn, ACK_WAIT, &mut in_flight, &mut recorder, &mut ledger)
+                {
                     break Err(e);
                 }
                 continue;
@@ -169,18 +186,46 @@ pub fn run_producer(
         let has_keys = keys.has_keys();
         let send_ts_ns = intended_ns;
         let mut bytes = 0u64;
+        let first_seq = match ledger.as_mut() {
+            Some(l) => {
+                let first = l.next_seqs(config.batch);
+                for (i, value) in stamped.iter_mut().enumerate() {
+                    let stamp = Stamp {
+                        producer: spec.index,
+                        seq: first + i as u64,
+                        partition,
+                    };
+                    // Sizes are validated to hold a stamp when stamping is on.
+                    stamp.write(value);
+                }
+                first
+            }
+            None => 0,
+        };
         let mut records = Vec::with_capacity(batch);
-        for ((key_buf, &key_index), &size) in key_buffers.iter_mut().zip(&key_indexes).zip(&sizes) {
+        for (i, ((key_buf, &key_index), &size)) in key_buffers
+            .iter_mut()
+            .zip(&key_indexes)
+            .zip(&sizes)
+            .enumerate()
+        {
             bytes += u64::from(size);
+            let value = stamped.get(i).map_or(&payload[..], |v| &v[..]);
             records.push(OutRecord {
                 key: has_keys.then(|| key_bytes(key_index, key_buf)),
-                value: &payload[..size as usize],
+                value: &value[..size as usize],
                 send_ts_ns,
             });
         }
         let token = match conn.send(partition, &records) {
             Ok(token) => token,
-            Err(e) => break Err(e),
+            Err(e) => {
+                // Part of the batch may have reached the server.
+                if let Some(l) = ledger.as_mut() {
+                    l.doubt(first_seq, config.batch);
+                }
+                break Err(e);
+            }
         };
         Counters::add(&counters.records_sent, u64::from(config.batch));
         match token {
@@ -191,6 +236,7 @@ pub fn run_producer(
                         intended_ns,
                         records: config.batch,
                         bytes,
+                        first_seq,
                     },
                 );
             }
@@ -215,12 +261,23 @@ pub fn run_producer(
             break;
         }
         let wait = Duration::from_nanos(drain_deadline - now).min(ACK_WAIT);
-        if let Err(e) = handle_ack(conn, wait, &mut in_flight, &mut recorder) {
+        if let Err(e) = handle_ack(conn, wait, &mut in_flight, &mut recorder, &mut ledger) {
             result = Err(e);
         }
     }
     let lost: u64 = in_flight.values().map(|f| u64::from(f.records)).sum();
     Counters::add(&counters.records_failed, lost);
+    if let Some(mut l) = ledger {
+        let mut unanswered: Vec<(u64, u32)> = in_flight
+            .values()
+            .map(|f| (f.first_seq, f.records))
+            .collect();
+        unanswered.sort_unstable();
+        for (first, count) in unanswered {
+            l.doubt(first, count);
+        }
+        spec.ledgers.push(l);
+    }
     recorder.publish(spec.shared, now_ns());
     result
 }
