@@ -64,7 +64,7 @@ pub fn seed_inputs() -> Result<Vec<Seed>, HarnessError> {
         ("seed-fixed-active", 0b0011, 0u64),
         ("seed-fixed-sealed", 0b0111, 0),
         ("seed-fixed-sealed-checkpoint", 0b1111, 0),
-        ("seed-fixed-high-offsets", 0b0011, 1 << 40),
+        ("seed-fixed-high-offsets", 0b1011, 1 << 40),
     ] {
         let mut input = vec![fix];
         input.extend_from_slice(&base_offset.to_le_bytes());
