@@ -1,16 +1,25 @@
-//! Sprawl's cluster decisions as pure functions: where a partition's replicas live, which
-//! partitions move when nodes come and go, and who leads a partition after its leader is gone.
+//! Sprawl's cluster decisions and replication bookkeeping, as pure code: where a partition's
+//! replicas live, which partitions move when nodes come and go, who leads a partition after its
+//! leader is gone, and, per partition, the state machines of replication (the leader-epoch
+//! history and its `leader-epochs` file, the leader's view of its followers with the in-sync set,
+//! high watermark and `acks=all`, and a follower's fetch and truncation state).
 //!
-//! The design is in `docs/cluster.md`. The controller (the Raft leader of the metadata log, crate
-//! `meta`) calls these and commits their results as metadata commands; every other node only reads
-//! the committed results. Keeping the decisions here, free of I/O, clocks and randomness, is what
-//! lets the cluster simulation and property tests exercise them directly.
+//! The design is in `docs/cluster.md`; the replication rules, their reasons and the file format
+//! are in `docs/replication-format.md`. The controller (the Raft leader of the metadata log, crate
+//! `meta`) calls the decisions and commits their results as metadata commands; every other node
+//! only reads the committed results. The engine feeds [`LeaderState`] and [`FollowerState`] the
+//! fetches, answers, appends and fdatasyncs it performs. Keeping all of it here, free of I/O,
+//! clocks (time comes in as `now_ms`) and randomness, is what lets the deterministic simulation in
+//! `tests/replica_sim.rs` and the property tests exercise it directly.
 //!
 //! What this crate deliberately does not do:
 //! - no networking, no Raft, no membership: callers pass in the live nodes (from gossip) and the
 //!   current assignment (from metadata);
 //! - no data movement: a [`Move`] says what the replica set should become; replicas catch up by
-//!   replication before old ones are dropped, which is the engine's job.
+//!   replication before old ones are dropped, which is the engine's job;
+//! - no record bytes: the replica state machines see offsets, epochs and batch spans; reading,
+//!   appending, truncating and syncing the log, and writing the `leader-epochs` file, is the
+//!   engine's.
 //!
 //! ```
 //! use cluster::{elect, plan, replicas, Assignment, Candidate, Election};
@@ -30,6 +39,35 @@
 //! assert_eq!(e, Election::Clean { node_id: r[1], epoch: 5 });
 //! # Ok::<(), cluster::PlacementError>(())
 //! ```
+//!
+//! One partition replicated on nodes 1 (leader) and 2:
+//!
+//! ```
+//! use cluster::{
+//!     BatchSpan, FetchReply, FollowerState, LeaderConfig, LeaderInit, LeaderState, LocalLog,
+//!     Verdict,
+//! };
+//!
+//! let init = LeaderInit { node_id: 1, leader_epoch: 1, replicas: vec![1, 2], in_sync: vec![1, 2], isr_version: 0 };
+//! let mut leader = LeaderState::new(init, LocalLog::empty(), LeaderConfig::default(), 0)?;
+//! let mut follower = FollowerState::new(2, Some(1), 1, LocalLog::empty())?;
+//!
+//! leader.on_append(3); // the engine appended offsets 0..3 ...
+//! leader.on_durable(3); // ... and fdatasync'd them
+//! assert!(!leader.acks_all_satisfied(2), "node 2 does not have them yet");
+//!
+//! let answer = leader.on_fetch(&follower.next_fetch().unwrap(), 10)?;
+//! assert_eq!(answer.reply, FetchReply::Records { high_watermark: 0 });
+//! let batch = BatchSpan { epoch: 1, base_offset: 0, next_offset: 3 };
+//! assert!(matches!(follower.on_answer(&answer, &[batch])?, Verdict::Append { .. }));
+//! follower.on_durable(3); // the follower appended and synced the batch
+//!
+//! // Its next fetch reports offset 3 durable: the high watermark and acks=all follow.
+//! leader.on_fetch(&follower.next_fetch().unwrap(), 20)?;
+//! assert_eq!(leader.high_watermark(), 3);
+//! assert!(leader.acks_all_satisfied(2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,10 +75,12 @@
 mod election;
 mod placement;
 mod reassign;
+mod replica;
 
 pub use election::{elect, Election};
 pub use placement::{hash3, replicas, Candidate, REPLICATION_FACTOR_MAX};
 pub use reassign::{plan, Assignment, Move, Plan};
+pub use replica::*;
 
 /// Why a placement could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
