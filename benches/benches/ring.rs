@@ -1,4 +1,5 @@
-//! `storage::ring::HotRing` on its own: push of a batch handle and read of recent batches.
+//! `storage::ring::HotRing` on its own: push of a batch handle and read of recent batches, by the
+//! owner and through a `RingReader` on another thread while the owner pushes.
 //!
 //! The ring holds `FetchedBatch` handles that share the segment mapping, so its cost depends on
 //! the number of batches, not their size. Batches come from a real log (the handles cannot be
@@ -6,6 +7,9 @@
 //! handles without touching payload bytes, so the counters are items = batches returned.
 
 use benches::fixtures::{bench_dir, fill_log, open_log, Workload};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
 use divan::counter::ItemsCount;
 use divan::{black_box, Bencher};
 use storage::ring::HotRing;
@@ -100,4 +104,55 @@ fn read_64kib(bencher: Bencher) {
     bencher
         .counter(ItemsCount::new(returned))
         .bench_local(|| ring.read(black_box(from), READ_BYTES_MAX));
+}
+
+/// The tailing pattern: the owner pushes one batch (evicting the oldest of a full ring) and a
+/// `RingReader` reads it back at once (items = 1 push + read).
+#[divan::bench]
+fn push_then_read_newest(bencher: Bencher) {
+    let (_dir, batches) = batches(Workload::new(1, 64), PUSH_CYCLE_BATCHES);
+    let mut ring = HotRing::new(RingConfig::default());
+    let reader = ring.reader();
+    let full = RingConfig::default().entries_max as usize;
+    for b in &batches[..full] {
+        ring.push(b.clone());
+    }
+    let mut next = full;
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
+        let b = &batches[next];
+        ring.push(black_box(b).clone());
+        next = (next + 1) % batches.len();
+        reader.read(black_box(b.base_offset()), READ_BYTES_MAX)
+    });
+}
+
+/// `RingReader::read` of the newest batch on the bench thread while another thread pushes into
+/// the same ring as fast as it can (items = reads; a read that races a wrap-around misses).
+#[divan::bench]
+fn reader_read_newest_while_pushing(bencher: Bencher) {
+    let (_dir, batches) = batches(Workload::new(1, 64), PUSH_CYCLE_BATCHES);
+    let batches = Arc::new(batches);
+    let mut ring = HotRing::new(RingConfig::default());
+    let reader = ring.reader();
+    let newest = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    ring.push(batches[0].clone());
+    let writer = {
+        let (batches, newest, stop) =
+            (Arc::clone(&batches), Arc::clone(&newest), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut next = 1;
+            while !stop.load(Ordering::Relaxed) {
+                let b = &batches[next];
+                ring.push(b.clone());
+                newest.store(b.base_offset(), Ordering::Relaxed);
+                next = (next + 1) % batches.len();
+            }
+        })
+    };
+    bencher
+        .counter(ItemsCount::new(1usize))
+        .bench_local(|| reader.read(black_box(newest.load(Ordering::Relaxed)), READ_BYTES_MAX));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread");
 }

@@ -55,10 +55,12 @@ pub fn log_config(cfg: &ServeConfig, t: &TopicMeta) -> LogConfig {
         default_ttl_ms: s.default_ttl_ms,
         compacted: s.compacted,
         batch_bytes_max: cfg.frame_bytes_max,
-        // Every segment is fdatasync'd within flush_interval_ms of its first append, after which
-        // the kernel write-protects pages again; write-prefaulting would only add a 64 MiB
-        // writeback of zeros to the first flush (an acks=all latency spike per segment).
-        prefault: storage::Prefault::Read,
+        // Segments are reserved and prefaulted one window (1 MiB) at a time just ahead of the
+        // writes, by background jobs: write-prefaulting a window costs a flush at most one
+        // window of zeros to write back, and takes the write faults (do_wp_page, page_mkwrite)
+        // off the reactor's append memcpy. See docs/benchmarks/prefault.md.
+        prefault: storage::Prefault::Write,
+        prefault_window_bytes: storage::PREFAULT_WINDOW_BYTES_DEFAULT,
         ..LogConfig::default()
     }
 }

@@ -5,14 +5,16 @@
 //! the topic id, the partition and the shard count, so every shard routes without asking), and
 //! forwards requests for partitions it does not own across glommio's channel mesh. Appends are
 //! synchronous memcpys into mapped segments (the `storage` crate); fdatasync, segment preparation,
-//! retention and compaction rewrites run on a blocking pool and come back as completions. Known
-//! exceptions that still block a reactor: a partition's first segment is created on its first
-//! append (counted in `sprawl_partition_sync_segment_creations_total`), and installing a compaction
-//! renames files. Backpressure is budget-based: a connection that has spent its in-flight budget is
+//! retention and compaction rewrites run on a blocking pool and come back as completions; segments
+//! are reserved and prefaulted a window at a time ahead of the write position. Known exceptions
+//! that still block a reactor: an append that outruns its prefault job reserves inline (one
+//! fallocate), a segment created inline is counted in
+//! `sprawl_partition_sync_segment_creations_total`, and installing a compaction renames files. Backpressure is budget-based: a connection that has spent its in-flight budget is
 //! simply not read until replies go out.
 //!
-//! What it deliberately does not do (yet): clustering and replication (the `gossip` crate is not
-//! wired in), tiered storage. Those are separate issues; `docs/` says what exists.
+//! Cluster membership (gossip, `membership`) and the Raft metadata controllers (`controller`) run
+//! in the node; what it deliberately does not do (yet): replicated partitions, forwarding between
+//! nodes, tiered storage. `docs/cluster.md` says what exists.
 //!
 //! Modules: [`config`] (flags > env > TOML), [`runtime`] (executors, limits, signals), [`shard`]
 //! (routing, mesh calls), [`conn`] (one connection), [`handlers`] (requests on the owning shard),

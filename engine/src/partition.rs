@@ -2,8 +2,15 @@
 //! committed consumer offsets.
 //!
 //! Appends are synchronous memcpys into the mapped segment and never await. Everything that blocks
-//! (fdatasync, preparing the next segment, writing an offset commit) goes to the blocking pool and
-//! its result is handed back, so the reactor only ever does bookkeeping.
+//! (fdatasync, preparing the next segment, reserving and prefaulting the next window of the active
+//! one, writing an offset commit) goes to the blocking pool and its result is handed back, so the
+//! reactor only ever does bookkeeping. A partition without an active segment (new, or reopened
+//! after a clean close, which seals) gets one prepared by a background job as it opens; that
+//! claims one prefault window of disk (`storage::LogConfig::prefault_window_bytes`), not a whole
+//! segment. Not inside the open itself: a topic of thousands of partitions would then take
+//! seconds to create (the OpenAPI property test timed out on 1,725 partitions). An append that
+//! arrives before the job finished creates the segment inline, counted in
+//! `sprawl_partition_sync_segment_creations_total`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -52,6 +59,7 @@ pub struct Partition {
     flush_running: Cell<bool>,
     flush_error: RefCell<Option<String>>,
     segment_job_running: Cell<bool>,
+    prefault_job_running: Cell<bool>,
     pub closed: Cell<bool>,
     offsets_file: RefCell<Option<Arc<offsets::OffsetsFile>>>,
     offsets_end: Cell<u64>,
@@ -97,7 +105,8 @@ impl Partition {
         let (mut log, file, committed) = blocking(move || open_blocking(d, config)).await?;
         log.attach_memory_budget(ring_budget);
         let end = file.end;
-        Ok(Rc::new(Partition {
+        let needs_segment = !log.has_active_segment();
+        let part = Rc::new(Partition {
             topic,
             topic_id,
             index,
@@ -108,6 +117,7 @@ impl Partition {
             flush_running: Cell::new(false),
             flush_error: RefCell::new(None),
             segment_job_running: Cell::new(false),
+            prefault_job_running: Cell::new(false),
             closed: Cell::new(false),
             offsets_file: RefCell::new(Some(Arc::new(file))),
             offsets_end: Cell::new(end),
@@ -120,7 +130,13 @@ impl Partition {
             batches_seen: Cell::new(0),
             records_out: Cell::new(0),
             bytes_out: Cell::new(0),
-        }))
+        });
+        if needs_segment {
+            // New, or reopened after a clean close: otherwise the first append would create the
+            // segment inline on the reactor.
+            part.prepare_next_segment();
+        }
+        Ok(part)
     }
 
     /// Runs one group commit if anything is dirty and none is running. Every batch appended
@@ -187,8 +203,10 @@ impl Partition {
         }
     }
 
-    /// Prepares the next segment in the background if the log asks for one.
+    /// Starts the background work the log asks for after an append: preparing the next segment,
+    /// and moving the active segment's reserved, prefaulted frontier ahead of the writes.
     pub fn prepare_next_segment(self: &Rc<Self>) {
+        self.prefault_ahead();
         if self.segment_job_running.get() {
             return;
         }
@@ -203,10 +221,43 @@ impl Partition {
             match result {
                 Ok(seg) if !me.closed.get() => me.log.borrow_mut().install_prepared(seg),
                 Ok(_) => {}
-                Err(e) => eprintln!(
-                    "sprawl: preparing the next segment of {}/{} failed (appends will create it inline): {e}",
-                    me.topic, me.index
-                ),
+                Err(e) => {
+                    // Without this the log would consider the job still running and never ask
+                    // for another: every later roll would create its segment inline.
+                    me.log.borrow_mut().prepare_failed();
+                    eprintln!(
+                        "sprawl: preparing the next segment of {}/{} failed (appends will create it inline): {e}",
+                        me.topic, me.index
+                    );
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Reserves and prefaults the next window of the active segment in the background once the
+    /// writes come within half a window of the frontier (at most one job per partition).
+    fn prefault_ahead(self: &Rc<Self>) {
+        if self.prefault_job_running.get() {
+            return;
+        }
+        let Some(job) = self.log.borrow_mut().prefault_job() else {
+            return;
+        };
+        self.prefault_job_running.set(true);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let result = blocking(move || job.run()).await;
+            me.prefault_job_running.set(false);
+            match result {
+                Ok(done) => me.log.borrow_mut().complete_prefault(done),
+                Err(e) => {
+                    me.log.borrow_mut().prefault_failed();
+                    eprintln!(
+                        "sprawl: reserving the next window of {}/{} failed (appends will reserve inline): {e}",
+                        me.topic, me.index
+                    );
+                }
             }
         })
         .detach();

@@ -136,7 +136,8 @@ fn stats_and_metrics_match_the_traffic() {
         .samples
         .iter()
         .any(|s| s.metric == "sprawl_latency_us"));
-    // The first segment of each partition that received data was created on the request path.
+    // The first segment of a new partition is prepared in the background as the partition opens;
+    // an append that comes before it is ready creates it inline, at most once per partition.
     let sync_created: f64 = scrape
         .samples
         .iter()
@@ -146,7 +147,10 @@ fn stats_and_metrics_match_the_traffic() {
             _ => 0.0,
         })
         .sum();
-    assert_eq!(sync_created as u64, 2, "one per partition written to");
+    assert!(
+        sync_created as u64 <= 2,
+        "at most one inline creation per partition written to, got {sync_created}"
+    );
 
     let (status, body) = http_get(&node.http, "/nope");
     assert_eq!(status, 404);

@@ -10,14 +10,16 @@ pub enum Compression {
     Zstd { level: i32 },
 }
 
-/// How a new segment is faulted in by its [`crate::SegmentJob`].
+/// How a segment's pages are faulted in, a window at a time (see
+/// [`LogConfig::prefault_window_bytes`]): at creation by its [`crate::SegmentJob`], then ahead of
+/// the write position by [`crate::PrefaultJob`]s.
 ///
-/// Measured on this host (64 MiB segments, 1 KiB records in batches of 16): `Write` appends about 3x
-/// faster than `Read` while no flush has happened, because no append takes a page fault. But a
-/// write fault dirties the page, so the segment's first fdatasync writes back the whole
-/// preallocated range (a 40-90 ms flush instead of ~30 ms), and writeback write-protects every page
-/// again (dirty tracking), so after the first flush appends fault once per 4 KiB page in both
-/// modes. `Write` suits `acks=leader` traffic; `Read` keeps `acks=all` flush latency flat.
+/// `Write` maps each page writable and dirty, so the appends that follow take no page fault until
+/// writeback write-protects the page again (a flush does, for every dirty page of the file). The
+/// price is that the next fdatasync also writes the zero pages of the window beyond the data: at
+/// most one window per flush. `Read` maps the pages read-only: no extra writeback, but the first
+/// write to each page faults (`do_wp_page`, `page_mkwrite`) on the append path.
+/// `docs/benchmarks/prefault.md` measures both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Prefault {
     /// MADV_POPULATE_WRITE (falls back to touching each page on kernels without it).
@@ -48,7 +50,8 @@ impl Default for RingConfig {
 /// Configuration of one partition log. Every field is validated by [`LogConfig::validate`] on open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// Size of a segment file (preallocated up front); a segment rolls when the next batch would not fit.
+    /// Length of a segment file; a segment rolls when the next batch would not fit. The file is
+    /// sparse: disk blocks are allocated `prefault_window_bytes` at a time ahead of the writes.
     pub segment_bytes_max: u64,
     /// Roll the active segment once its first append is this old.
     pub segment_ms_max: Option<u64>,
@@ -68,8 +71,13 @@ pub struct LogConfig {
     pub batch_bytes_max: u32,
     /// Hot ring capacity.
     pub ring: RingConfig,
-    /// How new segments are faulted in.
+    /// How segment pages are faulted in ahead of the appends.
     pub prefault: Prefault,
+    /// Bytes of a segment allocated (fallocate) and prefaulted at a time: a new segment gets its
+    /// first window when it is created, and [`crate::PartitionLog::prefault_job`] extends the
+    /// frontier by about a window once the write position is within half a window of it. Also
+    /// the most disk a segment claims before it holds data. A multiple of 4096.
+    pub prefault_window_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -86,6 +94,7 @@ impl Default for LogConfig {
             batch_bytes_max: 8 << 20,
             ring: RingConfig::default(),
             prefault: Prefault::default(),
+            prefault_window_bytes: PREFAULT_WINDOW_BYTES_DEFAULT,
         }
     }
 }
@@ -93,6 +102,9 @@ impl Default for LogConfig {
 /// Largest `batch_bytes_max` a log accepts (64 MiB), so also the largest batch ever written and
 /// the most a reader allocates for one batch.
 pub const BATCH_BYTES_LIMIT: u32 = 64 << 20;
+
+/// Default `prefault_window_bytes` (1 MiB; see `docs/benchmarks/prefault.md`).
+pub const PREFAULT_WINDOW_BYTES_DEFAULT: u64 = 1 << 20;
 
 /// Smallest accepted `segment_bytes_max`: one page.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -109,6 +121,15 @@ impl LogConfig {
             || self.segment_bytes_max > SEGMENT_BYTES_LIMIT
         {
             return bad("segment_bytes_max", "must be within 4 KiB ..= 4 GiB - 1");
+        }
+        if self.prefault_window_bytes < SEGMENT_BYTES_MIN
+            || self.prefault_window_bytes > SEGMENT_BYTES_LIMIT
+            || !self.prefault_window_bytes.is_multiple_of(SEGMENT_BYTES_MIN)
+        {
+            return bad(
+                "prefault_window_bytes",
+                "must be a multiple of 4 KiB within 4 KiB ..= 4 GiB - 1",
+            );
         }
         if self.index_interval_bytes == 0 {
             return bad("index_interval_bytes", "must be > 0");
@@ -127,6 +148,11 @@ impl LogConfig {
             }
         }
         Ok(())
+    }
+
+    /// The window actually used: `prefault_window_bytes`, at most one segment.
+    pub fn effective_prefault_window_bytes(&self) -> u64 {
+        self.prefault_window_bytes.min(self.segment_bytes_max)
     }
 
     /// Largest batch that can be appended: bounded by `batch_bytes_max` and by what fits in a segment.

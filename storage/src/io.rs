@@ -51,26 +51,59 @@ impl Io {
         }
     }
 
-    /// Reserves `[0, len_bytes)` of `file` (fallocate, or set_len where the file system has none).
-    pub(crate) fn allocate(&self, path: &Path, file: &File, len_bytes: u64) -> std::io::Result<()> {
+    /// Reserves disk blocks for `[offset, offset + len_bytes)` of `file`, which must lie within
+    /// its length (fallocate with `FALLOC_FL_KEEP_SIZE`: the length never changes, so a range a
+    /// concurrent trim cut off could not grow the file again). After it, writes to the range
+    /// through a mapping cannot fail for lack of space (a SIGBUS). On a file system without
+    /// fallocate the range stays sparse and this succeeds, as `set_len` would have.
+    pub(crate) fn allocate_range(
+        &self,
+        path: &Path,
+        file: &File,
+        offset: u64,
+        len_bytes: u64,
+    ) -> std::io::Result<()> {
+        let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len_bytes)) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "range exceeds off_t",
+            ));
+        };
         match self {
             Io::Real => {
-                let len = i64::try_from(len_bytes).map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidInput, "length exceeds off_t")
-                })?;
                 // SAFETY: plain syscall on an fd we own; no memory is passed.
-                let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+                let rc = unsafe {
+                    libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len)
+                };
                 if rc == 0 {
                     return Ok(());
                 }
                 let err = std::io::Error::last_os_error();
                 if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
-                    file.set_len(len_bytes)
+                    Ok(())
                 } else {
                     Err(err)
                 }
             }
-            Io::Fault(d) => d.set_len(path, file, len_bytes),
+            // The fault disk charges a file's whole length against its capacity when the length
+            // is set, and a reservation changes neither contents nor length: nothing to record.
+            // It does check the bounds, so a test catches a reservation past the end.
+            Io::Fault(_) => {
+                let file_len = file.metadata()?.len();
+                if offset
+                    .checked_add(len_bytes)
+                    .is_none_or(|end| end > file_len)
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "allocation [{offset}, +{len_bytes}) past the end of {} ({file_len} bytes)",
+                            path.display()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 

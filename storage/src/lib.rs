@@ -1,8 +1,9 @@
 //! Sprawl's partition log: an append-only, segmented, memory-mapped log per partition.
 //!
-//! A log is a list of segment files. The active one is preallocated and prefaulted ahead of need
-//! ([`SegmentJob`], run off the reactor) and appended to by encoding each batch straight into its
-//! mapping: one memcpy of the payload, a CRC32C, a sparse index update. Reads hand out `Bytes`
+//! A log is a list of segment files. The active one is reserved (fallocate) and prefaulted a window
+//! at a time ahead of the write position ([`SegmentJob`] creates it with its first window,
+//! [`PrefaultJob`]s move the frontier, both off the reactor) and appended to by encoding each batch
+//! straight into its mapping: one memcpy of the payload, a CRC32C, a sparse index update. Reads hand out `Bytes`
 //! that share the mapping ([`FetchedBatch::bytes`]); published bytes are never rewritten, which is
 //! what makes that sound. Durability is group commit: [`PartitionLog::begin_flush`] snapshots what is
 //! dirty, a [`FlushJob`] fdatasyncs it on a blocking pool while appends go on, and
@@ -19,8 +20,10 @@
 //! - no dependency on other Sprawl crates (the engine converts between their types);
 //! - no replication or consumer offsets; the cold tier ([`cold`]) archives sealed segments to an
 //!   object store and reads them back, but deciding when to run its jobs is the caller's;
-//! - no locks: a log has one owner (its shard); only the hot ring's node-wide [`MemoryBudget`] is
-//!   shared, through atomics (the test-only [`fault::FaultDisk`] keeps its state behind a mutex);
+//! - no locks: a log has one owner (its shard); only the hot ring is shared, through atomics: its
+//!   node-wide [`MemoryBudget`] and lock-free [`RingReader`]s that tailing readers on any thread
+//!   use (the test-only [`fault::FaultDisk`] keeps its state behind a mutex, and a segment's
+//!   trim and its [`PrefaultJob`] take one mutex on the blocking pool, never on the shard);
 //! - no I/O trait object on the hot path: the [`Io`] seam is an enum over the blocking calls only
 //!   (create, fallocate, fdatasync, rename, unlink, index and checkpoint writes). Appends are a
 //!   memcpy into the mapping with either backend; [`fault::FaultDisk`] finds unsynced bytes at a
@@ -71,16 +74,16 @@ pub mod ring;
 mod segment;
 
 pub use compaction::{CompactionDone, CompactionJob, CompactionStats, COMPACTION_KEYS_MAX};
-pub use config::{Compression, LogConfig, Prefault, RingConfig};
+pub use config::{Compression, LogConfig, Prefault, RingConfig, PREFAULT_WINDOW_BYTES_DEFAULT};
 pub use error::StorageError;
 pub use fetch::{FetchedBatch, ReadResult, StoredRecord};
 pub use io::Io;
-pub use jobs::{FlushDone, FlushJob, SegmentJob};
+pub use jobs::{FlushDone, FlushJob, PrefaultDone, PrefaultJob, SegmentJob};
 pub use lifecycle::{RemovedSegment, RetentionJob, RetentionReason, RetentionReport};
 pub use log::{AppendOutcome, LogStats, PartitionLog, Record};
 pub use producer::{ProducerInfo, PRODUCER_BATCHES_KEPT};
 pub use recovery::{RecoveryReport, TailCut};
-pub use ring::{read_host_memory, HostMemory, MemoryBudget};
+pub use ring::{read_host_memory, HostMemory, MemoryBudget, RingReader};
 pub use segment::PreparedSegment;
 
 // The engine opens logs off the reactor and moves them to their shard; jobs run on a blocking pool.
@@ -89,6 +92,7 @@ const _: () = {
     assert_send::<PartitionLog>();
     assert_send::<FlushJob>();
     assert_send::<SegmentJob>();
+    assert_send::<PrefaultJob>();
     assert_send::<RetentionJob>();
     assert_send::<PreparedSegment>();
     assert_send::<FetchedBatch>();
@@ -96,4 +100,6 @@ const _: () = {
     assert_send::<CompactionJob>();
     assert_send::<CompactionDone>();
     assert_send::<Io>();
+    const fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+    assert_shareable::<RingReader>();
 };

@@ -2,7 +2,6 @@
 //! as further `impl PartitionLog` blocks.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{Compression, LogConfig};
 use crate::error::StorageError;
@@ -46,7 +45,7 @@ pub enum AppendOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogStats {
     pub segments: u64,
-    /// Size of all segment files: the preallocated size of the active one, the trimmed size of
+    /// Disk claimed by all segment files: the reserved part of the active one, the trimmed size of
     /// sealed ones (trimming happens in the flush that follows the seal).
     pub bytes_on_disk: u64,
     /// Bytes of batches in all segments.
@@ -57,6 +56,11 @@ pub struct LogStats {
     pub rolls: u64,
     /// Rolls that had to create a segment synchronously because none was prepared.
     pub sync_fallbacks: u64,
+    /// Appends that had to reserve disk inline (one fallocate) because the batch passed the
+    /// frontier before a [`crate::PrefaultJob`] moved it.
+    pub inline_reserves: u64,
+    /// [`crate::PrefaultJob`]s completed.
+    pub prefaults: u64,
     pub flushes: u64,
     pub ring_hits: u64,
     pub ring_misses: u64,
@@ -72,9 +76,9 @@ pub(crate) struct Counters {
     pub duplicates: u64,
     pub rolls: u64,
     pub sync_fallbacks: u64,
+    pub inline_reserves: u64,
+    pub prefaults: u64,
     pub flushes: u64,
-    pub ring_hits: AtomicU64,
-    pub ring_misses: AtomicU64,
 }
 
 /// An append-only, segmented, memory-mapped partition log. See the crate docs for the model.
@@ -92,6 +96,7 @@ pub struct PartitionLog {
     pub(crate) next_seq: u64,
     pub(crate) prepared: Option<PreparedSegment>,
     pub(crate) prepare_in_flight: bool,
+    pub(crate) prefault_in_flight: bool,
     pub(crate) flush_in_flight: bool,
     /// Bumped by `truncate_to`; a flush begun before a truncation cannot advance `durable_offset`.
     pub(crate) generation: u64,
@@ -147,7 +152,7 @@ impl PartitionLog {
                     if s.is_sealed() {
                         s.high_water
                     } else {
-                        s.capacity()
+                        s.allocated
                     }
                 })
                 .sum(),
@@ -157,9 +162,11 @@ impl PartitionLog {
             duplicates: self.counters.duplicates,
             rolls: self.counters.rolls,
             sync_fallbacks: self.counters.sync_fallbacks,
+            inline_reserves: self.counters.inline_reserves,
+            prefaults: self.counters.prefaults,
             flushes: self.counters.flushes,
-            ring_hits: self.counters.ring_hits.load(Ordering::Relaxed),
-            ring_misses: self.counters.ring_misses.load(Ordering::Relaxed),
+            ring_hits: self.ring.hits(),
+            ring_misses: self.ring.misses(),
             ring_entries: self.ring.len() as u64,
             ring_bytes: self.ring.bytes(),
             producers: self.producers.len() as u64,
@@ -176,8 +183,20 @@ impl PartitionLog {
         self.ring.trim_to_budget()
     }
 
+    /// A lock-free read handle on the hot ring for any thread (see [`crate::ring::RingReader`]).
+    pub fn ring_reader(&self) -> crate::ring::RingReader {
+        self.ring.reader()
+    }
+
     pub(crate) fn active(&self) -> Option<&Segment> {
         self.segments.last().filter(|s| !s.is_sealed())
+    }
+
+    /// True if appends have a segment to go to without a roll: false for a new log and for one
+    /// reopened after a clean close (which seals). Then the next append creates a segment inline
+    /// unless one was prepared ([`PartitionLog::prepare_segment_job`]).
+    pub fn has_active_segment(&self) -> bool {
+        self.active().is_some()
     }
 
     /// Appends one batch. On `Err` nothing was written and the log is unchanged.
@@ -329,7 +348,8 @@ impl PartitionLog {
     }
 
     /// Makes sure the active segment can take `stored` more bytes ending at `last_offset`, rolling
-    /// (to the prepared segment, or synchronously as a counted fallback) when it cannot.
+    /// (to the prepared segment, or synchronously as a counted fallback) when it cannot, and that
+    /// those bytes are reserved on disk (inline, as a counted fallback, when the frontier lags).
     fn ensure_room(
         &mut self,
         stored: u64,
@@ -346,7 +366,7 @@ impl PartitionLog {
                 _ => true,
             };
             if fits && rel_ok && young {
-                return Ok(());
+                return self.reserve(stored);
             }
         }
         self.roll(now_ms)?;
@@ -361,6 +381,24 @@ impl PartitionLog {
                 max: seg.capacity() - seg.write_pos,
             });
         }
+        self.reserve(stored)
+    }
+
+    /// Reserves `stored` bytes at the write position, plus half a window, if the frontier lags:
+    /// while the [`crate::PrefaultJob`] is late the shard pays one fallocate per half window, not
+    /// per page (those pages are not prefaulted: their first write faults).
+    fn reserve(&mut self, stored: u64) -> Result<(), StorageError> {
+        let ahead = self.config.effective_prefault_window_bytes() / 2;
+        let seg = self
+            .segments
+            .last_mut()
+            .expect("reserve follows a check for an active segment");
+        let end = seg.write_pos + stored;
+        if end <= seg.allocated {
+            return Ok(());
+        }
+        seg.reserve_inline(&self.io, end.next_multiple_of(4096) + ahead)?;
+        self.counters.inline_reserves += 1;
         Ok(())
     }
 
@@ -377,6 +415,7 @@ impl PartitionLog {
                     &self.dir,
                     seq,
                     self.config.segment_bytes_max,
+                    self.config.effective_prefault_window_bytes(),
                     self.config.prefault,
                 )?
             }
@@ -414,14 +453,12 @@ impl PartitionLog {
             });
         }
         if let Some(batches) = self.ring.read(offset, max_bytes) {
-            self.counters.ring_hits.fetch_add(1, Ordering::Relaxed);
             let next_offset = batches.last().map_or(offset, |b| b.last_offset() + 1);
             return Ok(ReadResult {
                 batches,
                 next_offset,
             });
         }
-        self.counters.ring_misses.fetch_add(1, Ordering::Relaxed);
         self.read_from_segments(offset, max_bytes)
     }
 

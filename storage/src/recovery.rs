@@ -428,6 +428,7 @@ impl PartitionLog {
             next_seq,
             prepared: None,
             prepare_in_flight: false,
+            prefault_in_flight: false,
             flush_in_flight: false,
             generation: 0,
             pending_seals: Vec::new(),

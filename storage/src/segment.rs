@@ -1,14 +1,21 @@
-//! One segment file: a fixed-size, preallocated, memory-mapped file of record batches.
+//! One segment file: a fixed-length, memory-mapped file of record batches, whose disk blocks are
+//! allocated and whose pages are faulted in a window at a time, ahead of the write position.
 //!
-//! All `unsafe` of the crate lives here, around one invariant: **bytes of the mapping below
+//! The mapping's `unsafe` lives here (the hot ring's is in `ring/sync.rs`), around one invariant: **bytes of the mapping below
 //! `write_pos` (past the 128-byte header) are never written again.** Appends write only at and after
 //! `write_pos`; `truncate_to` seals the segment at the cut instead of reusing the bytes, and the only
 //! rewritten bytes are the header's, which are never handed out to readers. That is what lets
 //! [`Segment::bytes`] hand out `Bytes` that alias the mapping without copying.
+//!
+//! The file has its full length from the start but is sparse: `[0, allocated)` is reserved with
+//! fallocate, and an append never writes past `allocated` (it reserves more first), so a write
+//! through the mapping can never hit a hole on a full disk (which would be a SIGBUS, not an
+//! error). The frontier moves ahead a window at a time in [`crate::PrefaultJob`]s on a blocking
+//! pool, or inline by as much as an append needs.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
@@ -54,12 +61,37 @@ impl AsRef<[u8]> for MapWindow {
     }
 }
 
+/// Serializes growing a segment (a [`crate::PrefaultJob`]) with trimming it (its seal), both on
+/// blocking threads: once trimmed, a segment never grows again, so a late job cannot reserve
+/// blocks past the trimmed end. The shard's thread never takes it.
+#[derive(Debug, Default)]
+pub(crate) struct TrimGate {
+    trimmed: Mutex<bool>,
+}
+
+impl TrimGate {
+    /// Runs `f` unless the segment was trimmed; `None` if it was.
+    pub fn unless_trimmed<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        let trimmed = self.trimmed.lock().unwrap_or_else(|e| e.into_inner());
+        (!*trimmed).then(f)
+    }
+
+    /// Marks the segment trimmed and runs the trim under the same lock.
+    pub fn trim<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut trimmed = self.trimmed.lock().unwrap_or_else(|e| e.into_inner());
+        *trimmed = true;
+        f()
+    }
+}
+
 /// A segment created and prefaulted by a [`crate::SegmentJob`], ready to become the active segment.
 pub struct PreparedSegment {
     pub(crate) seq: u64,
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<File>,
     pub(crate) map: Arc<MmapRaw>,
+    /// `[0, allocated)` is reserved and prefaulted.
+    pub(crate) allocated: u64,
 }
 
 impl std::fmt::Debug for PreparedSegment {
@@ -67,35 +99,40 @@ impl std::fmt::Debug for PreparedSegment {
         f.debug_struct("PreparedSegment")
             .field("seq", &self.seq)
             .field("path", &self.path)
+            .field("allocated", &self.allocated)
             .finish()
     }
 }
 
-/// Creates `{seq}.seg` of `len_bytes`, preallocates it, maps it and write-faults every page, then
-/// makes the file and its directory entry durable. Blocking: runs on a blocking pool or at open.
-/// On failure (ENOSPC from the creation or the fallocate, typically) the half-made file is
-/// unlinked again, so a full disk leaves nothing behind.
+/// Creates `{seq}.seg` of `len_bytes` (sparse), reserves and maps its first `window_bytes`, writes
+/// the header, makes the file and its directory entry durable, then prefaults the window.
+/// Blocking: runs on a blocking pool, at open, or inline as a counted fallback. On failure (ENOSPC
+/// from the creation or the fallocate, typically) the half-made file is unlinked again, so a full
+/// disk leaves nothing behind.
 pub(crate) fn create_prepared(
     io: &Io,
     dir: &Path,
     seq: u64,
     len_bytes: u64,
+    window_bytes: u64,
     mode: Prefault,
 ) -> Result<PreparedSegment, StorageError> {
     let path = segment_path(dir, seq);
     let file = io
         .create_new(&path)
         .map_err(|e| StorageError::io(&path, "create segment", e))?;
-    match init_prepared(io, dir, &path, &file, seq, len_bytes) {
+    let allocated = window_bytes.clamp(SEGMENT_HEADER_BYTES as u64, len_bytes);
+    match init_prepared(io, dir, &path, &file, seq, len_bytes, allocated) {
         Ok(map) => {
             // Prefault only after the sync: a write fault dirties the page, and a sync after it
-            // would write the whole (zero) segment back and write-protect every page again.
-            prefault(&map, mode);
+            // would write the window's zeros back and write-protect its pages again.
+            prefault(&map, 0, allocated, mode, Sharing::Fresh);
             Ok(PreparedSegment {
                 seq,
                 path,
                 file: Arc::new(file),
                 map: Arc::new(map),
+                allocated,
             })
         }
         Err(e) => {
@@ -115,6 +152,7 @@ fn init_prepared(
     file: &File,
     seq: u64,
     len_bytes: u64,
+    allocated: u64,
 ) -> Result<MmapRaw, StorageError> {
     if i64::try_from(len_bytes).is_err() {
         return Err(StorageError::InvalidConfig {
@@ -122,7 +160,9 @@ fn init_prepared(
             reason: "does not fit in off_t",
         });
     }
-    io.allocate(path, file, len_bytes)
+    io.set_len(path, file, len_bytes)
+        .map_err(|e| StorageError::io(path, "ftruncate", e))?;
+    io.allocate_range(path, file, 0, allocated)
         .map_err(|e| StorageError::io(path, "fallocate", e))?;
     let map = MmapOptions::new()
         .len(len_bytes as usize)
@@ -150,26 +190,52 @@ fn init_prepared(
     Ok(map)
 }
 
-/// Faults every page of a fresh segment in (see [`Prefault`] for the trade-off).
-fn prefault(map: &MmapRaw, mode: Prefault) {
-    let len = map.len();
+/// Who else may be writing the mapping while it is prefaulted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// A segment being created: nobody else has the mapping yet.
+    Fresh,
+    /// The active segment: the shard may append into the range concurrently.
+    Active,
+}
+
+/// Faults the pages of `[from, to)` of a segment mapping in (see [`Prefault`] for the trade-off).
+/// The range must be reserved ([`Io::allocate_range`]) and lie at or after the write position,
+/// except for the page holding it.
+fn prefault(map: &MmapRaw, from: u64, to: u64, mode: Prefault, sharing: Sharing) {
+    let start = (from as usize / PAGE_BYTES) * PAGE_BYTES;
+    let end = (to as usize).min(map.len());
+    if start >= end {
+        return;
+    }
     let advice = match mode {
         Prefault::Write => MADV_POPULATE_WRITE,
         Prefault::Read => MADV_POPULATE_READ,
     };
-    // SAFETY: advising our own mapping over exactly its length; MADV_POPULATE_* do not change the
-    // contents of a shared file mapping, they only fault pages in.
-    let rc = unsafe { libc::madvise(map.as_mut_ptr().cast(), len, advice) };
-    if rc != 0 && mode == Prefault::Write {
-        // Older kernels: touch each page with a write of the byte already there (a fresh file is zero).
+    // SAFETY: `start` is page-aligned and `[start, end)` lies inside our own mapping;
+    // MADV_POPULATE_* do not change the contents of a shared file mapping, they only fault pages
+    // in, so concurrent readers of published bytes in the first page see the same bytes.
+    let rc = unsafe { libc::madvise(map.as_mut_ptr().add(start).cast(), end - start, advice) };
+    if rc != 0 && mode == Prefault::Write && sharing == Sharing::Fresh {
+        // Older kernels (no MADV_POPULATE_*, Linux < 5.14): touch each page with a write of the
+        // byte already there. Only while nobody else has the mapping: on the active segment a
+        // read-then-write could undo an append made in between, so there the pages simply fault
+        // on first use.
         let p = map.as_mut_ptr();
-        let mut at = 0;
-        while at < len {
-            // SAFETY: `at < len`, the mapping is writable and not yet shared with anyone.
+        let mut at = start;
+        while at < end {
+            // SAFETY: `at < end <= map.len()`, the mapping is writable and, being fresh, not
+            // shared with anyone (no reader, no appender).
             unsafe { std::ptr::write_volatile(p.add(at), std::ptr::read_volatile(p.add(at))) };
             at += PAGE_BYTES;
         }
     }
+}
+
+/// Prefaults `[from, to)` of the active segment's mapping, which the shard may be appending to
+/// (below `from`, or inside the range once an inline reserve moved the frontier past `from`).
+pub(crate) fn prefault_active(map: &MmapRaw, from: u64, to: u64, mode: Prefault) {
+    prefault(map, from, to, mode, Sharing::Active);
 }
 
 pub(crate) fn sync_dir(io: &Io, dir: &Path) -> Result<(), StorageError> {
@@ -202,6 +268,10 @@ pub(crate) struct Segment {
     pub file: Arc<File>,
     pub map: Arc<MmapRaw>,
     pub header: SegmentHeader,
+    /// `[0, allocated)` has disk blocks reserved; appends never write past it (see the module doc).
+    /// At least `write_pos`.
+    pub allocated: u64,
+    pub gate: Arc<TrimGate>,
     /// End of the batches: the next batch is written here.
     pub write_pos: u64,
     /// Largest `write_pos` ever reached; readers may hold bytes below it, so the file is never cut
@@ -236,6 +306,8 @@ impl Segment {
             file: prepared.file,
             map: prepared.map,
             header,
+            allocated: prepared.allocated,
+            gate: Arc::default(),
             write_pos: SEGMENT_HEADER_BYTES as u64,
             high_water: SEGMENT_HEADER_BYTES as u64,
             next_offset: base_offset,
@@ -281,6 +353,10 @@ impl Segment {
             file,
             map,
             header,
+            // Which blocks a recovered file has is unknown beyond its data (`note_batch` raises
+            // this to the end of the batches); appends reserve the rest before they write it.
+            allocated: SEGMENT_HEADER_BYTES as u64,
+            gate: Arc::default(),
             write_pos: SEGMENT_HEADER_BYTES as u64,
             high_water: SEGMENT_HEADER_BYTES as u64,
             next_offset: header.base_offset,
@@ -333,12 +409,25 @@ impl Segment {
         })
     }
 
+    /// Reserves (inline, blocking) up to `to`, at most the capacity. The append path's fallback
+    /// when a batch would pass the frontier before a [`crate::PrefaultJob`] moved it.
+    pub fn reserve_inline(&mut self, io: &Io, to: u64) -> Result<(), StorageError> {
+        let to = to.min(self.capacity());
+        if to <= self.allocated {
+            return Ok(());
+        }
+        io.allocate_range(&self.path, &self.file, self.allocated, to - self.allocated)
+            .map_err(|e| StorageError::io(&self.path, "fallocate", e))?;
+        self.allocated = to;
+        Ok(())
+    }
+
     /// Mutable access to the unpublished range `[write_pos, write_pos + len)`.
     pub fn unpublished_mut(&mut self, len: usize) -> &mut [u8] {
         let start = self.write_pos as usize;
         assert!(
-            start + len <= self.map.len(),
-            "append past the end of the segment"
+            (start + len) as u64 <= self.allocated && start + len <= self.map.len(),
+            "append past the reserved part of the segment"
         );
         // SAFETY: bounds checked above. No `Bytes` covers bytes at or after `write_pos` (see the
         // module invariant) and `&mut self` excludes any other borrow of the mapping in this thread.
@@ -415,6 +504,8 @@ impl Segment {
         self.next_offset = h.last_offset() + 1;
         self.write_pos = position + u64::from(h.batch_bytes);
         self.high_water = self.high_water.max(self.write_pos);
+        // Bytes holding batches have their blocks (recovery learns the frontier this way).
+        self.allocated = self.allocated.max(self.write_pos);
         self.batch_count += 1;
     }
 
