@@ -173,21 +173,7 @@ fn a_lone_node_says_so_and_cluster_flags_are_checked() {
             "advertise",
         ),
     ] {
-        let out = Command::new(BIN)
-            .arg("serve")
-            .args([
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-                "--shards",
-                "1",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("refused"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = common::serve_output(&dir.path().join("refused"), &args);
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(stderr(&out).contains(expect), "{args:?}: {}", stderr(&out));
     }

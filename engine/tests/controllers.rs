@@ -178,26 +178,15 @@ fn raft_frames_to_a_node_that_is_not_a_controller_are_refused() {
     let mut client = node.client();
     let err = client.raft(1, 0, b"not raft").unwrap_err().to_string();
     assert!(err.contains("not a metadata controller"), "{err}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sprawl"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--http-port",
-            "0",
-            "--shards",
-            "1",
+    let out = common::serve_output(
+        &root.path().join("bad"),
+        &[
             "--node-id",
             "1",
-        ])
-        .args([
             "--controllers",
             "1@127.0.0.1:7070,1@127.0.0.1:7071",
-            "--data-dir",
-        ])
-        .arg(root.path().join("bad"))
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("listed twice"), "{stderr}");

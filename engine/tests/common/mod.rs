@@ -178,6 +178,19 @@ impl Drop for Node {
     }
 }
 
+/// Runs `sprawl serve` on free ports with one shard in `data_dir` plus `extra` flags, for a start
+/// that is expected to be refused; returns its output (it must exit on its own).
+pub fn serve_output(data_dir: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["serve", "--port", "0", "--http-port", "0", "--shards", "1"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sprawl serve")
+}
+
 /// Runs `sprawl ARGS --broker ADDR`, feeding `stdin` if given.
 pub fn cli_with_stdin(args: &[&str], broker: &str, stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(BIN);
