@@ -790,6 +790,8 @@ pub fn local_stats_taking_keys(
                 ring_misses: st.ring_misses,
                 ring_bytes: st.ring_bytes,
                 sync_fallbacks: st.sync_fallbacks,
+                inline_reserves: st.inline_reserves,
+                prefaults: st.prefaults,
                 rolls: st.rolls,
                 lag_msgs: p.lag_msgs(),
                 key_sample: if take_keys {

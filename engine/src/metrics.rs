@@ -56,6 +56,11 @@ pub struct PartitionMetrics {
     /// Segments created on the request path because none was prepared in time (blocking work on
     /// the reactor: the first segment of a partition, or a roll that outran preparation).
     pub sync_fallbacks: u64,
+    /// Disk reservations an append made itself because the prefault job lagged (one fallocate on
+    /// the reactor each).
+    pub inline_reserves: u64,
+    /// Prefault windows reserved and faulted in by background jobs.
+    pub prefaults: u64,
     /// Segment rolls.
     pub rolls: u64,
     /// End offset minus the lowest committed offset of any named consumer (`None`: no consumer).

@@ -147,6 +147,15 @@ fn stats_and_metrics_match_the_traffic() {
             _ => 0.0,
         })
         .sum();
+    for name in [
+        "sprawl_partition_inline_reserves_total",
+        "sprawl_partition_prefault_windows_total",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "{name} missing"
+        );
+    }
     assert!(
         sync_created as u64 <= 2,
         "at most one inline creation per partition written to, got {sync_created}"

@@ -454,7 +454,7 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
         );
     }
     type Field = fn(&crate::metrics::PartitionMetrics) -> u64;
-    let fields: [(&str, &str, Field); 14] = [
+    let fields: [(&str, &str, Field); 16] = [
         ("partition_records_in_total", "counter", |p| p.records_in),
         ("partition_bytes_in_total", "counter", |p| p.bytes_in),
         ("partition_records_out_total", "counter", |p| p.records_out),
@@ -470,6 +470,12 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
         ("partition_segment_rolls_total", "counter", |p| p.rolls),
         ("partition_sync_segment_creations_total", "counter", |p| {
             p.sync_fallbacks
+        }),
+        ("partition_inline_reserves_total", "counter", |p| {
+            p.inline_reserves
+        }),
+        ("partition_prefault_windows_total", "counter", |p| {
+            p.prefaults
         }),
     ];
     for (name, kind, get) in fields {
