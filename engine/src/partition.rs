@@ -4,13 +4,14 @@
 //! Appends are synchronous memcpys into the mapped segment and never await. Everything that blocks
 //! (fdatasync, preparing the next segment, reserving and prefaulting the next window of the active
 //! one, writing an offset commit) goes to the blocking pool and its result is handed back, so the
-//! reactor only ever does bookkeeping. A partition without an active segment (new, or reopened
-//! after a clean close, which seals) gets one prepared by a background job as it opens; that
-//! claims one prefault window of disk (`storage::LogConfig::prefault_window_bytes`), not a whole
-//! segment. Not inside the open itself: a topic of thousands of partitions would then take
-//! seconds to create (the OpenAPI property test timed out on 1,725 partitions). An append that
-//! arrives before the job finished creates the segment inline, counted in
-//! `sprawl_partition_sync_segment_creations_total`.
+//! reactor only ever does bookkeeping. A partition reopened after a clean close (which seals) gets
+//! its next segment prepared by a background job as it opens; that claims one prefault window of
+//! disk (`storage::LogConfig::prefault_window_bytes`), not a whole segment. A brand-new partition
+//! stays lazy: its first append creates the first segment inline (8-13 ms, counted in
+//! `sprawl_partition_sync_segment_creations_total`). Preparing it at creation, inside the open or
+//! as a job, made creating a topic of 1,725 partitions take over 10 s (1,725 files, fallocates,
+//! populates and fsyncs; the OpenAPI property test timed out), the same trade-off that made the
+//! whole-segment version of it a bad idea (docs/decisions.md).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -105,7 +106,10 @@ impl Partition {
         let (mut log, file, committed) = blocking(move || open_blocking(d, config)).await?;
         log.attach_memory_budget(ring_budget);
         let end = file.end;
-        let needs_segment = !log.has_active_segment();
+        // Only a log that has segments gets its next one prepared at open (reopened after a clean
+        // close, which seals): a brand-new partition stays lazy, so creating a topic of thousands
+        // of partitions claims no disk and queues no jobs.
+        let needs_segment = !log.has_active_segment() && log.stats().segments > 0;
         let part = Rc::new(Partition {
             topic,
             topic_id,

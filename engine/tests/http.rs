@@ -136,8 +136,8 @@ fn stats_and_metrics_match_the_traffic() {
         .samples
         .iter()
         .any(|s| s.metric == "sprawl_latency_us"));
-    // The first segment of a new partition is prepared in the background as the partition opens;
-    // an append that comes before it is ready creates it inline, at most once per partition.
+    // A new partition's first segment is created by its first append (lazy, see partition.rs):
+    // at most once per partition written to.
     let sync_created: f64 = scrape
         .samples
         .iter()
