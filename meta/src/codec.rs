@@ -65,6 +65,44 @@ impl Writer {
     }
 }
 
+/// Opens a framed blob: `magic u32, version u16, reserved u16, body ..., crc32c u32`
+/// (the CRC covers everything before it). Checks the CRC, magic and version and
+/// returns a reader positioned after the reserved field.
+pub(crate) fn open_framed<'a>(
+    bytes: &'a [u8],
+    what: &'static str,
+    magic: u32,
+    version: u16,
+) -> Result<Reader<'a>, CodecError> {
+    let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+        return Err(CodecError::Truncated {
+            field: what,
+            needed_bytes: 4,
+            remaining_bytes: bytes.len() as u64,
+        });
+    };
+    let stored = u32::from_le_bytes(*crc);
+    let computed = crc32c::crc32c(body);
+    if stored != computed {
+        return Err(CodecError::ChecksumMismatch {
+            what,
+            stored,
+            computed,
+        });
+    }
+    let mut r = Reader::new(body);
+    let found = r.u32("magic")?;
+    if found != magic {
+        return Err(CodecError::BadMagic { what, found });
+    }
+    let v = r.u16("format version")?;
+    if v != version {
+        return Err(CodecError::UnsupportedVersion { what, version: v });
+    }
+    let _reserved = r.u16("reserved")?;
+    Ok(r)
+}
+
 /// Reads what [`Writer`] wrote, refusing lengths beyond their limit or beyond
 /// the remaining input.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
 
-use crate::codec::{Reader, Writer};
+use crate::codec::{open_framed, Reader, Writer};
 use crate::command::COMMAND_BYTES_MAX;
 use crate::error::CodecError;
 use crate::snapshot::SNAPSHOT_BYTES_MAX;
@@ -225,39 +225,7 @@ pub(crate) fn encode_snapshot_file(snap: &Snapshot) -> Result<Vec<u8>, CodecErro
 /// corruption, never a torn write.
 pub(crate) fn decode_snapshot_file(bytes: &[u8]) -> Result<Snapshot, CodecError> {
     const WHAT: &str = "snapshot file";
-    if bytes.len() < 4 {
-        return Err(CodecError::Truncated {
-            field: WHAT,
-            needed_bytes: 4,
-            remaining_bytes: bytes.len() as u64,
-        });
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    let computed = crc32c::crc32c(body);
-    if stored != computed {
-        return Err(CodecError::ChecksumMismatch {
-            what: WHAT,
-            stored,
-            computed,
-        });
-    }
-    let mut r = Reader::new(body);
-    let magic = r.u32("magic")?;
-    if magic != SNAPSHOT_FILE_MAGIC {
-        return Err(CodecError::BadMagic {
-            what: WHAT,
-            found: magic,
-        });
-    }
-    let version = r.u16("format version")?;
-    if version != SNAPSHOT_FILE_VERSION {
-        return Err(CodecError::UnsupportedVersion {
-            what: WHAT,
-            version,
-        });
-    }
-    let _reserved = r.u16("reserved")?;
+    let mut r = open_framed(bytes, WHAT, SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION)?;
     let mut snap = Snapshot::default();
     let index = r.u64("index")?;
     let term = r.u64("term")?;

@@ -1,7 +1,7 @@
 //! Encoding of a whole [`MetadataState`] for Raft snapshots
 //! (`docs/metadata-format.md`, "State snapshot").
 
-use crate::codec::{Reader, Writer};
+use crate::codec::{open_framed, Writer};
 use crate::command::{get_config, get_nodes, put_config, put_name, ADDR_BYTES_MAX, NAME_BYTES_MAX};
 use crate::error::CodecError;
 use crate::state::{
@@ -96,41 +96,7 @@ impl MetadataState {
                 max: SNAPSHOT_BYTES_MAX as u64,
             });
         }
-        if bytes.len() < 4 {
-            return Err(CodecError::Truncated {
-                field: WHAT,
-                needed_bytes: 4,
-                remaining_bytes: bytes.len() as u64,
-            });
-        }
-        let (body, crc) = bytes.split_at(bytes.len() - 4);
-        let mut crc_bytes = [0u8; 4];
-        crc_bytes.copy_from_slice(crc);
-        let stored = u32::from_le_bytes(crc_bytes);
-        let computed = crc32c::crc32c(body);
-        if stored != computed {
-            return Err(CodecError::ChecksumMismatch {
-                what: WHAT,
-                stored,
-                computed,
-            });
-        }
-        let mut r = Reader::new(body);
-        let magic = r.u32("magic")?;
-        if magic != SNAPSHOT_MAGIC {
-            return Err(CodecError::BadMagic {
-                what: WHAT,
-                found: magic,
-            });
-        }
-        let version = r.u16("format version")?;
-        if version != SNAPSHOT_FORMAT_VERSION {
-            return Err(CodecError::UnsupportedVersion {
-                what: WHAT,
-                version,
-            });
-        }
-        let _reserved = r.u16("reserved")?;
+        let mut r = open_framed(bytes, WHAT, SNAPSHOT_MAGIC, SNAPSHOT_FORMAT_VERSION)?;
         let mut state = MetadataState {
             version: r.u64("version")?,
             rejected: r.u64("rejected")?,
