@@ -20,8 +20,9 @@ fn invalid(msg: String) -> Failure {
     Failure::new(ErrorCode::InvalidConfig, msg)
 }
 
-/// Checks a topic configuration, naming the first bad setting.
-pub fn validate(name: &str, c: &TopicConfig) -> Result<TopicSettings, Failure> {
+/// Checks a topic configuration, naming the first bad setting. `cold_tier` says whether this node
+/// has an object store (`--s3-endpoint`), which tiering settings need.
+pub fn validate(name: &str, c: &TopicConfig, cold_tier: bool) -> Result<TopicSettings, Failure> {
     validate_topic_name(name).map_err(|m| Failure::new(ErrorCode::InvalidRequest, m))?;
     if c.partitions == 0 || c.partitions > PARTITIONS_MAX {
         return Err(invalid(format!(
@@ -51,13 +52,42 @@ pub fn validate(name: &str, c: &TopicConfig) -> Result<TopicSettings, Failure> {
             "--default-ttl-ms must be positive (omit it for no TTL)".into(),
         ));
     }
+    validate_tiering(c, cold_tier)?;
     Ok(TopicSettings {
         retention_ms: c.retention_ms,
         retention_bytes: c.retention_bytes,
         segment_bytes: c.segment_bytes,
         compacted: c.compacted,
         default_ttl_ms: c.default_ttl_ms,
+        tier_after_ms: c.tier_after_ms,
+        local_retention_bytes: c.local_retention_bytes,
     })
+}
+
+fn validate_tiering(c: &TopicConfig, cold_tier: bool) -> Result<(), Failure> {
+    if c.tier_after_ms.is_none() && c.local_retention_bytes.is_none() {
+        return Ok(());
+    }
+    if !cold_tier {
+        return Err(invalid(
+            "--tier-after-ms and --local-retention-bytes need an object store: start the node \
+             with --s3-endpoint, --s3-bucket, --s3-access-key and --s3-secret-key (or SPRAWL_S3_*)"
+                .into(),
+        ));
+    }
+    if c.compacted {
+        return Err(invalid(
+            "a compacted topic cannot be tiered: compaction rewrites sealed segments, which the \
+             cold tier treats as immutable; drop --compacted or the tiering settings"
+                .into(),
+        ));
+    }
+    if c.local_retention_bytes == Some(0) {
+        return Err(invalid(
+            "--local-retention-bytes must be positive (omit it to tier by age only)".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn store(shard: &Rc<Shard>, catalog: &crate::catalog::Catalog) -> Result<(), Failure> {
@@ -74,7 +104,7 @@ pub async fn create_topic(
     name: &str,
     config: TopicConfig,
 ) -> Result<u64, Failure> {
-    let settings = validate(name, &config)?;
+    let settings = validate(name, &config, shard.cold.is_some())?;
     let _guard = shard
         .admin_lock
         .acquire_permit(1)
@@ -154,14 +184,42 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_flag() {
-        assert!(validate("t", &cfg(3)).is_ok());
-        let e = validate("t", &cfg(0)).unwrap_err();
+        assert!(validate("t", &cfg(3), false).is_ok());
+        let e = validate("t", &cfg(0), false).unwrap_err();
         assert!(e.message.contains("--partitions"), "{}", e.message);
         let mut c = cfg(1);
         c.segment_bytes = Some(10);
-        let e = validate("t", &c).unwrap_err();
+        let e = validate("t", &c, false).unwrap_err();
         assert!(e.message.contains("--segment-bytes"), "{}", e.message);
-        let e = validate("bad name", &cfg(1)).unwrap_err();
+        let e = validate("bad name", &cfg(1), false).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn tiering_needs_a_store_and_an_uncompacted_topic() {
+        let tiered = TopicConfig {
+            tier_after_ms: Some(0),
+            ..cfg(1)
+        };
+        let s = validate("t", &tiered, true).unwrap();
+        assert_eq!(s.tier_after_ms, Some(0));
+        let e = validate("t", &tiered, false).unwrap_err();
+        assert!(e.message.contains("--s3-endpoint"), "{}", e.message);
+        let compacted = TopicConfig {
+            compacted: true,
+            ..tiered
+        };
+        let e = validate("t", &compacted, true).unwrap_err();
+        assert!(e.message.contains("compacted"), "{}", e.message);
+        let zero = TopicConfig {
+            local_retention_bytes: Some(0),
+            ..cfg(1)
+        };
+        let e = validate("t", &zero, true).unwrap_err();
+        assert!(
+            e.message.contains("--local-retention-bytes"),
+            "{}",
+            e.message
+        );
     }
 }

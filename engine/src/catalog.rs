@@ -25,6 +25,10 @@ pub struct TopicSettings {
     pub segment_bytes: Option<u64>,
     pub compacted: bool,
     pub default_ttl_ms: Option<u64>,
+    /// Cold tier: upload sealed segments once their newest record is this old.
+    pub tier_after_ms: Option<u64>,
+    /// Cold tier: keep at most this many bytes of sealed segments locally.
+    pub local_retention_bytes: Option<u64>,
 }
 
 /// One topic as recorded in the catalog.
@@ -150,7 +154,7 @@ fn render(c: &Catalog) -> String {
         let st = &t.settings;
         let _ = writeln!(
             s,
-            "topic {} id={:016x} partitions={} retention_ms={} retention_bytes={} segment_bytes={} compacted={} default_ttl_ms={}",
+            "topic {} id={:016x} partitions={} retention_ms={} retention_bytes={} segment_bytes={} compacted={} default_ttl_ms={} tier_after_ms={} local_retention_bytes={}",
             t.name,
             t.topic_id,
             t.partitions,
@@ -159,6 +163,8 @@ fn render(c: &Catalog) -> String {
             opt(st.segment_bytes),
             u8::from(st.compacted),
             opt(st.default_ttl_ms),
+            opt(st.tier_after_ms),
+            opt(st.local_retention_bytes),
         );
     }
     let crc = crc32c::crc32c(s.as_bytes());
@@ -243,6 +249,17 @@ fn parse_topic<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<TopicMeta
             segment_bytes: num("segment_bytes")?,
             compacted: get("compacted")? == "1",
             default_ttl_ms: num("default_ttl_ms")?,
+            // Added with the cold tier: catalogs written before it lack them (not tiered).
+            tier_after_ms: fields
+                .contains_key("tier_after_ms")
+                .then(|| num("tier_after_ms"))
+                .transpose()?
+                .flatten(),
+            local_retention_bytes: fields
+                .contains_key("local_retention_bytes")
+                .then(|| num("local_retention_bytes"))
+                .transpose()?
+                .flatten(),
         },
     })
 }
@@ -286,6 +303,8 @@ mod tests {
                         segment_bytes: Some(1 << 20),
                         compacted: p == 1,
                         default_ttl_ms: None,
+                        tier_after_ms: (p == 3).then_some(60_000),
+                        local_retention_bytes: (p == 3).then_some(1 << 30),
                     },
                 },
             );
@@ -312,6 +331,21 @@ mod tests {
         assert!(err.contains("checksum mismatch"), "{err}");
         fs::write(&path, &text[..text.len() / 2]).unwrap();
         assert!(Catalog::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn catalogs_from_before_the_cold_tier_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = format!(
+            "{HEADER}\nversion 3\ntopic old id=00000000000000aa partitions=2 retention_ms=- \
+             retention_bytes=5 segment_bytes=- compacted=0 default_ttl_ms=-\n"
+        );
+        let text = format!("{body}crc32c {:08x}\n", crc32c::crc32c(body.as_bytes()));
+        fs::write(dir.path().join("catalog"), text).unwrap();
+        let c = Catalog::load(dir.path()).unwrap();
+        let s = &c.topics["old"].settings;
+        assert_eq!(s.retention_bytes, Some(5));
+        assert_eq!((s.tier_after_ms, s.local_retention_bytes), (None, None));
     }
 
     #[test]

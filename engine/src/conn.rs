@@ -450,8 +450,13 @@ async fn dispatch(
             let name = name.to_string();
             Some(Box::pin(async move {
                 Some(match handlers::describe(&shard, &name).await {
-                    Ok((t, partitions)) => {
+                    Ok((t, mut partitions)) => {
                         let s = &t.settings;
+                        let v1 = header.api_version >= 1;
+                        if !v1 {
+                            // A v0 client has no fields for the cold tier.
+                            partitions.iter_mut().for_each(|p| p.remote = None);
+                        }
                         encode_response(
                             header,
                             Response::DescribeTopic {
@@ -467,6 +472,10 @@ async fn dispatch(
                                         segment_bytes: s.segment_bytes,
                                         compacted: s.compacted,
                                         default_ttl_ms: s.default_ttl_ms,
+                                        tier_after_ms: s.tier_after_ms.filter(|_| v1),
+                                        local_retention_bytes: s
+                                            .local_retention_bytes
+                                            .filter(|_| v1),
                                     },
                                     partitions,
                                 }),

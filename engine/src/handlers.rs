@@ -45,13 +45,15 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The storage configuration of a topic's partitions.
+/// The storage configuration of a topic's partitions. A tiered topic's retention applies to its
+/// remote log: local segments go only through the cold tier (`crate::tiering`), after upload.
 pub fn log_config(cfg: &ServeConfig, t: &TopicMeta) -> LogConfig {
     let s = &t.settings;
+    let tiered = crate::tiering::is_tiered(t);
     LogConfig {
         segment_bytes_max: s.segment_bytes.unwrap_or(cfg.segment_bytes_default),
-        retention_ms: s.retention_ms,
-        retention_bytes: s.retention_bytes,
+        retention_ms: s.retention_ms.filter(|_| !tiered),
+        retention_bytes: s.retention_bytes.filter(|_| !tiered),
         default_ttl_ms: s.default_ttl_ms,
         compacted: s.compacted,
         batch_bytes_max: cfg.frame_bytes_max,
@@ -165,7 +167,7 @@ pub fn resolve(shard: &Shard, topic: &str, partition: u32) -> Result<TopicMeta, 
 pub fn encode_response(header: FrameHeader, response: Response<'_>, limits: &Limits) -> Bytes {
     let mut buf = BytesMut::new();
     match encode(
-        &Frame::response(header.correlation_id, response),
+        &Frame::response_at(header.correlation_id, header.api_version, response),
         &mut buf,
         limits,
     ) {
@@ -576,46 +578,42 @@ pub async fn read_local(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
     let mut offset = args.offset;
     loop {
         let seen = p.appended.generation();
-        let (start, end) = {
+        let (local_start, end) = {
             let log = p.log.borrow();
             (log.start_offset(), log.end_offset())
         };
+        // A tiered partition's log starts in the object store.
+        let remote = p.cold.get().and_then(|c| c.remote_range());
+        let start = remote.map_or(local_start, |(rs, _)| rs.min(local_start));
         if offset < start || offset > end {
+            let tiered_closed = p.cold.get().is_some_and(|c| !c.is_open());
+            let hint = if tiered_closed {
+                " (older offsets may be in the object store, whose manifest is not loaded yet: \
+                 see the node's log; retry later)"
+            } else {
+                ""
+            };
             return Err(Failure::new(
                 ErrorCode::OffsetOutOfRange,
                 format!(
-                    "offset {offset} is outside {}/{} (available {start}..{end}); restart from {start} or {end}",
+                    "offset {offset} is outside {}/{} (available {start}..{end}); restart from {start} or {end}{hint}",
                     t.name, args.partition
                 ),
             ));
         }
         if offset < end {
             let now = now_ms();
-            let mut out = ReadOutcome {
-                records: Vec::new(),
+            let read = if offset < local_start {
+                read_below_local(shard, &p, offset, local_start, args.max_bytes).await?
+            } else {
+                let result = p.log.borrow().read(offset, args.max_bytes);
+                result.map_err(|e| storage_failure(&e))?
+            };
+            let out = ReadOutcome {
+                records: decode_records(&read, offset, args.max_bytes, now)?,
                 high_offset: end,
                 start_offset: start,
             };
-            let result = p.log.borrow().read(offset, args.max_bytes);
-            let read = result.map_err(|e| storage_failure(&e))?;
-            let mut budget = i64::from(args.max_bytes);
-            for batch in &read.batches {
-                let recs = batch
-                    .records(offset, now)
-                    .map_err(|e| storage_failure(&e))?;
-                for r in recs {
-                    let size = (r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + 32) as i64;
-                    if !out.records.is_empty() && budget - size < 0 {
-                        budget = -1;
-                        break;
-                    }
-                    budget -= size;
-                    out.records.push(r);
-                }
-                if budget < 0 {
-                    break;
-                }
-            }
             if !out.records.is_empty() {
                 add(&shard.metrics.records_out, out.records.len() as u64);
                 add(&p.records_out, out.records.len() as u64);
@@ -643,6 +641,63 @@ pub async fn read_local(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
         })
         .await;
     }
+}
+
+/// Reads the remote log (cold tier) at `offset`, below the local start.
+async fn read_below_local(
+    shard: &Rc<Shard>,
+    p: &Rc<crate::partition::Partition>,
+    offset: u64,
+    local_start: u64,
+    max_bytes: u32,
+) -> Result<storage::ReadResult, Failure> {
+    let reader = p.cold.get().and_then(|c| c.reader());
+    let (Some(cold), Some(reader)) = (shard.cold.as_ref(), reader) else {
+        return Err(Failure::new(
+            ErrorCode::OffsetOutOfRange,
+            format!("offset {offset} is below the local start {local_start}"),
+        ));
+    };
+    let (_, remote_end) = reader.offsets();
+    if offset >= remote_end {
+        // Between the remote end and the local start: only while a local release and a
+        // retention change race; the next read sees a consistent pair.
+        return Err(Failure::new(
+            ErrorCode::StorageError,
+            format!(
+                "offsets {remote_end}..{local_start} are moving between tiers; retry the fetch"
+            ),
+        ));
+    }
+    crate::tiering::read_remote(cold, reader, offset, max_bytes)
+        .await
+        .map_err(|m| Failure::new(ErrorCode::StorageError, format!("{m}; retry the fetch")))
+}
+
+/// Decodes the records at or after `offset` from stored batches, about `max_bytes` of them (at
+/// least one), skipping TTL-expired ones.
+fn decode_records(
+    read: &storage::ReadResult,
+    offset: u64,
+    max_bytes: u32,
+    now: i64,
+) -> Result<Vec<StoredRecord>, Failure> {
+    let mut records = Vec::new();
+    let mut budget = i64::from(max_bytes);
+    for batch in &read.batches {
+        let recs = batch
+            .records(offset, now)
+            .map_err(|e| storage_failure(&e))?;
+        for r in recs {
+            let size = (r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + 32) as i64;
+            if !records.is_empty() && budget - size < 0 {
+                return Ok(records);
+            }
+            budget -= size;
+            records.push(r);
+        }
+    }
+    Ok(records)
 }
 
 /// Reads from whichever shard owns the partition.
@@ -696,23 +751,41 @@ pub fn views(records: &[StoredRecord]) -> Vec<FetchedRecordView<'_>> {
 
 /// Partition descriptions of a topic for the partitions this shard owns.
 pub fn local_partition_info(shard: &Shard, topic_id: u64) -> Vec<net::codec::PartitionInfo> {
-    let mut out: Vec<net::codec::PartitionInfo> = shard
-        .partitions
-        .borrow()
-        .values()
-        .filter(|p| p.topic_id == topic_id)
-        .map(|p| {
-            let log = p.log.borrow();
-            net::codec::PartitionInfo {
-                partition: p.index,
-                start_offset: log.start_offset(),
-                end_offset: log.end_offset(),
-                durable_offset: log.durable_offset(),
-                shard: shard.id as u32,
-                bytes_on_disk: log.stats().bytes_on_disk,
-            }
-        })
-        .collect();
+    let mut out: Vec<net::codec::PartitionInfo> =
+        shard
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| p.topic_id == topic_id)
+            .map(|p| {
+                let log = p.log.borrow();
+                // The start is the log's, remote part included: "from the beginning" reads it all.
+                let local_start = log.start_offset();
+                let start = p
+                    .cold
+                    .get()
+                    .and_then(|c| c.remote_range())
+                    .map_or(local_start, |(rs, _)| rs.min(local_start));
+                net::codec::PartitionInfo {
+                    partition: p.index,
+                    start_offset: start,
+                    end_offset: log.end_offset(),
+                    durable_offset: log.durable_offset(),
+                    shard: shard.id as u32,
+                    bytes_on_disk: log.stats().bytes_on_disk,
+                    remote: p.cold.get().and_then(|c| c.stats()).map(|s| {
+                        net::codec::RemoteTierInfo {
+                            local_start_offset: local_start,
+                            remote_start_offset: s.remote_start_offset,
+                            remote_end_offset: s.remote_end_offset,
+                            remote_segments: u32::try_from(s.remote_segments).unwrap_or(u32::MAX),
+                            remote_data_bytes: s.remote_data_bytes,
+                            remote_object_bytes: s.remote_object_bytes,
+                        }
+                    }),
+                }
+            })
+            .collect();
     out.sort_by_key(|p| p.partition);
     out
 }
@@ -794,6 +867,7 @@ pub fn local_stats_taking_keys(
                 prefaults: st.prefaults,
                 rolls: st.rolls,
                 lag_msgs: p.lag_msgs(),
+                tier: p.cold.get().and_then(|c| c.stats()),
                 key_sample: if take_keys {
                     std::mem::take(&mut *p.key_sample.borrow_mut())
                 } else {

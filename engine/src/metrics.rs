@@ -67,6 +67,8 @@ pub struct PartitionMetrics {
     pub lag_msgs: Option<u64>,
     /// Sampled `(key hash, weight)` pairs since the last collection (see `Partition::sample_keys`).
     pub key_sample: Vec<(u64, u64)>,
+    /// Cold-tier counters of a tiered partition whose manifest is loaded.
+    pub tier: Option<storage::cold::TierStats>,
 }
 
 impl ShardMetrics {

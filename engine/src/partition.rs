@@ -74,6 +74,9 @@ pub struct Partition {
     batches_seen: Cell<u64>,
     pub records_out: Cell<u64>,
     pub bytes_out: Cell<u64>,
+    /// The cold tier of a tiered topic's partition on a node with an object store; set once,
+    /// right after the open.
+    pub cold: std::cell::OnceCell<crate::tiering::PartitionCold>,
 }
 
 /// Opens the log and the offsets file of a partition. Blocking: call through [`blocking`].
@@ -134,6 +137,7 @@ impl Partition {
             batches_seen: Cell::new(0),
             records_out: Cell::new(0),
             bytes_out: Cell::new(0),
+            cold: std::cell::OnceCell::new(),
         });
         if needs_segment {
             // New, or reopened after a clean close: otherwise the first append would create the
@@ -334,6 +338,11 @@ impl Partition {
     /// Flushes and closes; the partition refuses work afterwards.
     pub async fn close(self: &Rc<Self>) {
         self.closed.set(true);
+        // A tiering pass still writing to the bucket must end before a new owner (after a move)
+        // or a restart reconciles the bucket.
+        if let Some(cold) = self.cold.get() {
+            cold.wait_idle().await;
+        }
         // Let an offset commit already writing finish: after a move, the new owner reads the
         // file, and a late write would land behind its back.
         let held = self.offsets_lock.acquire_permit(1).await;

@@ -64,6 +64,8 @@ pub enum ServeError {
     Shard { shard: usize, reason: String },
     #[error("metadata controller: {0}")]
     Controller(String),
+    #[error("cold tier: {0}")]
+    ColdTier(String),
 }
 
 /// Runs a blocking closure on the shard's blocking thread pool.
@@ -243,6 +245,7 @@ pub fn serve(
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let catalog = Catalog::load(&cfg.data_dir)?;
     let controller = start_controller(&cfg)?;
+    let cold = crate::cold::ColdTier::start(&cfg.cold).map_err(ServeError::ColdTier)?;
     let (client_addr, client_fds) =
         bind_shared(SocketAddr::new(cfg.bind, cfg.port), cfg.shards, "--port")?;
     let (http_addr, http_fds) = bind_shared(
@@ -273,6 +276,7 @@ pub fn serve(
             http_addr: Some(http_addr),
             gossip_bound: gossip_bound.clone(),
             controller: controller.clone(),
+            cold: cold.clone(),
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))

@@ -50,6 +50,8 @@ pub struct ShardContext {
     pub gossip_bound: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
     /// The metadata controller thread, when this node is one of `--controllers`.
     pub controller: Option<crate::controller::Controller>,
+    /// The object store of the cold tier, when configured (`--s3-endpoint`).
+    pub cold: Option<Arc<crate::cold::ColdTier>>,
 }
 
 /// Partitions moved away from their default shard, with a version so that a shard ignores an
@@ -169,6 +171,8 @@ pub struct Shard {
     pub controller: Option<crate::controller::Controller>,
     /// Cluster membership (shard 0 of a node started with cluster settings).
     pub gossip: RefCell<Option<gossip::GossipHandle>>,
+    /// The node's cold tier (object store, read cache, threads), when configured.
+    pub cold: Option<Arc<crate::cold::ColdTier>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -316,6 +320,10 @@ impl Shard {
                 match Partition::open(t.name.clone(), t.topic_id, p, dir, cfg, budget, stats).await
                 {
                     Ok(part) => {
+                        if self.cold.is_some() && crate::tiering::is_tiered(t) {
+                            let tier = crate::tiering::tier_config(t, p);
+                            let _ = part.cold.set(crate::tiering::PartitionCold::new(tier));
+                        }
                         self.partitions.borrow_mut().insert((t.topic_id, p), part);
                     }
                     Err(e) => errors.push(format!("{}/{p}: {e}", t.name)),
@@ -431,6 +439,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         analytics: RefCell::new(None),
         gossip: RefCell::new(None),
         controller: ctx.controller.clone(),
+        cold: ctx.cold.clone(),
         client_addr: RefCell::new(
             listener
                 .local_addr()
@@ -439,6 +448,9 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         ),
     });
     shard.apply_catalog(ctx.catalog.clone()).await?;
+    if let Some(cold) = shard.cold.clone() {
+        crate::tiering::open_at_start(&shard, &cold, TIER_OPEN_AT_START_MAX).await;
+    }
     // Serve calls from other shards only once our partitions are open; calls queue until then.
     for (peer, stream) in receivers.streams() {
         let shard = shard.clone();
@@ -584,13 +596,24 @@ fn spawn_background(shard: &Rc<Shard>) {
             sleep(Duration::from_secs(5)).await;
             let parts: Vec<Rc<Partition>> = cleaner.partitions.borrow().values().cloned().collect();
             let now = crate::handlers::now_ms();
+            let catalog = cleaner.catalog.borrow().clone();
             for p in parts {
                 if p.closed.get() {
                     continue;
                 }
                 // Retention: segments are detached here (cheap), unlinked and unmapped on the
-                // blocking pool.
-                let job = p.log.borrow_mut().retention_job(now);
+                // blocking pool. Never for a tiered topic: its local segments go only through the
+                // cold tier, after their upload is confirmed (also while the store is down or
+                // not configured).
+                let tiered = catalog
+                    .topics
+                    .get(&p.topic)
+                    .is_some_and(crate::tiering::is_tiered);
+                let job = if tiered {
+                    None
+                } else {
+                    p.log.borrow_mut().retention_job(now)
+                };
                 if let Some(job) = job {
                     if let Err(e) = crate::runtime::blocking(move || job.run()).await {
                         eprintln!("sprawl: retention on {}/{} failed: {e}", p.topic, p.index);
@@ -623,7 +646,41 @@ fn spawn_background(shard: &Rc<Shard>) {
         }
     })
     .detach();
+    if let Some(cold) = shard.cold.clone() {
+        let tierer = shard.clone();
+        glommio::spawn_local(async move {
+            while !tierer.stopping.get() {
+                sleep(TIER_PASS_INTERVAL).await;
+                let parts: Vec<Rc<Partition>> = tierer
+                    .partitions
+                    .borrow()
+                    .values()
+                    .filter(|p| p.cold.get().is_some())
+                    .cloned()
+                    .collect();
+                if parts.is_empty() && tierer.id == 0 {
+                    // Nothing tiered: keep re-checking a store that is down, so the node's log
+                    // and /metrics say when it answers again.
+                    cold.ensure_up().await;
+                }
+                let now = crate::handlers::now_ms();
+                for p in parts {
+                    // One task per partition: a slow upload of one does not hold up the others.
+                    let cold = cold.clone();
+                    glommio::spawn_local(async move { crate::tiering::pass(&p, &cold, now).await })
+                        .detach();
+                }
+            }
+        })
+        .detach();
+    }
 }
+
+/// How often each tiered partition is looked at (upload, manifest, local release).
+const TIER_PASS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a starting shard waits for the object store to load its tiered partitions'
+/// manifests before it serves anyway (then they load in the background).
+const TIER_OPEN_AT_START_MAX: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -257,6 +257,28 @@ fn invalid_field_values_are_rejected() {
             b.push(0);
             frame(2, 0, 0, &b)
         }),
+        // CreateTopic v1: a valid v0 config, then tier_after_ms with presence 5.
+        (
+            "tier_after_ms",
+            frame(2, 1, 0, &[1, 0, b't', 1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0]),
+        ),
+        // The same v0 body at v1 lacks the two tiering presence bytes.
+        (
+            "tier_after_ms",
+            frame(2, 1, 0, &[1, 0, b't', 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ),
+        ("remote", {
+            // DescribeTopic v1 reply: head, topic present, name "t", topic_id, a v1 config with
+            // nothing set, one partition whose `remote` presence byte is 2.
+            let mut b = vec![0, 0, 0, 0, 1, 1, 0, b't'];
+            b.extend_from_slice(&[0; 8]);
+            b.extend_from_slice(&[1, 0, 0, 0]); // partitions
+            b.extend_from_slice(&[0; 7]); // five v0 optionals/bools and two v1 optionals
+            b.extend_from_slice(&[1, 0, 0, 0]); // partition count
+            b.extend_from_slice(&[0; 40]);
+            b.push(2);
+            frame(4, 1, 1, &b)
+        }),
     ];
     for (field, bytes) in cases {
         match decode_default(&bytes) {
@@ -278,10 +300,11 @@ proptest! {
     #[test]
     fn random_bodies_behind_a_valid_header_never_panic(
         api_key in 0u16..15,
+        api_version in 0u16..3,
         flags in 0u16..4,
         body in proptest::collection::vec(any::<u8>(), 0..128),
     ) {
-        check_canonical(&frame(api_key, 0, flags, &body), &Limits::default())?;
+        check_canonical(&frame(api_key, api_version, flags, &body), &Limits::default())?;
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn admin_calls_map_every_field() {
                         durable_offset: 9,
                         shard: 1,
                         bytes_on_disk: 512,
+                        remote: None,
                     }],
                 }),
             },

@@ -1,5 +1,5 @@
-//! docs/protocol.md and the code must agree: the error-code and api-key tables are parsed from the
-//! document and compared with the enums, so neither can drift alone.
+//! docs/protocol.md and the code must agree: the error-code and api-key tables (with each api's
+//! versions) are parsed from the document and compared with the enums, so neither can drift alone.
 
 use net::codec::{ApiKey, ErrorCode, Limits};
 
@@ -42,6 +42,40 @@ fn api_key_table_matches_the_enum() {
         .map(|a| (*a as u16, a.name().to_owned()))
         .collect();
     assert_eq!(rows, code);
+}
+
+/// The `versions` column of the api table: `0` or `MIN-MAX`, one row per api key.
+#[test]
+fn api_versions_column_matches_supported_versions() {
+    let doc = protocol_md();
+    let start = doc.find("| api_key | name").expect("api table");
+    let header: Vec<&str> = doc[start..]
+        .lines()
+        .next()
+        .expect("header row")
+        .split('|')
+        .map(str::trim)
+        .collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "versions")
+        .expect("a `versions` column in the api table");
+    let documented: Vec<(u16, (u16, u16))> = doc[start..]
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let key = cells.get(1)?.parse().ok()?;
+            let versions = cells.get(column)?;
+            let (min, max) = versions.split_once('-').unwrap_or((versions, versions));
+            Some((key, (min.parse().ok()?, max.parse().ok()?)))
+        })
+        .collect();
+    let code: Vec<(u16, (u16, u16))> = ApiKey::ALL
+        .iter()
+        .map(|a| (*a as u16, a.supported_versions()))
+        .collect();
+    assert_eq!(documented, code);
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod common;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use net::codec::{ApiKey, Body};
+use net::codec::{ApiKey, Body, Request, Response};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -116,4 +116,116 @@ fn header_bytes_match_the_spec() {
     expected.extend_from_slice(b"orders");
     expected.extend_from_slice(&[2, 0, 0, 0]);
     assert_eq!(bytes, expected);
+}
+
+fn golden(name: &str) -> Vec<u8> {
+    std::fs::read(golden_dir().join(format!("{name}.bin"))).expect("golden file")
+}
+
+/// The bytes an older peer sends (the v0 vectors, unchanged since v0) still decode, with every
+/// v1-only value absent.
+#[test]
+fn v0_vectors_decode_with_the_v1_fields_absent() {
+    let bytes = golden("req_create_topic");
+    let frame = common::decode_one(&bytes);
+    assert_eq!(frame.header.api_version, 0);
+    let Body::Request(Request::CreateTopic { config, .. }) = frame.body else {
+        panic!("req_create_topic is a CreateTopic request: {frame:?}");
+    };
+    assert_eq!(config.partitions, 3);
+    assert_eq!(
+        (config.tier_after_ms, config.local_retention_bytes),
+        (None, None)
+    );
+
+    let bytes = golden("resp_describe_topic");
+    let frame = common::decode_one(&bytes);
+    assert_eq!(frame.header.api_version, 0);
+    let Body::Response(Response::DescribeTopic {
+        topic: Some(topic), ..
+    }) = frame.body
+    else {
+        panic!("resp_describe_topic describes a topic: {frame:?}");
+    };
+    assert_eq!(topic.config.tier_after_ms, None);
+    assert_eq!(topic.config.local_retention_bytes, None);
+    assert_eq!(topic.partitions.len(), 1);
+    assert_eq!(topic.partitions[0].end_offset, 43);
+    assert_eq!(topic.partitions[0].remote, None);
+}
+
+/// Rewrites a frame's length and version fields, as a peer adding fields to a body would.
+fn with_header(mut bytes: Vec<u8>, api_version: u16, appended_bytes: usize) -> Vec<u8> {
+    let length = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+    let length = length + u32::try_from(appended_bytes).expect("small");
+    bytes[..4].copy_from_slice(&length.to_le_bytes());
+    bytes[6..8].copy_from_slice(&api_version.to_le_bytes());
+    bytes
+}
+
+fn opt_u64(value: Option<u64>) -> Vec<u8> {
+    match value {
+        Some(v) => [&[1u8][..], &v.to_le_bytes()].concat(),
+        None => vec![0],
+    }
+}
+
+/// CreateTopic v1 written out by hand from docs/protocol.md: the v0 body, then
+/// `tier_after_ms opt_u64, local_retention_bytes opt_u64`.
+#[test]
+fn create_topic_v1_appends_the_tiering_settings_to_the_v0_body() {
+    let mut expected = Vec::new();
+    expected.extend(opt_u64(Some(3_600_000)));
+    expected.extend(opt_u64(Some(1_073_741_824)));
+    let v0 = golden("req_create_topic");
+    let appended = expected.len();
+    let expected = [with_header(v0, 1, appended), expected].concat();
+    assert_eq!(golden("req_create_topic_v1"), expected);
+}
+
+/// DescribeTopic v1 written out by hand: the config gains the two tiering settings, and each
+/// partition is followed by a `remote` presence bool and, when present, the remote tier fields.
+#[test]
+fn describe_topic_v1_layout_matches_the_spec() {
+    let mut e = vec![0u8; 4]; // length, filled in below
+    e.extend_from_slice(&[4, 0, 1, 0, 6, 0, 0, 0, 1, 0]); // DescribeTopic, v1, cid 6, response
+    e.extend_from_slice(&[0, 0, 0, 0]); // error NONE, empty message
+    e.push(1); // topic present
+    e.extend_from_slice(&[6, 0]);
+    e.extend_from_slice(b"orders");
+    e.extend_from_slice(&0xa3u64.to_le_bytes());
+    e.extend_from_slice(&3u32.to_le_bytes()); // partitions
+    e.extend(opt_u64(Some(604_800_000))); // retention_ms
+    e.extend(opt_u64(None)); // retention_bytes
+    e.extend(opt_u64(Some(67_108_864))); // segment_bytes
+    e.push(0); // compacted
+    e.extend(opt_u64(Some(60_000))); // default_ttl_ms
+    e.extend(opt_u64(Some(3_600_000))); // tier_after_ms (v1)
+    e.extend(opt_u64(None)); // local_retention_bytes (v1)
+    e.extend_from_slice(&2u32.to_le_bytes()); // partition count
+    for (partition, start, end, durable, shard, disk) in [
+        (0u32, 0u64, 43u64, 42u64, 1u32, 4096u64),
+        (1, 0, 1043, 1042, 0, 8192),
+    ] {
+        e.extend_from_slice(&partition.to_le_bytes());
+        e.extend_from_slice(&start.to_le_bytes());
+        e.extend_from_slice(&end.to_le_bytes());
+        e.extend_from_slice(&durable.to_le_bytes());
+        e.extend_from_slice(&shard.to_le_bytes());
+        e.extend_from_slice(&disk.to_le_bytes());
+        if partition == 0 {
+            e.push(0); // remote absent
+        } else {
+            e.push(1); // remote present
+            e.extend_from_slice(&1000u64.to_le_bytes()); // local_start_offset
+            e.extend_from_slice(&0u64.to_le_bytes()); // remote_start_offset
+            e.extend_from_slice(&1000u64.to_le_bytes()); // remote_end_offset
+            e.extend_from_slice(&2u32.to_le_bytes()); // remote_segments
+            e.extend_from_slice(&262_144u64.to_le_bytes()); // remote_data_bytes
+            e.extend_from_slice(&65_536u64.to_le_bytes()); // remote_object_bytes
+        }
+    }
+    let length = u32::try_from(e.len() - 4).expect("small");
+    e[..4].copy_from_slice(&length.to_le_bytes());
+    assert_eq!(golden("resp_describe_topic_v1"), e);
 }

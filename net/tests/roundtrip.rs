@@ -1,10 +1,14 @@
-//! Property round trips: every request and response survives encode -> decode unchanged, uses
-//! exactly the bytes it wrote, and decodes the same when followed by more bytes.
+//! Property round trips: every request and response, at every version its api implements,
+//! survives encode -> decode unchanged, uses exactly the bytes it wrote, and decodes the same when
+//! followed by more bytes. A value a version cannot carry is refused by the encoder.
 
 mod common;
 
 use bytes::BytesMut;
-use net::codec::{decode, encode, Body, Decoded, Frame, Limits};
+use net::codec::{
+    decode, encode, ApiKey, Body, Decoded, EncodeError, Frame, Limits, Request, Response,
+    TopicConfig,
+};
 use proptest::prelude::*;
 
 fn check_round_trip(frame: Frame<'static>) -> Result<(), TestCaseError> {
@@ -31,13 +35,74 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn requests_round_trip(correlation_id in any::<u32>(), request in common::strategies::request()) {
-        check_round_trip(Frame::request(correlation_id, request))?;
+    fn requests_round_trip(
+        correlation_id in any::<u32>(),
+        (version, request) in common::strategies::request(),
+    ) {
+        check_round_trip(Frame::request_at(correlation_id, version, request))?;
     }
 
     #[test]
-    fn responses_round_trip(correlation_id in any::<u32>(), response in common::strategies::response()) {
-        check_round_trip(Frame::response(correlation_id, response))?;
+    fn responses_round_trip(
+        correlation_id in any::<u32>(),
+        (version, response) in common::strategies::response(),
+    ) {
+        check_round_trip(Frame::response_at(correlation_id, version, response))?;
+    }
+
+    /// A v0 CreateTopic carries a config exactly when no tiering setting is set; otherwise the
+    /// encoder names the first one set and the version it needs, and writes nothing.
+    #[test]
+    fn v0_create_topic_refuses_tiering_settings(
+        name in common::strategies::text(),
+        config in common::strategies::topic_config(1),
+    ) {
+        let frame = Frame::request_at(9, 0, Request::CreateTopic { name, config });
+        let mut buf = BytesMut::from(&b"keep"[..]);
+        let result = encode(&frame, &mut buf, &Limits::default());
+        match config.first_tiering_field() {
+            None => {
+                prop_assert!(result.is_ok(), "{:?}", result);
+                let decoded = common::decode_one(&buf[4..]);
+                prop_assert_eq!(decoded, frame);
+            }
+            Some(field) => {
+                prop_assert_eq!(result, Err(EncodeError::FieldNeedsVersion {
+                    api: ApiKey::CreateTopic,
+                    version: 0,
+                    field,
+                    required_version: TopicConfig::TIERING_VERSION,
+                }));
+                prop_assert_eq!(&buf[..], b"keep");
+            }
+        }
+    }
+
+    /// A v0 DescribeTopic reply refuses a v1 description (tiering settings or remote tier info)
+    /// with a typed error, and carries one without them.
+    #[test]
+    fn v0_describe_topic_refuses_v1_values(
+        response in common::strategies::describe_topic_response(1),
+    ) {
+        let Response::DescribeTopic { topic, .. } = &response else {
+            unreachable!("the strategy builds DescribeTopic replies");
+        };
+        let expected_field = topic.as_ref().and_then(|t| {
+            t.config
+                .first_tiering_field()
+                .or_else(|| t.partitions.iter().any(|p| p.remote.is_some()).then_some("remote"))
+        });
+        let frame = Frame::response_at(3, 0, response.clone());
+        let result = encode(&frame, &mut BytesMut::new(), &Limits::default());
+        match expected_field {
+            None => prop_assert!(result.is_ok(), "{:?}", result),
+            Some(field) => prop_assert_eq!(result, Err(EncodeError::FieldNeedsVersion {
+                api: ApiKey::DescribeTopic,
+                version: 0,
+                field,
+                required_version: 1,
+            })),
+        }
     }
 
     #[test]
@@ -55,8 +120,8 @@ proptest! {
 
     /// The encoder refuses a frame above the limit and leaves the buffer untouched.
     #[test]
-    fn encode_respects_the_limit(request in common::strategies::request()) {
-        let frame = Frame::request(1, request);
+    fn encode_respects_the_limit((version, request) in common::strategies::request()) {
+        let frame = Frame::request_at(1, version, request);
         let mut buf = BytesMut::new();
         let full = encode(&frame, &mut buf, &Limits::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let tight = Limits::new(u32::try_from(full - 4 - 1).unwrap_or(0));
@@ -72,4 +137,55 @@ proptest! {
 fn body_kind_follows_the_flags() {
     let bytes = common::encode_frame(&Frame::request(3, net::codec::Request::ListTopics));
     assert!(matches!(common::decode_one(&bytes).body, Body::Request(_)));
+}
+
+#[test]
+fn versions_the_codec_does_not_implement_are_refused_by_the_encoder() {
+    for (api_version, frame) in [
+        (
+            2,
+            Frame::request_at(1, 2, Request::DescribeTopic { name: "t" }),
+        ),
+        (1, Frame::request_at(1, 1, Request::ListTopics)),
+    ] {
+        let api = match &frame.body {
+            Body::Request(r) => r.api_key(),
+            Body::Response(_) => unreachable!("requests only"),
+        };
+        let (supported_min, supported_max) = api.supported_versions();
+        let err = encode(&frame, &mut BytesMut::new(), &Limits::default()).unwrap_err();
+        assert_eq!(
+            err,
+            EncodeError::UnsupportedVersion {
+                api,
+                version: api_version,
+                supported_min,
+                supported_max,
+            }
+        );
+    }
+    // The generic error body has one layout for every version.
+    let header = net::codec::FrameHeader {
+        api_key: ApiKey::ListTopics as u16,
+        api_version: 9,
+        correlation_id: 1,
+        flags: 0,
+    };
+    let frame = Frame::error(header, net::codec::ErrorCode::UnsupportedVersion, "v9", 0);
+    assert!(encode(&frame, &mut BytesMut::new(), &Limits::default()).is_ok());
+}
+
+#[test]
+fn the_encode_error_names_the_field_and_the_version_it_needs() {
+    let config = TopicConfig {
+        partitions: 1,
+        local_retention_bytes: Some(1 << 30),
+        ..TopicConfig::default()
+    };
+    let frame = Frame::request_at(1, 0, Request::CreateTopic { name: "t", config });
+    let err = encode(&frame, &mut BytesMut::new(), &Limits::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`local_retention_bytes` is set, but CreateTopic v0 cannot carry it: it needs v1 or later"
+    );
 }

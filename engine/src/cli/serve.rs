@@ -56,6 +56,21 @@ pub struct ServeArgs {
     /// metadata controllers (Raft voters, 3 or 5), ID@HOST:PORT,... with client-port addresses; every node gets the same list (env SPRAWL_CONTROLLERS)
     #[argh(option)]
     pub controllers: Option<String>,
+    /// object store of the cold tier, http://HOST:PORT of an S3-compatible server (AWS S3, MinIO, Ceph, Garage); off when unset (env SPRAWL_S3_ENDPOINT)
+    #[argh(option)]
+    pub s3_endpoint: Option<String>,
+    /// bucket of the cold tier; must exist (env SPRAWL_S3_BUCKET)
+    #[argh(option)]
+    pub s3_bucket: Option<String>,
+    /// signing region of the bucket (default us-east-1; env SPRAWL_S3_REGION)
+    #[argh(option)]
+    pub s3_region: Option<String>,
+    /// access key id for the object store (env SPRAWL_S3_ACCESS_KEY)
+    #[argh(option)]
+    pub s3_access_key: Option<String>,
+    /// secret key for the object store; prefer the environment, flags show in `ps` (env SPRAWL_S3_SECRET_KEY)
+    #[argh(option)]
+    pub s3_secret_key: Option<String>,
 }
 
 pub fn run(a: ServeArgs) -> Result<(), String> {
@@ -74,6 +89,13 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         gossip_port: a.gossip_port,
         advertise: a.advertise,
         controllers: a.controllers,
+        s3: crate::config::ColdOverrides {
+            endpoint: a.s3_endpoint,
+            bucket: a.s3_bucket,
+            region: a.s3_region,
+            access_key: a.s3_access_key,
+            secret_key: a.s3_secret_key,
+        },
     };
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("SPRAWL_"))

@@ -47,6 +47,12 @@ pub struct CreateArgs {
     /// keep only the latest record per key
     #[argh(switch)]
     pub compacted: bool,
+    /// cold tier: upload sealed segments to the object store once their newest record is this many ms old (node needs --s3-endpoint)
+    #[argh(option)]
+    pub tier_after_ms: Option<u64>,
+    /// cold tier: keep at most this many bytes of sealed segments per partition on local disk; older ones are uploaded, then deleted locally (node needs --s3-endpoint)
+    #[argh(option)]
+    pub local_retention_bytes: Option<u64>,
     /// broker address (default 127.0.0.1:7070)
     #[argh(option, default = "DEFAULT_BROKER.to_string()")]
     pub broker: String,
@@ -106,6 +112,8 @@ pub fn run(a: TopicArgs) -> Result<(), String> {
                 segment_bytes: c.segment_bytes,
                 compacted: c.compacted,
                 default_ttl_ms: c.default_ttl_ms,
+                tier_after_ms: c.tier_after_ms,
+                local_retention_bytes: c.local_retention_bytes,
             };
             let id = client
                 .create_topic(&c.name, &config)
@@ -157,6 +165,7 @@ pub fn run(a: TopicArgs) -> Result<(), String> {
                         .partitions
                         .iter()
                         .map(|p| {
+                            let r = p.remote;
                             serde_json::json!({
                                 "partition": p.partition,
                                 "start_offset": p.start_offset,
@@ -164,6 +173,12 @@ pub fn run(a: TopicArgs) -> Result<(), String> {
                                 "durable_offset": p.durable_offset,
                                 "shard": p.shard,
                                 "bytes_on_disk": p.bytes_on_disk,
+                                "local_start_offset": r.map(|r| r.local_start_offset),
+                                "remote_start_offset": r.map(|r| r.remote_start_offset),
+                                "remote_end_offset": r.map(|r| r.remote_end_offset),
+                                "remote_segments": r.map(|r| r.remote_segments),
+                                "remote_data_bytes": r.map(|r| r.remote_data_bytes),
+                                "remote_object_bytes": r.map(|r| r.remote_object_bytes),
                             })
                         })
                         .collect();
@@ -179,6 +194,8 @@ pub fn run(a: TopicArgs) -> Result<(), String> {
                             "segment_bytes": c.segment_bytes,
                             "compacted": c.compacted,
                             "default_ttl_ms": c.default_ttl_ms,
+                            "tier_after_ms": c.tier_after_ms,
+                            "local_retention_bytes": c.local_retention_bytes,
                             "partition_state": parts,
                         })
                     );
@@ -196,17 +213,41 @@ pub fn run(a: TopicArgs) -> Result<(), String> {
                         c.compacted,
                         opt(c.default_ttl_ms)
                     );
-                    println!("partition\tshard\tstart\tend\tdurable\tbytes_on_disk");
-                    for p in &t.partitions {
+                    let tiered = c.tier_after_ms.is_some() || c.local_retention_bytes.is_some();
+                    if tiered {
                         println!(
-                            "{}\t{}\t{}\t{}\t{}\t{}",
-                            p.partition,
-                            p.shard,
-                            p.start_offset,
-                            p.end_offset,
-                            p.durable_offset,
-                            p.bytes_on_disk
+                            "cold tier: tier_after_ms {}, local_retention_bytes {} (retention applies to the remote log)",
+                            opt(c.tier_after_ms),
+                            opt(c.local_retention_bytes)
                         );
+                        println!("partition\tshard\tremote_start\tlocal_start\tend\tdurable\tbytes_local\tbytes_remote\tremote_segments");
+                    } else {
+                        println!("partition\tshard\tstart\tend\tdurable\tbytes_on_disk");
+                    }
+                    for p in &t.partitions {
+                        let (start, end, durable) =
+                            (p.start_offset, p.end_offset, p.durable_offset);
+                        match (tiered, p.remote) {
+                            (false, _) => println!(
+                                "{}\t{}\t{start}\t{end}\t{durable}\t{}",
+                                p.partition, p.shard, p.bytes_on_disk
+                            ),
+                            (true, Some(r)) => println!(
+                                "{}\t{}\t{}\t{}\t{end}\t{durable}\t{}\t{}\t{}",
+                                p.partition,
+                                p.shard,
+                                r.remote_start_offset,
+                                r.local_start_offset,
+                                p.bytes_on_disk,
+                                r.remote_data_bytes,
+                                r.remote_segments
+                            ),
+                            // Tier not opened yet (store down or manifest not loaded).
+                            (true, None) => println!(
+                                "{}\t{}\t?\t{start}\t{end}\t{durable}\t{}\t?\t?",
+                                p.partition, p.shard, p.bytes_on_disk
+                            ),
+                        }
                     }
                 }
             }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod cluster;
+mod cold;
 pub use cluster::{ClusterConfig, DEFAULT_GOSSIP_PORT};
+pub use cold::{ColdConfig, ColdOverrides, DEFAULT_S3_REGION};
 
 /// Default client (binary protocol) port.
 pub const DEFAULT_PORT: u16 = 7070;
@@ -82,6 +84,8 @@ pub struct ServeConfig {
     pub analytics_key_window_s: u64,
     /// Gossip seeds, gossip port and advertised host; `enabled` when any was given.
     pub cluster: ClusterConfig,
+    /// The object store of the cold tier; disabled without `--s3-endpoint`.
+    pub cold: ColdConfig,
 }
 
 impl ServeConfig {
@@ -109,6 +113,7 @@ impl ServeConfig {
             analytics_partition_capacity_msgs_per_s: 100_000.0,
             analytics_key_window_s: 60,
             cluster: ClusterConfig::default(),
+            cold: ColdConfig::default(),
         }
     }
 }
@@ -137,6 +142,7 @@ pub struct Overrides {
     pub gossip_port: Option<u16>,
     pub advertise: Option<String>,
     pub controllers: Option<String>,
+    pub s3: ColdOverrides,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +172,14 @@ struct FileConfig {
     gossip_port: Option<u16>,
     advertise: Option<String>,
     controllers: Option<Vec<String>>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key: Option<String>,
+    s3_secret_key: Option<String>,
+    s3_cache_bytes: Option<u64>,
+    s3_threads: Option<usize>,
+    s3_request_timeout_ms: Option<u64>,
 }
 
 /// Resolves the configuration from flags, the given environment and the optional TOML file.
@@ -249,6 +263,16 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
     if let Some(v) = file.controllers {
         cfg.cluster.set_controller_list(&v, &src)?;
     }
+    cfg.cold.apply(&ColdOverrides {
+        endpoint: file.s3_endpoint,
+        bucket: file.s3_bucket,
+        region: file.s3_region,
+        access_key: file.s3_access_key,
+        secret_key: file.s3_secret_key,
+    });
+    set(&mut cfg.cold.cache_bytes, file.s3_cache_bytes);
+    set(&mut cfg.cold.threads, file.s3_threads);
+    set(&mut cfg.cold.request_timeout_ms, file.s3_request_timeout_ms);
     Ok(())
 }
 
@@ -317,6 +341,8 @@ fn apply_env(cfg: &mut ServeConfig, env: &HashMap<String, String>) -> Result<(),
         cfg.cluster
             .set_controllers(v, "environment variable SPRAWL_CONTROLLERS")?;
     }
+    cfg.cold
+        .apply(&ColdOverrides::from_env(|k| get(k).cloned()));
     Ok(())
 }
 
@@ -368,6 +394,7 @@ fn apply_flags(cfg: &mut ServeConfig, f: &Overrides) -> Result<(), ConfigError> 
     if let Some(v) = &f.controllers {
         cfg.cluster.set_controllers(v, "--controllers")?;
     }
+    cfg.cold.apply(&f.s3);
     Ok(())
 }
 
@@ -488,6 +515,28 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
             "must be at least 1 (acks=all requests are synced immediately regardless)",
         ));
     }
+    if !(1 << 20..=64 << 30).contains(&cfg.cold.cache_bytes) {
+        return Err(invalid(
+            "s3_cache_bytes",
+            cfg.cold.cache_bytes.to_string(),
+            "must be between 1 MiB and 64 GiB",
+        ));
+    }
+    if !(1..=64).contains(&cfg.cold.threads) {
+        return Err(invalid(
+            "s3_threads",
+            cfg.cold.threads.to_string(),
+            "must be between 1 and 64",
+        ));
+    }
+    if !(1_000..=600_000).contains(&cfg.cold.request_timeout_ms) {
+        return Err(invalid(
+            "s3_request_timeout_ms",
+            cfg.cold.request_timeout_ms.to_string(),
+            "must be between 1000 and 600000",
+        ));
+    }
+    cfg.cold.validate()?;
     cfg.cluster.validate(cfg.node_id, cfg.bind)
 }
 

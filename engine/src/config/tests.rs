@@ -78,3 +78,82 @@ fn unknown_file_keys_are_rejected() {
     let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
     assert!(err.contains("prot"), "{err}");
 }
+
+#[test]
+fn s3_settings_layer_and_must_come_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s3.toml");
+    std::fs::write(
+        &file,
+        "s3_endpoint = \"http://127.0.0.1:9000/\"\ns3_bucket = \"from-file\"\n\
+         s3_access_key = \"file-key\"\ns3_secret_key = \"file-secret\"\n\
+         s3_cache_bytes = 2097152\ns3_threads = 3\ns3_request_timeout_ms = 5000\n",
+    )
+    .unwrap();
+    let mut env = HashMap::new();
+    env.insert("SPRAWL_S3_BUCKET".to_string(), "from-env".to_string());
+    env.insert(
+        "SPRAWL_S3_SECRET_KEY".to_string(),
+        "env-secret\n".to_string(),
+    );
+    let flags = Overrides {
+        config: Some(file),
+        shards: Some(1),
+        s3: ColdOverrides {
+            access_key: Some("flag-key".into()),
+            ..ColdOverrides::default()
+        },
+        ..Overrides::default()
+    };
+    let cfg = resolve(&flags, &env).unwrap();
+    let c = &cfg.cold;
+    assert!(c.enabled());
+    assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(c.bucket.as_deref(), Some("from-env"), "env beats file");
+    assert_eq!(c.access_key.as_deref(), Some("flag-key"), "flag beats file");
+    assert_eq!(c.secret_key.as_deref(), Some("env-secret"), "trimmed");
+    assert_eq!(c.region, DEFAULT_S3_REGION);
+    assert_eq!(
+        (c.cache_bytes, c.threads, c.request_timeout_ms),
+        (2 << 20, 3, 5000)
+    );
+    let s3 = c.s3_config().unwrap();
+    assert_eq!(
+        (s3.bucket.as_str(), s3.request_timeout_ms),
+        ("from-env", 5000)
+    );
+    assert!(
+        !format!("{c:?}").contains("env-secret"),
+        "Debug redacts the secret"
+    );
+
+    // No settings: no cold tier, no error.
+    let plain = Overrides {
+        shards: Some(1),
+        ..Overrides::default()
+    };
+    assert!(!resolve(&plain, &HashMap::new()).unwrap().cold.enabled());
+
+    // Partial, HTTPS, a path, a bad bucket: each refused naming the setting.
+    let with = |endpoint: &str, bucket: Option<&str>| Overrides {
+        shards: Some(1),
+        s3: ColdOverrides {
+            endpoint: Some(endpoint.into()),
+            bucket: bucket.map(Into::into),
+            access_key: Some("k".into()),
+            secret_key: Some("s".into()),
+            region: None,
+        },
+        ..Overrides::default()
+    };
+    for (flags, needle) in [
+        (with("http://h:1", None), "s3-bucket"),
+        (with("https://h:1", Some("b-1")), "TLS"),
+        (with("http://h:1/bucket", Some("b-1")), "no path"),
+        (with("h:1", Some("b-1")), "http://HOST"),
+        (with("http://h:1", Some("Bad_Bucket")), "s3-bucket"),
+    ] {
+        let err = resolve(&flags, &HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}

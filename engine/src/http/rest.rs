@@ -95,6 +95,8 @@ pub async fn create_topic(shard: &Rc<Shard>, body: &Value) -> Result<Value> {
             Some(_) => return Err(HttpError::bad("compacted must be true or false")),
         },
         default_ttl_ms: field_u64(body, "default_ttl_ms")?,
+        tier_after_ms: field_u64(body, "tier_after_ms")?,
+        local_retention_bytes: field_u64(body, "local_retention_bytes")?,
     };
     // Topic admin runs on shard 0, which owns the catalog and the admin lock.
     let reply = call_shard(shard, 0, Request::CreateTopic { name, config }).await?;
@@ -134,16 +136,24 @@ pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> Result<Value> {
     let parts: Vec<Value> = parts
         .iter()
         .map(|p| {
+            let r = p.remote;
             json!({"partition": p.partition, "shard": p.shard, "start_offset": p.start_offset,
                         "end_offset": p.end_offset, "durable_offset": p.durable_offset,
-                        "bytes_on_disk": p.bytes_on_disk})
+                        "bytes_on_disk": p.bytes_on_disk,
+                        "local_start_offset": r.map(|r| r.local_start_offset),
+                        "remote_start_offset": r.map(|r| r.remote_start_offset),
+                        "remote_end_offset": r.map(|r| r.remote_end_offset),
+                        "remote_segments": r.map(|r| r.remote_segments),
+                        "remote_data_bytes": r.map(|r| r.remote_data_bytes),
+                        "remote_object_bytes": r.map(|r| r.remote_object_bytes)})
         })
         .collect();
     Ok(
         json!({"name": t.name, "topic_id": format!("{:016x}", t.topic_id), "partitions": t.partitions,
               "retention_ms": s.retention_ms, "retention_bytes": s.retention_bytes,
               "segment_bytes": s.segment_bytes, "compacted": s.compacted,
-              "default_ttl_ms": s.default_ttl_ms, "partition_state": parts}),
+              "default_ttl_ms": s.default_ttl_ms, "tier_after_ms": s.tier_after_ms,
+              "local_retention_bytes": s.local_retention_bytes, "partition_state": parts}),
     )
 }
 

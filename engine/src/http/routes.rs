@@ -492,6 +492,15 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
             }
         }
     }
+    if let Some(cold) = &shard.cold {
+        cold.render_metrics(&mut out, node);
+        let tiered: Vec<_> = all
+            .iter()
+            .flat_map(|(_, m)| &m.partitions)
+            .filter_map(|p| Some((p.topic.as_str(), p.partition, p.tier.as_ref()?)))
+            .collect();
+        crate::tiering::render_metrics(&mut out, node, &tiered);
+    }
     let _ = writeln!(out, "# TYPE sprawl_latency_us summary");
     for op in Op::ALL {
         let mut h = new_histogram();

@@ -53,11 +53,7 @@ impl Target for SprawlTarget {
     fn create_topic(&self) -> Result<(), DriverError> {
         let config = TopicConfig {
             partitions: self.endpoint.partitions,
-            retention_ms: None,
-            retention_bytes: None,
-            segment_bytes: None,
-            compacted: false,
-            default_ttl_ms: None,
+            ..TopicConfig::default()
         };
         self.client(1)?
             .create_topic(&self.endpoint.topic, &config)?;

@@ -66,14 +66,25 @@ pub enum ClientError {
     /// A reply arrived for a correlation id that is not in flight. The connection is unusable.
     #[error("{addr} sent a reply for correlation id {correlation_id}, which is not in flight")]
     UnknownCorrelation { addr: String, correlation_id: u32 },
-    /// The server does not implement a version of `api` this client speaks.
-    #[error("server at {addr} supports {} versions {server_min}..={server_max}, this client speaks {client_version}", api.name())]
+    /// The server and this client have no version of `api` in common.
+    #[error("server at {addr} supports {} versions {server_min}..={server_max}, this client speaks {client_min}..={client_max}", api.name())]
     UnsupportedServer {
         addr: String,
         api: ApiKey,
         server_min: u16,
         server_max: u16,
-        client_version: u16,
+        client_min: u16,
+        client_max: u16,
+    },
+    /// A topic was to be created with a tiered-storage setting, but the server speaks no
+    /// CreateTopic version that carries it. Nothing was sent; the connection stays usable.
+    #[error("server at {addr} does not support tiering settings (`{field}` needs CreateTopic v{required_version}, the server speaks v{negotiated_version}); upgrade the server or create the topic without tiering settings")]
+    TieringUnsupported {
+        addr: String,
+        /// The first tiering setting that was set.
+        field: &'static str,
+        negotiated_version: u16,
+        required_version: u16,
     },
     /// The pipelining window is full: receive a reply before sending more.
     #[error("{in_flight} requests in flight, the window is {window}: receive a reply first")]

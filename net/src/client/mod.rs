@@ -10,9 +10,16 @@
 //!
 //! Every buffer is bounded: the read buffer by the reply frame limit, the queues by the window and
 //! the push limit.
+//!
+//! Versions: the handshake learns the server's `[min, max]` per api, and the client then sends
+//! every request of that api at `min(client max, server max)` ([`Client::api_version`]). An api
+//! with no common version fails the connect with [`ClientError::UnsupportedServer`]. Settings
+//! that only a newer version can carry are refused locally, before anything is sent (for example
+//! [`ClientError::TieringUnsupported`]).
 
 mod error;
 mod io;
+mod negotiate;
 mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +38,7 @@ use crate::codec::{
     encode, Acks, ApiKey, Frame, Limits, ProducerIdent, RecordView, Request, TopicConfig,
 };
 use io::{Incoming, Wait};
+use negotiate::negotiate;
 use types::Reply;
 
 /// Connection settings. `Default` gives values suited to the CLI.
@@ -92,6 +100,8 @@ pub struct Client {
     conn: io::Connection,
     config: ClientConfig,
     server: ServerInfo,
+    /// The version each api's requests are sent at, indexed by api key.
+    api_versions: [u16; ApiKey::ALL.len()],
     send_limits: Limits,
     write_buf: BytesMut,
     next_correlation_id: u32,
@@ -120,6 +130,9 @@ impl Client {
                 server_version: String::new(),
                 frame_bytes_max: Limits::FRAME_BYTES_MAX_PRE_HANDSHAKE,
             },
+            // Until the handshake says otherwise, the oldest version of everything: the only one
+            // any server is guaranteed to speak (the handshake itself is sent at it).
+            api_versions: ApiKey::ALL.map(|api| api.supported_versions().0),
             send_limits: Limits::pre_handshake(),
             write_buf: BytesMut::with_capacity(64 * 1024),
             next_correlation_id: 1,
@@ -136,21 +149,7 @@ impl Client {
         let Reply::ApiVersions(info) = client.call(request, "the handshake", 0)? else {
             unreachable!("call() checks the reply api matches the request");
         };
-        for range in &info.versions {
-            let Some(api) = ApiKey::from_u16(range.api_key) else {
-                continue;
-            };
-            let ours = api.current_version();
-            if !(range.min_version..=range.max_version).contains(&ours) {
-                return Err(ClientError::UnsupportedServer {
-                    addr: addr.to_owned(),
-                    api,
-                    server_min: range.min_version,
-                    server_max: range.max_version,
-                    client_version: ours,
-                });
-            }
-        }
+        client.api_versions = negotiate(addr, &info.versions)?;
         client.send_limits = Limits::new(info.frame_bytes_max);
         client.server = info;
         Ok(client)
@@ -159,6 +158,13 @@ impl Client {
     /// The handshake result.
     pub fn server_info(&self) -> &ServerInfo {
         &self.server
+    }
+
+    /// The version requests of `api` are sent at: the highest both this client and the server
+    /// implement. For an api the server did not list in the handshake, the oldest version this
+    /// client implements.
+    pub fn api_version(&self, api: ApiKey) -> u16 {
+        self.api_versions[api as usize]
     }
 
     /// The address this client connected to.
@@ -178,7 +184,24 @@ impl Client {
     }
 
     /// Creates a topic and returns its id.
+    ///
+    /// Tiered-storage settings (`tier_after_ms`, `local_retention_bytes`) need CreateTopic
+    /// v[`TopicConfig::TIERING_VERSION`]; against an older server the call fails with
+    /// [`ClientError::TieringUnsupported`] and sends nothing, rather than create a topic without
+    /// the policy that was asked for.
     pub fn create_topic(&mut self, name: &str, config: &TopicConfig) -> Result<u64, ClientError> {
+        let version = self.api_version(ApiKey::CreateTopic);
+        if let (true, Some(field)) = (
+            version < TopicConfig::TIERING_VERSION,
+            config.first_tiering_field(),
+        ) {
+            return Err(ClientError::TieringUnsupported {
+                addr: self.conn.addr().to_owned(),
+                field,
+                negotiated_version: version,
+                required_version: TopicConfig::TIERING_VERSION,
+            });
+        }
         let request = Request::CreateTopic {
             name,
             config: *config,
@@ -445,7 +468,7 @@ impl Client {
         let expects_reply = request.expects_reply();
         self.write_buf.clear();
         encode(
-            &Frame::request(correlation_id, request),
+            &Frame::request_at(correlation_id, self.api_version(api), request),
             &mut self.write_buf,
             &self.send_limits,
         )?;

@@ -1,7 +1,7 @@
 //! Typed codec errors. Decoding errors say whether the byte stream is still usable.
 
 use super::header::FrameHeader;
-use super::types::ErrorCode;
+use super::types::{ApiKey, ErrorCode};
 
 /// Why a frame body (or header field) could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -133,5 +133,28 @@ pub enum EncodeError {
         header_flags: u16,
         body_api_key: u16,
         body_flags: u16,
+    },
+    /// The header names a version of the api that this codec has no layout for.
+    #[error(
+        "{} version {version} is not implemented (supported {supported_min}..={supported_max})",
+        api.name()
+    )]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: u16,
+        supported_min: u16,
+        supported_max: u16,
+    },
+    /// The body sets a field that the frame's version has no room for. Nothing is dropped
+    /// silently: send the frame at `required_version` or later, or leave the field unset.
+    #[error(
+        "`{field}` is set, but {} v{version} cannot carry it: it needs v{required_version} or later",
+        api.name()
+    )]
+    FieldNeedsVersion {
+        api: ApiKey,
+        version: u16,
+        field: &'static str,
+        required_version: u16,
     },
 }

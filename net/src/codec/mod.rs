@@ -25,8 +25,8 @@ pub use request::Request;
 pub use response::Response;
 pub use types::{
     message_id, parse_message_id, Acks, ApiKey, ApiVersionRange, Broker, ErrorCode,
-    FetchedRecordView, PartitionInfo, PartitionMetadata, ProducerIdent, RecordView, TopicConfig,
-    TopicDescription, TopicMetadata, TopicSummary,
+    FetchedRecordView, PartitionInfo, PartitionMetadata, ProducerIdent, RecordView, RemoteTierInfo,
+    TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 
 use header::{API_KEY_AT, API_VERSION_AT, CORRELATION_ID_AT, FLAGS_AT};
@@ -47,13 +47,20 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    /// A request at the api's current version.
+    /// A request at the api's current (newest) version.
     pub fn request(correlation_id: u32, request: Request<'a>) -> Self {
-        let api = request.api_key();
+        let version = request.api_key().current_version();
+        Frame::request_at(correlation_id, version, request)
+    }
+
+    /// A request at `api_version`, e.g. the version a client negotiated with its server.
+    /// [`encode`] fails if the codec has no layout for that version or the body sets a field the
+    /// version cannot carry.
+    pub fn request_at(correlation_id: u32, api_version: u16, request: Request<'a>) -> Self {
         Frame {
             header: FrameHeader {
-                api_key: api as u16,
-                api_version: api.current_version(),
+                api_key: request.api_key() as u16,
+                api_version,
                 correlation_id,
                 flags: 0,
             },
@@ -61,28 +68,30 @@ impl<'a> Frame<'a> {
         }
     }
 
-    /// An api-specific response (or a push) at the api's current version. For
+    /// An api-specific response (or a push) at the api's current (newest) version. A server
+    /// answering a request uses [`Frame::response_at`] with the request's version instead. For
     /// [`Response::Error`], prefer [`Frame::error`], which echoes the request's api key.
     pub fn response(correlation_id: u32, response: Response<'a>) -> Self {
-        match response.api_key() {
-            Some(api) => Frame {
-                header: FrameHeader {
-                    api_key: api as u16,
-                    api_version: api.current_version(),
-                    correlation_id,
-                    flags: FLAG_RESPONSE,
-                },
-                body: Body::Response(response),
+        let version = response.api_key().map_or(0, ApiKey::current_version);
+        Frame::response_at(correlation_id, version, response)
+    }
+
+    /// An api-specific response at `api_version`: a server echoes the version of the request it
+    /// answers, so an old client gets the layout it asked for. [`encode`] fails, rather than
+    /// drop anything, if the body sets a field that version cannot carry.
+    pub fn response_at(correlation_id: u32, api_version: u16, response: Response<'a>) -> Self {
+        let (api_key, flags) = match response.api_key() {
+            Some(api) => (api as u16, FLAG_RESPONSE),
+            None => (0, FLAG_RESPONSE | FLAG_ERROR),
+        };
+        Frame {
+            header: FrameHeader {
+                api_key,
+                api_version,
+                correlation_id,
+                flags,
             },
-            None => Frame {
-                header: FrameHeader {
-                    api_key: 0,
-                    api_version: 0,
-                    correlation_id,
-                    flags: FLAG_RESPONSE | FLAG_ERROR,
-                },
-                body: Body::Response(response),
-            },
+            body: Body::Response(response),
         }
     }
 
@@ -180,7 +189,7 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<'a>, CodecEr
     let mut reader = Reader::new(&frame[HEADER_BYTES..]);
     let body = if header.is_error() {
         // The generic error body never changes layout, so any api key and version decode.
-        Body::Response(Response::read(None, &mut reader).map_err(malformed)?)
+        Body::Response(Response::read(None, header.api_version, &mut reader).map_err(malformed)?)
     } else {
         let api = ApiKey::from_u16(header.api_key)
             .filter(|api| header.is_response() || *api != ApiKey::Push)
@@ -197,10 +206,11 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<'a>, CodecEr
                 supported_max,
             });
         }
+        let version = header.api_version;
         if header.is_response() {
-            Body::Response(Response::read(Some(api), &mut reader).map_err(malformed)?)
+            Body::Response(Response::read(Some(api), version, &mut reader).map_err(malformed)?)
         } else {
-            Body::Request(Request::read(api, &mut reader).map_err(malformed)?)
+            Body::Request(Request::read(api, version, &mut reader).map_err(malformed)?)
         }
     };
     reader.finish().map_err(malformed)?;
@@ -209,8 +219,11 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<'a>, CodecEr
 
 /// Appends `frame` to `dst` and returns the number of bytes written (length field included).
 ///
-/// Fails, leaving `dst` unchanged, when a string, blob or list does not fit its length field,
-/// when the header disagrees with the body, or when the frame would exceed `limits`.
+/// The body is written in the layout of `frame.header.api_version`. Fails, leaving `dst`
+/// unchanged, when a string, blob or list does not fit its length field, when the header
+/// disagrees with the body, when the codec has no layout for the header's version, when the body
+/// sets a field that version cannot carry ([`EncodeError::FieldNeedsVersion`]), or when the frame
+/// would exceed `limits`.
 pub fn encode(
     frame: &Frame<'_>,
     dst: &mut BytesMut,
@@ -239,8 +252,8 @@ fn encode_unchecked(
     dst.put_u16_le(h.flags);
     let mut w = Writer { buf: dst };
     match &frame.body {
-        Body::Request(r) => r.write(&mut w)?,
-        Body::Response(r) => r.write(&mut w)?,
+        Body::Request(r) => r.write(h.api_version, &mut w)?,
+        Body::Response(r) => r.write(h.api_version, &mut w)?,
     }
     let frame_bytes = dst.len() - start;
     let length_bytes = frame_bytes - LENGTH_FIELD_BYTES;
@@ -257,13 +270,14 @@ fn encode_unchecked(
 
 fn check_header(frame: &Frame<'_>) -> Result<(), EncodeError> {
     let h = &frame.header;
-    let (body_api_key, body_flags) = match &frame.body {
-        Body::Request(r) => (r.api_key() as u16, 0),
+    let (body_api, body_flags) = match &frame.body {
+        Body::Request(r) => (Some(r.api_key()), 0),
         Body::Response(r) => match r.api_key() {
-            Some(api) => (api as u16, FLAG_RESPONSE),
-            None => (h.api_key, FLAG_RESPONSE | FLAG_ERROR),
+            Some(api) => (Some(api), FLAG_RESPONSE),
+            None => (None, FLAG_RESPONSE | FLAG_ERROR),
         },
     };
+    let body_api_key = body_api.map_or(h.api_key, |api| api as u16);
     if h.api_key != body_api_key || h.flags != body_flags {
         return Err(EncodeError::HeaderMismatch {
             header_api_key: h.api_key,
@@ -271,6 +285,19 @@ fn check_header(frame: &Frame<'_>) -> Result<(), EncodeError> {
             body_api_key,
             body_flags,
         });
+    }
+    // The generic error body has one layout for every version; any other body needs one the
+    // codec implements, or the decoder would reject what the encoder wrote.
+    if let Some(api) = body_api {
+        let (supported_min, supported_max) = api.supported_versions();
+        if !(supported_min..=supported_max).contains(&h.api_version) {
+            return Err(EncodeError::UnsupportedVersion {
+                api,
+                version: h.api_version,
+                supported_min,
+                supported_max,
+            });
+        }
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::types::{Acks, ApiKey, ProducerIdent, RecordView, TopicConfig};
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
-use super::Malformed;
+use super::{EncodeError, Malformed};
 
 /// Minimum encoded size of one produced record: timestamp, ttl, key length, value length,
 /// header count.
@@ -108,7 +108,9 @@ impl Request<'_> {
         )
     }
 
-    pub(crate) fn write(&self, w: &mut Writer<'_>) -> WriteResult {
+    /// Writes the body in the layout of `version` (a version [`ApiKey::supported_versions`]
+    /// lists; the caller checked it).
+    pub(crate) fn write(&self, version: u16, w: &mut Writer<'_>) -> WriteResult {
         match self {
             Request::ApiVersions { client_name } => w.str("client_name", client_name)?,
             Request::Metadata { topics } => {
@@ -119,7 +121,7 @@ impl Request<'_> {
             }
             Request::CreateTopic { name, config } => {
                 w.str("name", name)?;
-                write_topic_config(w, config);
+                write_topic_config(w, config, ApiKey::CreateTopic, version)?;
             }
             Request::DeleteTopic { name } | Request::DescribeTopic { name } => {
                 w.str("name", name)?
@@ -218,8 +220,12 @@ impl Request<'_> {
         Ok(())
     }
 
-    /// Decodes a request body of a known api at a supported version.
-    pub(crate) fn read<'a>(api: ApiKey, r: &mut Reader<'a>) -> ReadResult<Request<'a>> {
+    /// Decodes a request body of a known api at a supported `version`.
+    pub(crate) fn read<'a>(
+        api: ApiKey,
+        version: u16,
+        r: &mut Reader<'a>,
+    ) -> ReadResult<Request<'a>> {
         Ok(match api {
             ApiKey::ApiVersions => Request::ApiVersions {
                 client_name: r.str("client_name")?,
@@ -229,7 +235,7 @@ impl Request<'_> {
             },
             ApiKey::CreateTopic => Request::CreateTopic {
                 name: r.str("name")?,
-                config: read_topic_config(r)?,
+                config: read_topic_config(r, version)?,
             },
             ApiKey::DeleteTopic => Request::DeleteTopic {
                 name: r.str("name")?,
@@ -323,22 +329,53 @@ impl Request<'_> {
     }
 }
 
-pub(crate) fn write_topic_config(w: &mut Writer<'_>, c: &TopicConfig) {
+/// Writes a `TopicConfig` in the layout of CreateTopic / DescribeTopic `version`: the v0 fields,
+/// then from [`TopicConfig::TIERING_VERSION`] on the tiering settings. A tiering setting that is
+/// set in a frame too old to carry it is an error, never silently dropped.
+pub(crate) fn write_topic_config(
+    w: &mut Writer<'_>,
+    c: &TopicConfig,
+    api: ApiKey,
+    version: u16,
+) -> WriteResult {
+    let tiering = version >= TopicConfig::TIERING_VERSION;
+    if let (false, Some(field)) = (tiering, c.first_tiering_field()) {
+        return Err(EncodeError::FieldNeedsVersion {
+            api,
+            version,
+            field,
+            required_version: TopicConfig::TIERING_VERSION,
+        });
+    }
     w.u32(c.partitions);
     w.opt_u64(c.retention_ms);
     w.opt_u64(c.retention_bytes);
     w.opt_u64(c.segment_bytes);
     w.bool(c.compacted);
     w.opt_u64(c.default_ttl_ms);
+    if tiering {
+        w.opt_u64(c.tier_after_ms);
+        w.opt_u64(c.local_retention_bytes);
+    }
+    Ok(())
 }
 
-pub(crate) fn read_topic_config(r: &mut Reader<'_>) -> ReadResult<TopicConfig> {
-    Ok(TopicConfig {
+/// Reads a `TopicConfig` in the layout of CreateTopic / DescribeTopic `version`; the tiering
+/// settings are `None` below [`TopicConfig::TIERING_VERSION`].
+pub(crate) fn read_topic_config(r: &mut Reader<'_>, version: u16) -> ReadResult<TopicConfig> {
+    let mut config = TopicConfig {
         partitions: r.u32("partitions")?,
         retention_ms: r.opt_u64("retention_ms")?,
         retention_bytes: r.opt_u64("retention_bytes")?,
         segment_bytes: r.opt_u64("segment_bytes")?,
         compacted: r.bool("compacted")?,
         default_ttl_ms: r.opt_u64("default_ttl_ms")?,
-    })
+        tier_after_ms: None,
+        local_retention_bytes: None,
+    };
+    if version >= TopicConfig::TIERING_VERSION {
+        config.tier_after_ms = r.opt_u64("tier_after_ms")?;
+        config.local_retention_bytes = r.opt_u64("local_retention_bytes")?;
+    }
+    Ok(config)
 }

@@ -7,14 +7,20 @@
 use super::request::{read_topic_config, write_topic_config};
 use super::types::{
     ApiKey, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo,
-    PartitionMetadata, TopicDescription, TopicMetadata, TopicSummary,
+    PartitionMetadata, RemoteTierInfo, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
-use super::Malformed;
+use super::{EncodeError, Malformed};
 
 /// Minimum encoded size of one fetched record: offset, timestamp, key length, value length,
 /// header count.
 pub(crate) const FETCHED_RECORD_BYTES_MIN: usize = 8 + 8 + 4 + 4 + 4;
+
+/// Encoded size of one DescribeTopic v0 `PartitionInfo`: partition, start, end and durable
+/// offsets, shard, bytes on disk.
+const PARTITION_INFO_V0_BYTES: usize = 4 + 8 + 8 + 8 + 4 + 8;
+/// Minimum encoded size of a v1 `PartitionInfo`: the v0 fields and the `remote` presence byte.
+const PARTITION_INFO_V1_BYTES_MIN: usize = PARTITION_INFO_V0_BYTES + 1;
 
 /// A decoded response or push, borrowing strings and payloads from the input buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,7 +174,9 @@ impl<'a> Response<'a> {
         }
     }
 
-    pub(crate) fn write(&self, w: &mut Writer<'_>) -> WriteResult {
+    /// Writes the body in the layout of `version` (a version [`ApiKey::supported_versions`]
+    /// lists; the caller checked it). The generic error body ignores the version.
+    pub(crate) fn write(&self, version: u16, w: &mut Writer<'_>) -> WriteResult {
         let (error, message) = self.error();
         w.u16(error as u16);
         w.str("message", message)?;
@@ -225,15 +233,10 @@ impl<'a> Response<'a> {
                 if let Some(t) = topic {
                     w.str("name", t.name)?;
                     w.u64(t.topic_id);
-                    write_topic_config(w, &t.config);
+                    write_topic_config(w, &t.config, ApiKey::DescribeTopic, version)?;
                     w.count("partitions", t.partitions.len())?;
                     for p in &t.partitions {
-                        w.u32(p.partition);
-                        w.u64(p.start_offset);
-                        w.u64(p.end_offset);
-                        w.u64(p.durable_offset);
-                        w.u32(p.shard);
-                        w.u64(p.bytes_on_disk);
+                        write_partition_info(w, p, version)?;
                     }
                 }
             }
@@ -289,8 +292,13 @@ impl<'a> Response<'a> {
         Ok(())
     }
 
-    /// Decodes a response body: the generic error body when `api` is `None`.
-    pub(crate) fn read(api: Option<ApiKey>, r: &mut Reader<'a>) -> ReadResult<Response<'a>> {
+    /// Decodes a response body at a supported `version`: the generic error body (whose layout
+    /// never changes) when `api` is `None`.
+    pub(crate) fn read(
+        api: Option<ApiKey>,
+        version: u16,
+        r: &mut Reader<'a>,
+    ) -> ReadResult<Response<'a>> {
         let raw = r.u16("error")?;
         let error = ErrorCode::from_u16(raw).ok_or(FieldError {
             field: "error",
@@ -355,17 +363,8 @@ impl<'a> Response<'a> {
                     Some(TopicDescription {
                         name: r.str("name")?,
                         topic_id: r.u64("topic_id")?,
-                        config: read_topic_config(r)?,
-                        partitions: r.list("partitions", 40, |r| {
-                            Ok(PartitionInfo {
-                                partition: r.u32("partition")?,
-                                start_offset: r.u64("start_offset")?,
-                                end_offset: r.u64("end_offset")?,
-                                durable_offset: r.u64("durable_offset")?,
-                                shard: r.u32("shard")?,
-                                bytes_on_disk: r.u64("bytes_on_disk")?,
-                            })
-                        })?,
+                        config: read_topic_config(r, version)?,
+                        partitions: read_partition_infos(r, version)?,
                     })
                 } else {
                     None
@@ -427,6 +426,70 @@ impl<'a> Response<'a> {
             },
         })
     }
+}
+
+/// The `remote` tier info exists on the wire from this DescribeTopic version on.
+const REMOTE_TIER_VERSION: u16 = TopicConfig::TIERING_VERSION;
+
+fn write_partition_info(w: &mut Writer<'_>, p: &PartitionInfo, version: u16) -> WriteResult {
+    let with_remote = version >= REMOTE_TIER_VERSION;
+    if !with_remote && p.remote.is_some() {
+        return Err(EncodeError::FieldNeedsVersion {
+            api: ApiKey::DescribeTopic,
+            version,
+            field: "remote",
+            required_version: REMOTE_TIER_VERSION,
+        });
+    }
+    w.u32(p.partition);
+    w.u64(p.start_offset);
+    w.u64(p.end_offset);
+    w.u64(p.durable_offset);
+    w.u32(p.shard);
+    w.u64(p.bytes_on_disk);
+    if with_remote {
+        w.bool(p.remote.is_some());
+        if let Some(remote) = &p.remote {
+            w.u64(remote.local_start_offset);
+            w.u64(remote.remote_start_offset);
+            w.u64(remote.remote_end_offset);
+            w.u32(remote.remote_segments);
+            w.u64(remote.remote_data_bytes);
+            w.u64(remote.remote_object_bytes);
+        }
+    }
+    Ok(())
+}
+
+fn read_partition_infos(r: &mut Reader<'_>, version: u16) -> ReadResult<Vec<PartitionInfo>> {
+    let with_remote = version >= REMOTE_TIER_VERSION;
+    let element_bytes_min = if with_remote {
+        PARTITION_INFO_V1_BYTES_MIN
+    } else {
+        PARTITION_INFO_V0_BYTES
+    };
+    r.list("partitions", element_bytes_min, |r| {
+        Ok(PartitionInfo {
+            partition: r.u32("partition")?,
+            start_offset: r.u64("start_offset")?,
+            end_offset: r.u64("end_offset")?,
+            durable_offset: r.u64("durable_offset")?,
+            shard: r.u32("shard")?,
+            bytes_on_disk: r.u64("bytes_on_disk")?,
+            remote: if with_remote && r.bool("remote")? {
+                Some(RemoteTierInfo {
+                    local_start_offset: r.u64("local_start_offset")?,
+                    remote_start_offset: r.u64("remote_start_offset")?,
+                    remote_end_offset: r.u64("remote_end_offset")?,
+                    remote_segments: r.u32("remote_segments")?,
+                    remote_data_bytes: r.u64("remote_data_bytes")?,
+                    remote_object_bytes: r.u64("remote_object_bytes")?,
+                })
+            } else {
+                None
+            },
+        })
+    })
 }
 
 fn write_fetched(w: &mut Writer<'_>, records: &[FetchedRecordView<'_>]) -> WriteResult {

@@ -47,13 +47,19 @@ impl ApiKey {
         ApiKey::ALL.get(usize::from(raw)).copied()
     }
 
-    /// Versions of this api the codec implements (inclusive range).
+    /// Versions of this api the codec implements (inclusive range). A new layout gets a new
+    /// version; old versions stay decodable (and encodable) for as long as they are listed here.
     pub fn supported_versions(self) -> (u16, u16) {
-        // Every api is at version 0; a new layout gets a new version and this table grows.
-        (0, 0)
+        match self {
+            // v1 appends the tiered-storage settings ([`TopicConfig::TIERING_VERSION`]).
+            ApiKey::CreateTopic | ApiKey::DescribeTopic => (0, TopicConfig::TIERING_VERSION),
+            _ => (0, 0),
+        }
     }
 
-    /// The version the encoder uses when building frames with [`crate::codec::Frame`] helpers.
+    /// The newest version this codec implements; [`crate::codec::Frame::request`] and
+    /// [`crate::codec::Frame::response`] build frames at it. A client uses the version it
+    /// negotiated instead ([`crate::codec::Frame::request_at`]).
     pub fn current_version(self) -> u16 {
         self.supported_versions().1
     }
@@ -169,6 +175,29 @@ pub struct TopicConfig {
     pub segment_bytes: Option<u64>,
     pub compacted: bool,
     pub default_ttl_ms: Option<u64>,
+    /// Upload a sealed segment to the object store once its newest record is older than this
+    /// many milliseconds. On the wire from CreateTopic / DescribeTopic v1 on; `None` at v0.
+    pub tier_after_ms: Option<u64>,
+    /// Keep at most this many bytes of sealed segments on local disk (older ones are served from
+    /// the object store). On the wire from CreateTopic / DescribeTopic v1 on; `None` at v0.
+    pub local_retention_bytes: Option<u64>,
+}
+
+impl TopicConfig {
+    /// The CreateTopic and DescribeTopic version that first carries the tiering settings.
+    pub const TIERING_VERSION: u16 = 1;
+
+    /// The name of the first tiered-storage setting that is set, if any: a frame below
+    /// [`TopicConfig::TIERING_VERSION`] cannot carry it.
+    pub fn first_tiering_field(&self) -> Option<&'static str> {
+        if self.tier_after_ms.is_some() {
+            Some("tier_after_ms")
+        } else if self.local_retention_bytes.is_some() {
+            Some("local_retention_bytes")
+        } else {
+            None
+        }
+    }
 }
 
 /// Idempotent producer identity attached to a produce batch.
@@ -210,14 +239,40 @@ pub struct ApiVersionRange {
     pub max_version: u16,
 }
 
+/// One partition of a DescribeTopic reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: u32,
+    /// First readable offset of the partition's log. For a tiered partition that is in the
+    /// object store when the remote log starts lower than the local one; the local start is in
+    /// [`RemoteTierInfo::local_start_offset`].
     pub start_offset: u64,
     pub end_offset: u64,
     pub durable_offset: u64,
     pub shard: u32,
     pub bytes_on_disk: u64,
+    /// The partition's remote (object store) tier; `None` for a partition that is not tiered or
+    /// whose manifest the node has not loaded yet, and always `None` in a DescribeTopic v0 reply
+    /// (the field exists on the wire from v1 on).
+    pub remote: Option<RemoteTierInfo>,
+}
+
+/// What of a partition lives in the object store (DescribeTopic v1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteTierInfo {
+    /// First offset still held on the node's local disk (offsets below it are read from the
+    /// object store).
+    pub local_start_offset: u64,
+    /// First offset held remotely.
+    pub remote_start_offset: u64,
+    /// One past the last offset held remotely.
+    pub remote_end_offset: u64,
+    /// Number of uploaded segments.
+    pub remote_segments: u32,
+    /// Uncompressed batch bytes held remotely.
+    pub remote_data_bytes: u64,
+    /// Bytes of the objects in the bucket (after compression and framing).
+    pub remote_object_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use bytes::BytesMut;
 use net::client::ClientConfig;
 use net::codec::{
-    decode, encode, ApiKey, ApiVersionRange, Body, Decoded, ErrorCode, Frame, Limits, RecordView,
-    Request, Response,
+    decode, encode, ApiKey, ApiVersionRange, Body, Decoded, ErrorCode, Frame, FrameHeader, Limits,
+    RecordView, Request, Response,
 };
 
 pub fn bytes_of(frame: &Frame<'_>) -> Vec<u8> {
@@ -23,14 +23,26 @@ pub fn versions_reply(
     produce_range: (u16, u16),
     frame_bytes_max: u32,
 ) -> Vec<u8> {
+    versions_reply_with(
+        correlation_id,
+        &[(ApiKey::Produce, produce_range)],
+        frame_bytes_max,
+    )
+}
+
+/// An `ApiVersions` reply listing every api at the codec's own range, except the `overrides`.
+pub fn versions_reply_with(
+    correlation_id: u32,
+    overrides: &[(ApiKey, (u16, u16))],
+    frame_bytes_max: u32,
+) -> Vec<u8> {
     let versions = ApiKey::ALL
         .iter()
         .map(|api| {
-            let (min_version, max_version) = if *api == ApiKey::Produce {
-                produce_range
-            } else {
-                api.supported_versions()
-            };
+            let (min_version, max_version) = overrides
+                .iter()
+                .find(|(overridden, _)| overridden == api)
+                .map_or_else(|| api.supported_versions(), |(_, range)| *range);
             ApiVersionRange {
                 api_key: *api as u16,
                 min_version,
@@ -50,8 +62,9 @@ pub fn versions_reply(
     ))
 }
 
-/// Accepts one connection; answers the handshake itself (every api at version 0, 8 MiB frames)
-/// and hands every other request to `handler`, writing whatever byte strings it returns.
+/// Accepts one connection; answers the handshake itself (every api at the codec's own versions,
+/// 8 MiB frames) and hands every other request to `handler`, writing whatever byte strings it
+/// returns.
 pub fn serve<H>(handler: H) -> (String, JoinHandle<()>)
 where
     H: FnMut(u32, &Request<'_>) -> Vec<Vec<u8>> + Send + 'static,
@@ -62,10 +75,21 @@ where
     )
 }
 
-pub fn serve_with_handshake<V, H>(mut handshake: V, mut handler: H) -> (String, JoinHandle<()>)
+pub fn serve_with_handshake<V, H>(handshake: V, mut handler: H) -> (String, JoinHandle<()>)
 where
     V: FnMut(u32) -> Vec<u8> + Send + 'static,
     H: FnMut(u32, &Request<'_>) -> Vec<Vec<u8>> + Send + 'static,
+{
+    serve_with_headers(handshake, move |header, request| {
+        handler(header.correlation_id, request)
+    })
+}
+
+/// Like [`serve_with_handshake`], but the handler also sees each request's header (its version).
+pub fn serve_with_headers<V, H>(mut handshake: V, mut handler: H) -> (String, JoinHandle<()>)
+where
+    V: FnMut(u32) -> Vec<u8> + Send + 'static,
+    H: FnMut(FrameHeader, &Request<'_>) -> Vec<Vec<u8>> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr").to_string();
@@ -85,7 +109,7 @@ where
                             let cid = frame.header.correlation_id;
                             let out = match request {
                                 Request::ApiVersions { .. } => vec![handshake(cid)],
-                                other => handler(cid, other),
+                                other => handler(frame.header, other),
                             };
                             (out, used)
                         }

@@ -3,8 +3,8 @@
 
 use net::codec::{
     Acks, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, Frame, FrameHeader, PartitionInfo,
-    PartitionMetadata, ProducerIdent, RecordView, Request, Response, TopicConfig, TopicDescription,
-    TopicMetadata, TopicSummary,
+    PartitionMetadata, ProducerIdent, RecordView, RemoteTierInfo, Request, Response, TopicConfig,
+    TopicDescription, TopicMetadata, TopicSummary,
 };
 
 const CONFIG: TopicConfig = TopicConfig {
@@ -14,6 +14,44 @@ const CONFIG: TopicConfig = TopicConfig {
     segment_bytes: Some(67_108_864),
     compacted: false,
     default_ttl_ms: Some(60_000),
+    tier_after_ms: None,
+    local_retention_bytes: None,
+};
+
+/// [`CONFIG`] with both tiered-storage settings (CreateTopic / DescribeTopic v1 only).
+pub const TIERED_CONFIG: TopicConfig = TopicConfig {
+    tier_after_ms: Some(3_600_000),
+    local_retention_bytes: Some(1_073_741_824),
+    ..CONFIG
+};
+
+/// The partition of the v0 `resp_describe_topic` sample.
+pub const PARTITION: PartitionInfo = PartitionInfo {
+    partition: 0,
+    start_offset: 0,
+    end_offset: 43,
+    durable_offset: 42,
+    shard: 1,
+    bytes_on_disk: 4096,
+    remote: None,
+};
+
+/// A tiered partition: offsets below 1000 only live in the object store.
+pub const TIERED_PARTITION: PartitionInfo = PartitionInfo {
+    partition: 1,
+    start_offset: 0,
+    end_offset: 1043,
+    durable_offset: 1042,
+    shard: 0,
+    bytes_on_disk: 8192,
+    remote: Some(RemoteTierInfo {
+        local_start_offset: 1000,
+        remote_start_offset: 0,
+        remote_end_offset: 1000,
+        remote_segments: 2,
+        remote_data_bytes: 262_144,
+        remote_object_bytes: 65_536,
+    }),
 };
 
 fn fetched() -> Vec<FetchedRecordView<'static>> {
@@ -35,10 +73,11 @@ fn fetched() -> Vec<FetchedRecordView<'static>> {
     ]
 }
 
-/// `(file stem, frame)` for every request, response, push and error body.
+/// `(file stem, frame)` for every request, response, push and error body. Every api is sampled
+/// at version 0 (those vectors never change); apis with a newer layout also get `<stem>_v<N>`.
 pub fn all() -> Vec<(&'static str, Frame<'static>)> {
-    let req = Frame::request;
-    let resp = Frame::response;
+    let req = |cid, request| Frame::request_at(cid, 0, request);
+    let resp = |cid, response| Frame::response_at(cid, 0, response);
     let ok = ErrorCode::None;
     vec![
         (
@@ -70,6 +109,17 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
                 Request::CreateTopic {
                     name: "orders",
                     config: CONFIG,
+                },
+            ),
+        ),
+        (
+            "req_create_topic_v1",
+            Frame::request_at(
+                4,
+                1,
+                Request::CreateTopic {
+                    name: "orders",
+                    config: TIERED_CONFIG,
                 },
             ),
         ),
@@ -297,14 +347,27 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
                         name: "orders",
                         topic_id: 0xa3,
                         config: CONFIG,
-                        partitions: vec![PartitionInfo {
-                            partition: 0,
-                            start_offset: 0,
-                            end_offset: 43,
-                            durable_offset: 42,
-                            shard: 1,
-                            bytes_on_disk: 4096,
-                        }],
+                        partitions: vec![PARTITION],
+                    }),
+                },
+            ),
+        ),
+        (
+            "resp_describe_topic_v1",
+            Frame::response_at(
+                6,
+                1,
+                Response::DescribeTopic {
+                    error: ok,
+                    message: "",
+                    topic: Some(TopicDescription {
+                        name: "orders",
+                        topic_id: 0xa3,
+                        config: TopicConfig {
+                            local_retention_bytes: None,
+                            ..TIERED_CONFIG
+                        },
+                        partitions: vec![PARTITION, TIERED_PARTITION],
                     }),
                 },
             ),

@@ -5,9 +5,9 @@
 //! leaked memory stays small for the life of the test process.
 
 use net::codec::{
-    Acks, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo, PartitionMetadata,
-    ProducerIdent, RecordView, Request, Response, TopicConfig, TopicDescription, TopicMetadata,
-    TopicSummary,
+    Acks, ApiKey, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo,
+    PartitionMetadata, ProducerIdent, RecordView, RemoteTierInfo, Request, Response, TopicConfig,
+    TopicDescription, TopicMetadata, TopicSummary,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -42,7 +42,25 @@ fn headers() -> impl Strategy<Value = Vec<(&'static [u8], &'static [u8])>> {
     vec((blob(), blob()), 0..3)
 }
 
-pub fn topic_config() -> impl Strategy<Value = TopicConfig> {
+/// Any version `api` implements.
+pub fn version_of(api: ApiKey) -> impl Strategy<Value = u16> {
+    let (min, max) = api.supported_versions();
+    min..=max
+}
+
+/// `Some` with probability 1/2 when `allowed`, always `None` otherwise.
+fn opt_u64_if(allowed: bool) -> BoxedStrategy<Option<u64>> {
+    if allowed {
+        option::of(any::<u64>()).boxed()
+    } else {
+        Just(None).boxed()
+    }
+}
+
+/// A config a CreateTopic / DescribeTopic frame of `version` can carry: the tiering settings
+/// only from [`TopicConfig::TIERING_VERSION`] on.
+pub fn topic_config(version: u16) -> impl Strategy<Value = TopicConfig> {
+    let tiering = version >= TopicConfig::TIERING_VERSION;
     (
         any::<u32>(),
         option::of(any::<u64>()),
@@ -50,15 +68,23 @@ pub fn topic_config() -> impl Strategy<Value = TopicConfig> {
         option::of(any::<u64>()),
         any::<bool>(),
         option::of(any::<u64>()),
+        opt_u64_if(tiering),
+        opt_u64_if(tiering),
     )
-        .prop_map(|(partitions, rm, rb, sb, compacted, ttl)| TopicConfig {
-            partitions,
-            retention_ms: rm,
-            retention_bytes: rb,
-            segment_bytes: sb,
-            compacted,
-            default_ttl_ms: ttl,
-        })
+        .prop_map(
+            |(partitions, rm, rb, sb, compacted, ttl, tier_after_ms, local_retention_bytes)| {
+                TopicConfig {
+                    partitions,
+                    retention_ms: rm,
+                    retention_bytes: rb,
+                    segment_bytes: sb,
+                    compacted,
+                    default_ttl_ms: ttl,
+                    tier_after_ms,
+                    local_retention_bytes,
+                }
+            },
+        )
 }
 
 fn record() -> impl Strategy<Value = RecordView<'static>> {
@@ -107,13 +133,27 @@ fn producer() -> impl Strategy<Value = ProducerIdent> {
     })
 }
 
-pub fn request() -> impl Strategy<Value = Request<'static>> {
+/// Every request kind at every version its api implements, as `(api_version, request)`; the
+/// body only sets fields that version carries.
+pub fn request() -> impl Strategy<Value = (u16, Request<'static>)> {
+    prop_oneof![
+        1 => version_of(ApiKey::CreateTopic).prop_flat_map(|version| {
+            (text(), topic_config(version))
+                .prop_map(move |(name, config)| (version, Request::CreateTopic { name, config }))
+        }),
+        1 => (version_of(ApiKey::DescribeTopic), text())
+            .prop_map(|(version, name)| (version, Request::DescribeTopic { name })),
+        // The other twelve kinds, so every kind stays about equally likely.
+        12 => request_v0().prop_map(|request| (0, request)),
+    ]
+}
+
+/// The requests whose api has only version 0.
+fn request_v0() -> impl Strategy<Value = Request<'static>> {
     prop_oneof![
         text().prop_map(|client_name| Request::ApiVersions { client_name }),
         option::of(vec(text(), 0..4)).prop_map(|topics| Request::Metadata { topics }),
-        (text(), topic_config()).prop_map(|(name, config)| Request::CreateTopic { name, config }),
         text().prop_map(|name| Request::DeleteTopic { name }),
-        text().prop_map(|name| Request::DescribeTopic { name }),
         Just(Request::ListTopics),
         (
             text(),
@@ -185,7 +225,33 @@ pub fn request() -> impl Strategy<Value = Request<'static>> {
     ]
 }
 
-fn partition_info() -> impl Strategy<Value = PartitionInfo> {
+fn remote_tier_info() -> impl Strategy<Value = RemoteTierInfo> {
+    any::<(u64, u64, u64, u32, u64, u64)>().prop_map(
+        |(
+            local_start_offset,
+            remote_start_offset,
+            remote_end_offset,
+            remote_segments,
+            remote_data_bytes,
+            remote_object_bytes,
+        )| RemoteTierInfo {
+            local_start_offset,
+            remote_start_offset,
+            remote_end_offset,
+            remote_segments,
+            remote_data_bytes,
+            remote_object_bytes,
+        },
+    )
+}
+
+/// A partition a DescribeTopic reply of `version` can carry: `remote` only from v1 on.
+fn partition_info(version: u16) -> impl Strategy<Value = PartitionInfo> {
+    let remote = if version >= TopicConfig::TIERING_VERSION {
+        option::of(remote_tier_info()).boxed()
+    } else {
+        Just(None).boxed()
+    };
     (
         any::<u32>(),
         any::<u64>(),
@@ -193,9 +259,18 @@ fn partition_info() -> impl Strategy<Value = PartitionInfo> {
         any::<u64>(),
         any::<u32>(),
         any::<u64>(),
+        remote,
     )
         .prop_map(
-            |(partition, start_offset, end_offset, durable_offset, shard, bytes_on_disk)| {
+            |(
+                partition,
+                start_offset,
+                end_offset,
+                durable_offset,
+                shard,
+                bytes_on_disk,
+                remote,
+            )| {
                 PartitionInfo {
                     partition,
                     start_offset,
@@ -203,9 +278,33 @@ fn partition_info() -> impl Strategy<Value = PartitionInfo> {
                     durable_offset,
                     shard,
                     bytes_on_disk,
+                    remote,
                 }
             },
         )
+}
+
+/// A DescribeTopic reply whose body a frame of `version` can carry.
+pub fn describe_topic_response(version: u16) -> impl Strategy<Value = Response<'static>> {
+    (
+        (error_code(), text()),
+        option::of((
+            text(),
+            any::<u64>(),
+            topic_config(version),
+            vec(partition_info(version), 0..3),
+        )),
+    )
+        .prop_map(|((error, message), topic)| Response::DescribeTopic {
+            error,
+            message,
+            topic: topic.map(|(name, topic_id, config, partitions)| TopicDescription {
+                name,
+                topic_id,
+                config,
+                partitions,
+            }),
+        })
 }
 
 fn topic_metadata() -> impl Strategy<Value = TopicMetadata<'static>> {
@@ -224,8 +323,30 @@ fn topic_metadata() -> impl Strategy<Value = TopicMetadata<'static>> {
         })
 }
 
-/// Every response kind, each with an arbitrary error code and message.
-pub fn response() -> impl Strategy<Value = Response<'static>> {
+/// Every response kind at every version its api implements, as `(api_version, response)`, each
+/// with an arbitrary error code and message; the body only sets fields that version carries.
+pub fn response() -> impl Strategy<Value = (u16, Response<'static>)> {
+    prop_oneof![
+        1 => version_of(ApiKey::DescribeTopic).prop_flat_map(|version| {
+            describe_topic_response(version).prop_map(move |response| (version, response))
+        }),
+        1 => (version_of(ApiKey::CreateTopic), error_code(), text(), any::<u64>()).prop_map(
+            |(version, error, message, topic_id)| (
+                version,
+                Response::CreateTopic {
+                    error,
+                    message,
+                    topic_id,
+                }
+            )
+        ),
+        // The generic error body and the other thirteen kinds.
+        14 => response_v0().prop_map(|response| (0, response)),
+    ]
+}
+
+/// The responses whose api has only version 0, and the generic error body.
+fn response_v0() -> impl Strategy<Value = Response<'static>> {
     let head = || (error_code(), text());
     prop_oneof![
         (head(), any::<u32>()).prop_map(|((error, message), retry_after_ms)| Response::Error {
@@ -278,31 +399,7 @@ pub fn response() -> impl Strategy<Value = Response<'static>> {
                     topics,
                 }
             }),
-        (head(), any::<u64>()).prop_map(|((error, message), topic_id)| Response::CreateTopic {
-            error,
-            message,
-            topic_id,
-        }),
         head().prop_map(|(error, message)| Response::DeleteTopic { error, message }),
-        (
-            head(),
-            option::of((
-                text(),
-                any::<u64>(),
-                topic_config(),
-                vec(partition_info(), 0..3)
-            ))
-        )
-            .prop_map(|((error, message), topic)| Response::DescribeTopic {
-                error,
-                message,
-                topic: topic.map(|(name, topic_id, config, partitions)| TopicDescription {
-                    name,
-                    topic_id,
-                    config,
-                    partitions,
-                }),
-            }),
         (head(), vec((text(), any::<u64>(), any::<u32>()), 0..4)).prop_map(
             |((error, message), topics)| Response::ListTopics {
                 error,
