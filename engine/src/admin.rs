@@ -157,7 +157,32 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), Failure> 
         .broadcast_catalog(Arc::new(next))
         .await
         .map_err(|e| Failure::new(ErrorCode::StorageError, e))?;
-    // Every shard has closed the partitions; the data can go.
+    // Every shard has closed the partitions; the data can go, remote objects included (in the
+    // background: the answer does not wait for the store).
+    if let (Some(cold), true) = (shard.cold.clone(), crate::tiering::is_tiered(&meta)) {
+        let prefix = crate::tiering::topic_prefix(&meta);
+        let partitions = meta.partitions;
+        glommio::spawn_local(async move {
+            let store = cold.store();
+            let p = prefix.clone();
+            let result = cold
+                .run(move || crate::tiering::delete_remote(&*store, &p, partitions))
+                .await;
+            match result {
+                Ok(Ok(n)) => eprintln!("sprawl: deleted {n} object(s) under {prefix}/"),
+                Ok(Err(e)) => eprintln!(
+                    "sprawl: topic deleted, but its objects under {prefix}/ in {} were not all \
+                     removed ({e}); delete that prefix by hand",
+                    cold.describe()
+                ),
+                Err(_) => eprintln!(
+                    "sprawl: node stopped before the objects under {prefix}/ were deleted; \
+                     delete that prefix by hand"
+                ),
+            }
+        })
+        .detach();
+    }
     let dir = meta.dir(&shard.config.data_dir);
     blocking(move || match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),

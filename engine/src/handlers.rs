@@ -669,10 +669,28 @@ async fn read_below_local(
             ),
         ));
     }
-    crate::tiering::read_remote(cold, reader, offset, max_bytes)
-        .await
-        .map_err(|m| Failure::new(ErrorCode::StorageError, format!("{m}; retry the fetch")))
+    // Object stores answer 503 SlowDown or drop a connection now and then: two quick retries
+    // hide that from consumers; a store that keeps failing is reported (retriable).
+    let mut attempt = 0;
+    loop {
+        match crate::tiering::read_remote(cold, reader.clone(), offset, max_bytes).await {
+            Ok(read) => return Ok(read),
+            Err(m) if attempt == REMOTE_READ_RETRIES => {
+                return Err(Failure::new(
+                    ErrorCode::StorageError,
+                    format!("{m}; retry the fetch"),
+                ))
+            }
+            Err(_) => {
+                attempt += 1;
+                glommio::timer::sleep(Duration::from_millis(50 << (2 * attempt))).await;
+            }
+        }
+    }
 }
+
+/// Extra attempts of a failed remote read before the fetch fails (after 200 ms, then 800 ms).
+const REMOTE_READ_RETRIES: u32 = 2;
 
 /// Decodes the records at or after `offset` from stored batches, about `max_bytes` of them (at
 /// least one), skipping TTL-expired ones.

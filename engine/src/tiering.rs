@@ -42,11 +42,37 @@ pub fn tier_config(t: &TopicMeta, partition: u32) -> TierConfig {
     };
     TierConfig {
         policy,
-        ..TierConfig::new(&format!(
-            "topics/{}-{:016x}/{partition}",
-            t.name, t.topic_id
-        ))
+        ..TierConfig::new(&format!("{}/{partition}", topic_prefix(t)))
     }
+}
+
+/// Key prefix of every object of a topic: `topics/<name>-<topic id, 16 hex>`.
+pub fn topic_prefix(t: &TopicMeta) -> String {
+    format!("topics/{}-{:016x}", t.name, t.topic_id)
+}
+
+/// Deletes every object of a deleted topic's `partitions` under `prefix` (its remote log), each
+/// partition's manifest first, so that an interrupted run leaves segment objects no manifest
+/// lists, never a manifest listing deleted objects. Blocking: run it on the cold-tier threads.
+/// Returns the number of objects deleted.
+pub fn delete_remote(
+    store: &dyn storage::cold::ObjectStore,
+    prefix: &str,
+    partitions: u32,
+) -> Result<u64, storage::cold::StoreError> {
+    // A partition holds at most one object per manifest entry, plus unlisted leftovers that
+    // reconcile would have removed: the same bound reconcile lists with.
+    let limit = 2 * storage::cold::manifest::MANIFEST_ENTRIES_MAX as usize;
+    let mut deleted = 0;
+    for p in 0..partitions {
+        let mut objects = store.list(&format!("{prefix}/{p}/"), limit)?;
+        objects.sort_by_key(|o| !o.key.ends_with("/manifest"));
+        for o in &objects {
+            store.delete(&o.key)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 enum State {

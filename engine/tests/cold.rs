@@ -84,6 +84,33 @@ fn wait_tiered(node: &Node, topic: &str, segments: u64) -> Vec<serde_json::Value
 fn check_all(node: &Node, topic: &str, partition: u32, count: u64) {
     let mut c = node.client();
     let got = read_all(&mut c, topic, partition);
+    check_values(&got, partition, count);
+}
+
+/// Like [`check_all`] while the store fails: retriable errors are retried, as clients must.
+fn check_all_retrying(node: &Node, topic: &str, partition: u32, count: u64) {
+    let mut c = node.client();
+    let mut got: Vec<net::client::Record> = Vec::new();
+    let mut retries = 0;
+    while (got.len() as u64) < count {
+        let offset = got.last().map_or(0, |r| r.offset + 1);
+        match c.fetch(topic, partition, offset, 1 << 20, 0) {
+            Ok(f) => {
+                assert!(!f.records.is_empty(), "fetch at {offset} returned nothing");
+                got.extend(f.records);
+            }
+            Err(net::client::ClientError::Server { code, message, .. }) if code.is_retriable() => {
+                retries += 1;
+                assert!(retries < 200, "fetch at {offset} keeps failing: {message}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("fetch at {offset}: {e}"),
+        }
+    }
+    check_values(&got, partition, count);
+}
+
+fn check_values(got: &[net::client::Record], partition: u32, count: u64) {
     assert_eq!(
         got.len() as u64,
         count,
@@ -132,7 +159,7 @@ fn tiered_topic_reads_back_across_tiers_and_a_kill9_restart() {
         return;
     };
     let bucket = cold_support::bucket_name("engine-tiered");
-    moto.bucket(&bucket);
+    let store = moto.bucket(&bucket);
     let dir = tempfile::tempdir().unwrap();
     let toml = s3_toml(&moto.endpoint, &bucket, &moto.access_key, &moto.secret_key);
     let node = Node::start_with_config(dir.path(), common::shards(), &toml);
@@ -180,6 +207,19 @@ fn tiered_topic_reads_back_across_tiers_and_a_kill9_restart() {
     }
     // More data after the restart tiers on top of the remote log, still gap-free.
     produce_more_and_check(&node, dir.path());
+
+    // Deleting the topic deletes its objects too.
+    use storage::cold::ObjectStore;
+    assert!(!store.list("topics/", 100).unwrap().is_empty());
+    node.client().delete_topic("hist").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !store.list("topics/", 100).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "objects left after the topic was deleted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn produce_more_and_check(node: &Node, dir: &Path) {
@@ -301,4 +341,86 @@ fn tiering_settings_need_an_object_store() {
         ),
         "{err:?}"
     );
+}
+
+#[test]
+fn faulty_store_and_a_kill_during_uploads_lose_nothing() {
+    let Some(moto) = cold_support::moto() else {
+        return;
+    };
+    let bucket = cold_support::bucket_name("engine-faults");
+    moto.bucket(&bucket);
+    let upstream: std::net::SocketAddr = format!("127.0.0.1:{}", moto.port).parse().unwrap();
+    // Delayed answers outlive the node's 5 s request timeout: they count as timeouts.
+    let proxy = cold_support::proxy::FaultProxy::start(upstream, 0x5eed, Duration::from_secs(6));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = s3_toml(
+        &proxy.endpoint(),
+        &bucket,
+        &moto.access_key,
+        &moto.secret_key,
+    );
+    let node = Node::start_with_config(dir.path(), 1, &toml);
+    let config = TopicConfig {
+        partitions: 1,
+        segment_bytes: Some(1 << 20),
+        tier_after_ms: Some(0),
+        local_retention_bytes: Some(1),
+        ..TopicConfig::default()
+    };
+    node.client().create_topic("faulty", &config).unwrap();
+    // 5xx, timeouts, requests cut mid-upload, answers cut after the store applied them.
+    proxy.set_fault_percent(30);
+    const FIRST: u64 = 1100;
+    produce(&node, "faulty", 0, FIRST);
+    wait_tiered(&node, "faulty", 3);
+    assert!(
+        proxy.counts.injected() >= 3,
+        "too few faults injected to mean anything: {}",
+        proxy.counts.injected()
+    );
+    check_all_retrying(&node, "faulty", 0, FIRST);
+
+    // More sealed segments, then kill -9 while their uploads run (or are about to).
+    const MORE: u64 = 600;
+    let mut c = node.client();
+    let values: Vec<Vec<u8>> = (FIRST..FIRST + MORE).map(|j| value(0, j)).collect();
+    for chunk in values.chunks(32) {
+        let records: Vec<RecordView<'_>> = chunk
+            .iter()
+            .map(|v| RecordView {
+                key: None,
+                value: v,
+                headers: vec![],
+                timestamp_ms: 0,
+                ttl_ms: 0,
+            })
+            .collect();
+        c.produce("faulty", 0, Acks::All, None, &records).unwrap();
+    }
+    let remote_before = partition_states(&node, "faulty")[0]["remote_segments"]
+        .as_u64()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut node = node;
+    node.kill9();
+    proxy.set_fault_percent(0);
+    let node = Node::start_with_config(dir.path(), 1, &toml);
+    // The manifest is reconciled with what the killed node left; everything reads back once.
+    check_all(&node, "faulty", 0, FIRST + MORE);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = &partition_states(&node, "faulty")[0];
+        let remote = s["remote_segments"].as_u64().unwrap_or(0);
+        let local_start = s["local_start_offset"].as_u64().unwrap_or(0);
+        if remote > remote_before && local_start > FIRST {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new segments were not tiered after the restart: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check_all(&node, "faulty", 0, FIRST + MORE);
 }
