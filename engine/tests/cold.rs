@@ -163,14 +163,20 @@ fn tiered_topic_reads_back_across_tiers_and_a_kill9_restart() {
     let dir = tempfile::tempdir().unwrap();
     let toml = s3_toml(&moto.endpoint, &bucket, &moto.access_key, &moto.secret_key);
     let node = Node::start_with_config(dir.path(), common::shards(), &toml);
-    let config = TopicConfig {
-        partitions: 2,
-        segment_bytes: Some(1 << 20),
-        tier_after_ms: Some(0),
-        local_retention_bytes: Some(1),
-        ..TopicConfig::default()
-    };
-    node.client().create_topic("hist", &config).unwrap();
+    let out = node.cli(&[
+        "topic",
+        "create",
+        "hist",
+        "--partitions",
+        "2",
+        "--segment-bytes",
+        "1048576",
+        "--tier-after-ms",
+        "0",
+        "--local-retention-bytes",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
     // 4 KiB records, 1 MiB segments: ~4 sealed segments per partition.
     const COUNT: u64 = 1100;
     for p in 0..2 {
@@ -190,6 +196,20 @@ fn tiered_topic_reads_back_across_tiers_and_a_kill9_restart() {
     for p in 0..2 {
         check_all(&node, "hist", p, COUNT);
     }
+    // The CLI describes both tiers (DescribeTopic v1).
+    let out = node.cli(&["topic", "describe", "hist", "--output", "json"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&common::stdout(&out)).unwrap();
+    assert_eq!(v["tier_after_ms"], 0);
+    assert_eq!(v["local_retention_bytes"], 1);
+    for (cli, http) in v["partition_state"].as_array().unwrap().iter().zip(&states) {
+        assert_eq!(cli["start_offset"], 0, "{cli}");
+        assert!(cli["local_start_offset"].as_u64().unwrap() > 0, "{cli}");
+        assert!(cli["remote_segments"].as_u64().unwrap() >= 2, "{cli}");
+        assert_eq!(cli["remote_start_offset"], http["remote_start_offset"]);
+    }
+    let text = common::stdout(&node.cli(&["topic", "describe", "hist"]));
+    assert!(text.contains("cold tier: tier_after_ms 0"), "{text}");
     assert_eq!(metric(&node, "sprawl_cold_store_up"), 1.0);
     assert!(metric(&node, "sprawl_tier_uploads_total") >= 4.0);
     assert!(metric(&node, "sprawl_cold_remote_reads_total") >= 2.0);
