@@ -90,7 +90,11 @@ fn validate_tiering(c: &TopicConfig, cold_tier: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn store(shard: &Rc<Shard>, catalog: &crate::catalog::Catalog) -> Result<(), Failure> {
+/// Writes the catalog file (on the blocking pool).
+pub async fn store_catalog(
+    shard: &Rc<Shard>,
+    catalog: &crate::catalog::Catalog,
+) -> Result<(), Failure> {
     let dir = shard.config.data_dir.clone();
     let c = catalog.clone();
     blocking(move || c.store(&dir))
@@ -105,6 +109,9 @@ pub async fn create_topic(
     config: TopicConfig,
 ) -> Result<u64, Failure> {
     let settings = validate(name, &config, shard.cold.is_some())?;
+    if crate::metadata::cluster_topics(shard) {
+        return crate::metadata::create_topic(shard, name, config, settings).await;
+    }
     let _guard = shard
         .admin_lock
         .acquire_permit(1)
@@ -127,10 +134,11 @@ pub async fn create_topic(
         topic_id: new_topic_id(),
         partitions: config.partitions,
         settings,
+        cluster: false,
     };
     let topic_id = meta.topic_id;
     next.topics.insert(name.to_string(), meta);
-    store(shard, &next).await?;
+    store_catalog(shard, &next).await?;
     shard
         .broadcast_catalog(Arc::new(next))
         .await
@@ -140,6 +148,9 @@ pub async fn create_topic(
 
 /// Deletes a topic and its data.
 pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), Failure> {
+    if crate::metadata::cluster_topics(shard) && shard.topic(name).is_none_or(|t| t.cluster) {
+        return crate::metadata::delete_topic(shard, name).await;
+    }
     let _guard = shard
         .admin_lock
         .acquire_permit(1)
@@ -152,7 +163,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), Failure> 
     let mut next = (*current).clone();
     next.version += 1;
     next.topics.remove(name);
-    store(shard, &next).await?;
+    store_catalog(shard, &next).await?;
     shard
         .broadcast_catalog(Arc::new(next))
         .await
@@ -183,6 +194,11 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), Failure> 
         })
         .detach();
     }
+    remove_topic_data(shard, &meta).await
+}
+
+/// Removes a deleted topic's data directory (every shard closed its partitions).
+pub async fn remove_topic_data(shard: &Rc<Shard>, meta: &TopicMeta) -> Result<(), Failure> {
     let dir = meta.dir(&shard.config.data_dir);
     blocking(move || match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),

@@ -40,6 +40,9 @@ pub struct TopicMeta {
     pub topic_id: u64,
     pub partitions: u32,
     pub settings: TopicSettings,
+    /// Created through the cluster's metadata controller (its topic id is the metadata's); the
+    /// node adds and removes such topics as the metadata does. `false`: this node's own topic.
+    pub cluster: bool,
 }
 
 impl TopicMeta {
@@ -154,7 +157,7 @@ fn render(c: &Catalog) -> String {
         let st = &t.settings;
         let _ = writeln!(
             s,
-            "topic {} id={:016x} partitions={} retention_ms={} retention_bytes={} segment_bytes={} compacted={} default_ttl_ms={} tier_after_ms={} local_retention_bytes={}",
+            "topic {} id={:016x} partitions={} retention_ms={} retention_bytes={} segment_bytes={} compacted={} default_ttl_ms={} tier_after_ms={} local_retention_bytes={} cluster={}",
             t.name,
             t.topic_id,
             t.partitions,
@@ -165,6 +168,7 @@ fn render(c: &Catalog) -> String {
             opt(st.default_ttl_ms),
             opt(st.tier_after_ms),
             opt(st.local_retention_bytes),
+            u8::from(t.cluster),
         );
     }
     let crc = crc32c::crc32c(s.as_bytes());
@@ -261,6 +265,8 @@ fn parse_topic<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<TopicMeta
                 .transpose()?
                 .flatten(),
         },
+        // Added with cluster topics: absent in older catalogs (the node's own topics).
+        cluster: fields.get("cluster").is_some_and(|v| *v == "1"),
     })
 }
 
@@ -306,6 +312,7 @@ mod tests {
                         tier_after_ms: (p == 3).then_some(60_000),
                         local_retention_bytes: (p == 3).then_some(1 << 30),
                     },
+                    cluster: p == 3,
                 },
             );
         }

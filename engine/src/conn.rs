@@ -393,6 +393,10 @@ async fn dispatch(
                 }
             }
             let addr = shard.client_addr.borrow().clone();
+            let meta = shard.meta.get();
+            // Metadata v1 carries each partition's placement (cluster topics: from the metadata;
+            // the node's own topics: itself).
+            let v1 = header.api_version >= net::codec::PartitionPlacement::VERSION;
             let list: Vec<TopicMetadata<'_>> = cat
                 .topics
                 .values()
@@ -404,6 +408,9 @@ async fn dispatch(
                         .map(|p| PartitionMetadata {
                             partition: p,
                             shard: shard.owner(t.topic_id, p) as u32,
+                            placement: v1
+                                .then(|| crate::metadata::placement(shard, &meta, t, p))
+                                .flatten(),
                         })
                         .collect(),
                 })
@@ -415,10 +422,22 @@ async fn dispatch(
                     message: "",
                     node_id: shard.config.node_id,
                     shards: shard.shards as u32,
-                    brokers: vec![Broker {
-                        node_id: shard.config.node_id,
-                        client_address: &addr,
-                    }],
+                    brokers: if meta.nodes.is_empty() {
+                        vec![Broker {
+                            node_id: shard.config.node_id,
+                            client_address: &addr,
+                        }]
+                    } else {
+                        meta.nodes
+                            .iter()
+                            .filter_map(|(id, n)| {
+                                Some(Broker {
+                                    node_id: u32::try_from(*id).ok()?,
+                                    client_address: &n.client_addr,
+                                })
+                            })
+                            .collect()
+                    },
                     topics: list,
                 },
                 &limits,
@@ -526,6 +545,43 @@ async fn dispatch(
                 )),
             }
         }
+        Request::MetaFetch { since_version } => match &shard.controller {
+            Some(c) => {
+                let view = c.view();
+                let state = &view.state;
+                let blob = if state.version > since_version {
+                    match state.encode() {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return err(Failure::new(
+                                ErrorCode::Internal,
+                                format!("cannot encode metadata v{}: {e}", state.version),
+                            ))
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
+                now(encode_response(
+                    header,
+                    Response::MetaFetch {
+                        error: ErrorCode::None,
+                        message: "",
+                        version: state.version,
+                        leader_id: view.leader_id,
+                        state: &blob,
+                    },
+                    &limits,
+                ))
+            }
+            None => err(Failure::new(
+                ErrorCode::NotLeader,
+                format!(
+                    "node {} is not a metadata controller; ask one of its --controllers",
+                    shard.config.node_id
+                ),
+            )),
+        },
         Request::Produce {
             topic, partition, ..
         }

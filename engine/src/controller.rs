@@ -11,7 +11,10 @@
 //!   reports (`RegisterNode`), so the metadata lists the cluster's nodes and their client addresses.
 //! - [`Controller::view`] is the latest published status and metadata summary, for `/cluster`.
 //!
-//! Topics are not in the Raft log yet: they stay each node's own (`docs/cluster.md`, status).
+//! - Topic changes from this node's shards ([`Controller::change`]) are proposed while it leads;
+//!   the leader places partitions and elects their leaders ([`topics`]) and answers once committed.
+//! - [`ControllerView::state`] is the committed metadata, which the node's topics follow
+//!   (`crate::metadata`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,7 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use meta::{Command, DirBackend, MetaConfig, MetaNode, Role};
+use meta::{Command, DirBackend, MetaConfig, MetaNode, MetadataState, ProposeError, Role};
+
+mod topics;
+pub use topics::{
+    config_to_settings, settings_to_config, ChangeOutcome, TopicChange, PROPOSAL_TIMEOUT,
+};
 
 /// Raft's tick (the `meta` defaults assume 100 ms: elections after 1-2 s).
 const TICK: Duration = Duration::from_millis(100);
@@ -37,6 +45,7 @@ const REGISTER_RETRY: Duration = Duration::from_secs(2);
 enum Input {
     Step(Vec<u8>),
     Members(Vec<(u64, String)>),
+    Change(TopicChange, flume::Sender<ChangeOutcome>),
     Stop,
 }
 
@@ -55,6 +64,8 @@ pub struct ControllerView {
     pub topics: usize,
     /// The last storage error the controller recovered from by reopening, if any.
     pub last_error: Option<String>,
+    /// The committed metadata (replaced, never mutated, when its version moves).
+    pub state: Arc<MetadataState>,
 }
 
 /// Counters of the controller and its peer senders.
@@ -125,6 +136,7 @@ impl Controller {
             members: Vec::new(),
             registering: BTreeMap::new(),
             last_error: None,
+            topics: topics::Topics::default(),
         };
         let thread = std::thread::Builder::new()
             .name("controller".into())
@@ -154,6 +166,22 @@ impl Controller {
     /// The live members (id, client address) the leader should register.
     pub fn set_members(&self, members: Vec<(u64, String)>) {
         let _ = self.inbox.try_send(Input::Members(members));
+    }
+
+    /// Asks the controller for a topic change and waits for the outcome (at most
+    /// [`PROPOSAL_TIMEOUT`] after it was proposed).
+    pub async fn change(&self, change: TopicChange) -> ChangeOutcome {
+        let (tx, rx) = flume::bounded(1);
+        if self.inbox.try_send(Input::Change(change, tx)).is_err() {
+            return ChangeOutcome::Refused {
+                message: "the metadata controller is overloaded or stopping; retry".into(),
+            };
+        }
+        rx.recv_async()
+            .await
+            .unwrap_or_else(|_| ChangeOutcome::Refused {
+                message: "the metadata controller stopped before answering; retry".into(),
+            })
     }
 
     /// This controller's node id.
@@ -206,6 +234,7 @@ struct Run {
     /// Members whose registration was proposed, and when (retried after REGISTER_RETRY).
     registering: BTreeMap<u64, Instant>,
     last_error: Option<String>,
+    topics: topics::Topics,
 }
 
 impl Run {
@@ -222,6 +251,7 @@ impl Run {
                     }
                 }
                 Ok(Input::Members(m)) => self.members = m,
+                Ok(Input::Change(change, reply)) => self.change(change, reply),
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -232,6 +262,9 @@ impl Run {
                     next_tick = Instant::now() + TICK;
                 }
                 self.register_members();
+                self.place_partitions();
+                // Deadlines and lost leadership, also when nothing is applied.
+                self.resolve_changes(&[]);
             }
             if let Err(e) = self.drain() {
                 // A storage error leaves the in-memory node unusable: reopen from disk (what was
@@ -264,6 +297,9 @@ impl Run {
                 if let Some(Command::RegisterNode { node_id, .. }) = &a.command {
                     self.registering.remove(node_id);
                 }
+            }
+            if !out.applied.is_empty() {
+                self.resolve_changes(&out.applied);
             }
             changed = true;
         }
@@ -319,9 +355,119 @@ impl Run {
         }
     }
 
+    /// The leader that pending changes should go to instead, or `None` while this node leads.
+    fn not_leading(&self) -> Option<(u64, Option<String>)> {
+        let s = self.node.status();
+        (s.role != Role::Leader).then(|| {
+            let addr = self
+                .node
+                .state()
+                .nodes
+                .get(&s.leader_id)
+                .map(|n| n.client_addr.clone());
+            (s.leader_id, addr)
+        })
+    }
+
+    fn resolve_changes(&mut self, applied: &[meta::Applied]) {
+        if self.topics.pending.is_empty() {
+            return;
+        }
+        let leading = self.not_leading();
+        self.topics.resolve(applied, self.node.state(), leading);
+    }
+
+    fn change(&mut self, change: TopicChange, reply: flume::Sender<ChangeOutcome>) {
+        if let Some((leader_id, leader_addr)) = self.not_leading() {
+            let _ = reply.try_send(ChangeOutcome::NotLeader {
+                leader_id,
+                leader_addr,
+            });
+            return;
+        }
+        if self.topics.pending.len() >= topics::PENDING_MAX {
+            let _ = reply.try_send(ChangeOutcome::Refused {
+                message: format!(
+                    "{} topic changes are already waiting for the metadata log; retry",
+                    topics::PENDING_MAX
+                ),
+            });
+            return;
+        }
+        let cmd = match &change {
+            TopicChange::Create {
+                name,
+                partitions,
+                replication_factor,
+                min_insync,
+                config,
+            } => Command::CreateTopic {
+                name: name.clone(),
+                partitions: *partitions,
+                replication_factor: *replication_factor,
+                min_insync: *min_insync,
+                config: config.clone(),
+            },
+            TopicChange::Delete { name } => Command::DeleteTopic { name: name.clone() },
+        };
+        match self.node.propose(&cmd) {
+            Ok(id) => {
+                self.counters
+                    .proposals_total
+                    .fetch_add(1, Ordering::Relaxed);
+                self.topics.pending.push(topics::Pending {
+                    change,
+                    proposal: Some(id),
+                    deadline: Instant::now() + PROPOSAL_TIMEOUT,
+                    reply,
+                });
+            }
+            Err(ProposeError::NotLeader { leader_id }) => {
+                let leader_addr = self
+                    .node
+                    .state()
+                    .nodes
+                    .get(&leader_id)
+                    .map(|n| n.client_addr.clone());
+                let _ = reply.try_send(ChangeOutcome::NotLeader {
+                    leader_id,
+                    leader_addr,
+                });
+            }
+            Err(e) => {
+                let _ = reply.try_send(ChangeOutcome::Refused {
+                    message: format!("the metadata log refused the change: {e}"),
+                });
+            }
+        }
+    }
+
+    /// While leading: assign replicas to unplaced partitions and elect leaders where none is.
+    fn place_partitions(&mut self) {
+        if self.node.status().role != Role::Leader {
+            return;
+        }
+        let live: std::collections::BTreeSet<u64> =
+            self.members.iter().map(|(id, _)| *id).collect();
+        let cmds = self.topics.placements(self.node.state(), &live);
+        for cmd in cmds {
+            if self.node.propose(&cmd).is_err() {
+                break;
+            }
+            self.counters
+                .proposals_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn publish(&self) {
         let s = self.node.status();
         let state = self.node.state();
+        let previous = self.view.lock().map(|v| v.state.clone()).ok();
+        let shared = match previous {
+            Some(p) if p.version == state.version => p,
+            _ => Arc::new(state.clone()),
+        };
         let view = ControllerView {
             node_id: s.node_id,
             voters: self.config.voters.clone(),
@@ -338,6 +484,7 @@ impl Run {
                 .collect(),
             topics: state.topics.len(),
             last_error: self.last_error.clone(),
+            state: shared,
         };
         if let Ok(mut v) = self.view.lock() {
             *v = Arc::new(view);

@@ -400,6 +400,7 @@ fn ready<T: 'static>(v: T) -> LocalFut<T> {
 
 /// The open partition for `(topic, partition)` if this shard owns it.
 pub fn owned(shard: &Shard, t: &TopicMeta, partition: u32) -> Result<Rc<Partition>, Failure> {
+    crate::metadata::check_leader(shard, t, partition)?;
     shard.partition(t.topic_id, partition).ok_or_else(|| {
         Failure::new(
             ErrorCode::NotLeader,

@@ -43,6 +43,7 @@ pub mod handlers;
 pub mod host;
 pub mod http;
 pub mod membership;
+pub mod metadata;
 pub mod metrics;
 pub mod moves;
 pub mod notify;

@@ -1,8 +1,9 @@
 //! Cluster membership on shard 0: the gossip driver (`gossip::driver`) started from the node's
 //! cluster settings, its view for `GET /cluster` and `/metrics`, and a graceful leave at shutdown.
 //!
-//! Only membership is clustered so far (`docs/cluster.md` has the status): topics and partitions
-//! are still each node's own, so `/cluster` lists this node's partitions with itself as leader.
+//! `/cluster` lists the partitions of cluster topics from the metadata (`crate::metadata`): leader,
+//! replicas, in-sync set, leader epoch; a node's own topics (and every topic of a node without
+//! `--controllers`) are listed with the node itself as their only replica.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -196,12 +197,22 @@ pub fn view(shard: &Shard) -> Value {
     }
     members.sort_by_key(|m| m["id"].as_u64());
     let catalog = shard.catalog.borrow().clone();
+    let meta = shard.meta.get();
     let mut partitions = Vec::new();
-    for t in catalog.topics.values() {
+    for t in catalog.topics.values().filter(|t| !t.cluster) {
         for p in 0..t.partitions {
             partitions.push(json!({
                 "topic": t.name, "partition": p, "leader": node_id,
-                "replicas": [node_id], "isr": [node_id],
+                "replicas": [node_id], "isr": [node_id], "scope": "node",
+            }));
+        }
+    }
+    for (name, t) in &meta.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            partitions.push(json!({
+                "topic": name, "partition": i, "leader": p.leader,
+                "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.in_sync,
+                "scope": "cluster",
             }));
         }
     }
@@ -219,7 +230,12 @@ pub fn view(shard: &Shard) -> Value {
         "controller": shard.controller.as_ref().map(|c| controller_json(&c.view())),
         "joined": gossip.as_ref().is_some_and(|h| h.is_joined()),
         "gossip_addr": gossip.as_ref().map(|h| h.advertise_addr().to_string()),
-        "metadata": "local: topics are this node's own until replicated metadata lands (docs/cluster.md)",
+        "metadata": if crate::metadata::cluster_topics(shard) {
+            json!({"version": meta.version, "topics": meta.topics.len(),
+                   "replication": "one replica per partition until replication lands (docs/cluster.md)"})
+        } else {
+            json!("local: without --controllers topics are this node's own")
+        },
         "members": members,
         "partitions": partitions,
     })

@@ -246,6 +246,7 @@ pub fn serve(
     let catalog = Catalog::load(&cfg.data_dir)?;
     let controller = start_controller(&cfg)?;
     let cold = crate::cold::ColdTier::start(&cfg.cold).map_err(ServeError::ColdTier)?;
+    let meta_cache = Arc::new(crate::metadata::MetaCache::default());
     let (client_addr, client_fds) =
         bind_shared(SocketAddr::new(cfg.bind, cfg.port), cfg.shards, "--port")?;
     let (http_addr, http_fds) = bind_shared(
@@ -277,6 +278,7 @@ pub fn serve(
             gossip_bound: gossip_bound.clone(),
             controller: controller.clone(),
             cold: cold.clone(),
+            meta: meta_cache.clone(),
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))

@@ -52,6 +52,8 @@ pub struct ShardContext {
     pub controller: Option<crate::controller::Controller>,
     /// The object store of the cold tier, when configured (`--s3-endpoint`).
     pub cold: Option<Arc<crate::cold::ColdTier>>,
+    /// The newest cluster metadata the node has seen (shared by its shards).
+    pub meta: Arc<crate::metadata::MetaCache>,
 }
 
 /// Partitions moved away from their default shard, with a version so that a shard ignores an
@@ -173,6 +175,12 @@ pub struct Shard {
     pub gossip: RefCell<Option<gossip::GossipHandle>>,
     /// The node's cold tier (object store, read cache, threads), when configured.
     pub cold: Option<Arc<crate::cold::ColdTier>>,
+    /// The newest cluster metadata the node has seen (shared by its shards).
+    pub meta: Arc<crate::metadata::MetaCache>,
+    /// Shard 0's connection to a controller for metadata fetches (non-controller nodes).
+    pub meta_conn: crate::metadata::SharedFetchConn,
+    /// The last metadata problem reported, so a persisting one is logged once.
+    pub meta_fetch_error: RefCell<Option<String>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -440,6 +448,9 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         gossip: RefCell::new(None),
         controller: ctx.controller.clone(),
         cold: ctx.cold.clone(),
+        meta: ctx.meta.clone(),
+        meta_conn: Default::default(),
+        meta_fetch_error: RefCell::new(None),
         client_addr: RefCell::new(
             listener
                 .local_addr()
@@ -457,6 +468,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         glommio::spawn_local(async move { serve_peer(shard, peer, stream).await }).detach();
     }
     spawn_background(&shard);
+    crate::metadata::spawn_follower(&shard);
     if shard.id == 0 && shard.config.analytics != crate::analytics_shard::Mode::Off {
         let mut config = analytics::Config::default();
         config.hot.partition_capacity_msgs_per_s =

@@ -5,59 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::cluster::{controller, Cluster};
 use common::{http_get, Node};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Cluster {
-    dirs: Vec<PathBuf>,
-    ports: Vec<u16>,
-    controllers: String,
-    seed: Option<String>,
-}
-
-impl Cluster {
-    fn toml(&self, i: usize) -> String {
-        let mut t = format!(
-            "node_id = {}\ngossip_port = 0\ncontrollers = [{}]\n",
-            i + 1,
-            self.controllers
-        );
-        if let Some(s) = &self.seed {
-            t.push_str(&format!("seeds = [\"{s}\"]\n"));
-        }
-        t
-    }
-
-    fn start(&mut self, i: usize) -> Node {
-        let node = Node::start_on_with_config(&self.dirs[i], 1, self.ports[i], &self.toml(i));
-        if self.seed.is_none() {
-            let ports: Value = serde_json::from_str(
-                &std::fs::read_to_string(self.dirs[i].join("ports.json")).unwrap(),
-            )
-            .unwrap();
-            self.seed = Some(ports["gossip"].as_str().unwrap().to_string());
-        }
-        node
-    }
-}
-
-fn controller(node: &Node) -> Value {
-    let (code, body) = http_get(&node.http, "/cluster");
-    assert_eq!(code, 200, "{body}");
-    let doc: Value = serde_json::from_str(&body).unwrap();
-    doc["controller"].clone()
-}
 
 /// Waits until every node in `nodes` reports the same leader (not 0, not `not`) whose metadata
 /// lists `registered` nodes; returns (leader id, term).
@@ -91,26 +43,10 @@ fn agreed_leader(nodes: &[&Node], not: u64, registered: usize, limit: Duration) 
     }
 }
 
-fn dirs(root: &Path) -> Vec<PathBuf> {
-    (1..=3).map(|i| root.join(format!("n{i}"))).collect()
-}
-
 #[test]
 fn three_controllers_elect_register_fail_over_and_catch_up() {
     let root = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let controllers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("\"{}@127.0.0.1:{p}\"", i + 1))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut c = Cluster {
-        dirs: dirs(root.path()),
-        ports,
-        controllers,
-        seed: None,
-    };
+    let mut c = Cluster::new(root.path(), 3, 3);
     let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
     let all: Vec<&Node> = nodes.iter().flatten().collect();
     let (leader, term) = agreed_leader(&all, 0, 3, Duration::from_secs(60));

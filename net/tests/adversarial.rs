@@ -6,7 +6,8 @@ mod common;
 
 use bytes::BytesMut;
 use net::codec::{
-    decode, encode, CodecError, Decoded, ErrorCode, Frame, Limits, Malformed, HEADER_BYTES,
+    decode, encode, ApiKey, CodecError, Decoded, ErrorCode, Frame, Limits, Malformed,
+    PartitionPlacement, HEADER_BYTES,
 };
 use proptest::prelude::*;
 
@@ -189,6 +190,159 @@ fn counts_larger_than_the_remaining_bytes_fail_before_allocating() {
     );
 }
 
+/// A Metadata v1 reply body up to (and including) the `placement` presence byte of its only
+/// partition: empty head, node 1, 1 shard, no brokers, topic "t" with one partition.
+fn metadata_v1_body(placement: u8) -> Vec<u8> {
+    let mut b = vec![0, 0, 0, 0]; // error NONE, empty message
+    b.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]); // node_id, shards
+    b.extend_from_slice(&[0, 0, 0, 0]); // no brokers
+    b.extend_from_slice(&[1, 0, 0, 0, 1, 0, b't']); // one topic, "t"
+    b.extend_from_slice(&[0; 8]); // topic_id
+    b.extend_from_slice(&[1, 0, 0, 0]); // one partition
+    b.extend_from_slice(&[0; 8]); // partition, shard
+    b.push(placement);
+    b
+}
+
+fn malformed(bytes: &[u8]) -> (&'static str, Malformed) {
+    match decode_default(bytes) {
+        Err(CodecError::Malformed { field, reason, .. }) => (field, reason),
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+#[test]
+fn placement_lists_are_checked_against_the_bytes_left_and_the_cap() {
+    // replicas count 200 (under the cap) with 8 bytes left: cannot fit.
+    let mut body = metadata_v1_body(1);
+    body.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]); // leader, leader_epoch
+    body.extend_from_slice(&200u32.to_le_bytes());
+    body.extend_from_slice(&[0; 8]);
+    assert_eq!(
+        malformed(&frame(1, 1, 1, &body)),
+        (
+            "replicas",
+            Malformed::CountTooLarge {
+                count: 200,
+                remaining_bytes: 8
+            }
+        )
+    );
+
+    // in_sync count u32::MAX: above the cap, refused before the remaining bytes are looked at.
+    let mut body = metadata_v1_body(1);
+    body.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]);
+    body.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]); // replicas [1]
+    body.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(
+        malformed(&frame(1, 1, 1, &body)),
+        (
+            "in_sync",
+            Malformed::CountAboveLimit {
+                count: u64::from(u32::MAX),
+                limit: PartitionPlacement::NODES_MAX as u64
+            }
+        )
+    );
+
+    // 256 replicas that are all present: still one above the cap.
+    let mut body = metadata_v1_body(1);
+    body.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]);
+    body.extend_from_slice(&256u32.to_le_bytes());
+    body.extend_from_slice(&[1; 256 * 4]);
+    body.extend_from_slice(&[0; 4]); // in_sync empty
+    assert_eq!(
+        malformed(&frame(1, 1, 1, &body)),
+        (
+            "replicas",
+            Malformed::CountAboveLimit {
+                count: 256,
+                limit: 255
+            }
+        )
+    );
+    // 255 of them decode.
+    let mut body = metadata_v1_body(1);
+    body.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]);
+    body.extend_from_slice(&255u32.to_le_bytes());
+    body.extend_from_slice(&[1; 255 * 4]);
+    body.extend_from_slice(&[0; 4]);
+    let bytes = frame(1, 1, 1, &body);
+    assert!(
+        matches!(decode_default(&bytes), Ok(Decoded::Frame(_, n)) if n == bytes.len()),
+        "{:?}",
+        decode_default(&bytes)
+    );
+}
+
+#[test]
+fn metadata_v1_and_meta_fetch_reject_bad_presence_bytes_and_truncation() {
+    // placement presence byte 2.
+    assert_eq!(
+        malformed(&frame(1, 1, 1, &metadata_v1_body(2))),
+        ("placement", Malformed::InvalidValue { value: 2 })
+    );
+    // The same partitions at v0 have no presence byte: the extra byte is trailing.
+    assert_eq!(
+        malformed(&frame(1, 0, 1, &metadata_v1_body(0))),
+        ("body", Malformed::TrailingBytes { count: 1 })
+    );
+    // At v1 a partition without its presence byte is truncated.
+    let mut body = metadata_v1_body(0);
+    body.pop();
+    assert_eq!(
+        malformed(&frame(1, 1, 1, &body)),
+        (
+            "partitions",
+            Malformed::CountTooLarge {
+                count: 1,
+                remaining_bytes: 8
+            }
+        )
+    );
+
+    // MetaFetch reply whose state says 100 bytes but 3 remain.
+    let mut body = vec![0, 0, 0, 0];
+    body.extend_from_slice(&7u64.to_le_bytes());
+    body.extend_from_slice(&1u64.to_le_bytes());
+    body.extend_from_slice(&100u32.to_le_bytes());
+    body.extend_from_slice(&[1, 2, 3]);
+    assert_eq!(
+        malformed(&frame(15, 0, 1, &body)),
+        (
+            "state",
+            Malformed::Truncated {
+                needed_bytes: 100,
+                remaining_bytes: 3
+            }
+        )
+    );
+    // A MetaFetch request short of its u64, and one with a byte too many.
+    assert_eq!(
+        malformed(&frame(15, 0, 0, &[1, 2, 3])),
+        (
+            "since_version",
+            Malformed::Truncated {
+                needed_bytes: 8,
+                remaining_bytes: 3
+            }
+        )
+    );
+    assert_eq!(
+        malformed(&frame(15, 0, 0, &[0; 9])),
+        ("body", Malformed::TrailingBytes { count: 1 })
+    );
+    // MetaFetch has no v1.
+    assert!(matches!(
+        decode_default(&frame(15, 1, 0, &[0; 8])),
+        Err(CodecError::UnsupportedVersion {
+            supported_min: 0,
+            supported_max: 0,
+            ..
+        })
+    ));
+}
+
 #[test]
 fn unknown_apis_versions_and_flags_are_typed_and_skippable() {
     let bytes = frame(999, 0, 0, b"whatever");
@@ -299,7 +453,7 @@ proptest! {
 
     #[test]
     fn random_bodies_behind_a_valid_header_never_panic(
-        api_key in 0u16..15,
+        api_key in 0u16..ApiKey::ALL.len() as u16,
         api_version in 0u16..3,
         flags in 0u16..4,
         body in proptest::collection::vec(any::<u8>(), 0..128),

@@ -77,10 +77,24 @@ fn hostile_lengths_and_counts_allocate_almost_nothing() {
     body.extend_from_slice(&u32::MAX.to_le_bytes());
     let mut fetch_response = frame(7, &body);
     fetch_response[12] = 1; // response flag
+                            // Metadata v1 reply whose one partition's placement claims u32::MAX replicas.
+    let mut body = vec![0, 0, 0, 0];
+    body.extend_from_slice(&[0; 12]); // node_id, shards, no brokers
+    body.extend_from_slice(&[1, 0, 0, 0, 1, 0, b't']); // one topic "t"
+    body.extend_from_slice(&[0; 8]); // topic_id
+    body.extend_from_slice(&[1, 0, 0, 0]); // one partition
+    body.extend_from_slice(&[0; 8]); // partition, shard
+    body.push(1); // placement present
+    body.extend_from_slice(&[0; 8]); // leader, leader_epoch
+    body.extend_from_slice(&u32::MAX.to_le_bytes());
+    let mut placement = frame(1, &body);
+    placement[6] = 1; // api_version 1
+    placement[12] = 1; // response flag
     for (name, bytes) in [
         ("produce", &produce),
         ("metadata", &metadata),
         ("fetch", &fetch_response),
+        ("placement", &placement),
     ] {
         let mut result = None;
         let peak = peak_during(|| result = Some(decode(bytes, &limits)));

@@ -92,6 +92,7 @@ fn admin_calls_map_every_field() {
                     partitions: vec![PartitionMetadata {
                         partition: 1,
                         shard: 1,
+                        placement: None,
                     }],
                 }],
             },
@@ -127,7 +128,8 @@ fn admin_calls_map_every_field() {
         metadata.topics[0].partitions,
         [PartitionMetadata {
             partition: 1,
-            shard: 1
+            shard: 1,
+            placement: None,
         }]
     );
     client.delete_topic("orders").unwrap();

@@ -152,6 +152,15 @@ fn v0_vectors_decode_with_the_v1_fields_absent() {
     assert_eq!(topic.partitions.len(), 1);
     assert_eq!(topic.partitions[0].end_offset, 43);
     assert_eq!(topic.partitions[0].remote, None);
+
+    let bytes = golden("resp_metadata");
+    let frame = common::decode_one(&bytes);
+    assert_eq!(frame.header.api_version, 0);
+    let Body::Response(Response::Metadata { topics, .. }) = frame.body else {
+        panic!("resp_metadata is a Metadata reply: {frame:?}");
+    };
+    assert_eq!(topics[0].partitions.len(), 2);
+    assert!(topics[0].partitions.iter().all(|p| p.placement.is_none()));
 }
 
 /// Rewrites a frame's length and version fields, as a peer adding fields to a body would.
@@ -228,4 +237,64 @@ fn describe_topic_v1_layout_matches_the_spec() {
     let length = u32::try_from(e.len() - 4).expect("small");
     e[..4].copy_from_slice(&length.to_le_bytes());
     assert_eq!(golden("resp_describe_topic_v1"), e);
+}
+
+/// Metadata v1 written out by hand: each partition is followed by a `placement` presence bool
+/// and, when present, `leader u32, leader_epoch u32, replicas list<u32>, in_sync list<u32>`.
+#[test]
+fn metadata_v1_layout_matches_the_spec() {
+    let mut e = vec![0u8; 4]; // length, filled in below
+    e.extend_from_slice(&[1, 0, 1, 0, 2, 0, 0, 0, 1, 0]); // Metadata, v1, cid 2, response
+    e.extend_from_slice(&[0, 0, 0, 0]); // error NONE, empty message
+    e.extend_from_slice(&1u32.to_le_bytes()); // node_id
+    e.extend_from_slice(&2u32.to_le_bytes()); // shards
+    e.extend_from_slice(&1u32.to_le_bytes()); // broker count
+    e.extend_from_slice(&1u32.to_le_bytes());
+    e.extend_from_slice(&[14, 0]);
+    e.extend_from_slice(b"127.0.0.1:7070");
+    e.extend_from_slice(&1u32.to_le_bytes()); // topic count
+    e.extend_from_slice(&[6, 0]);
+    e.extend_from_slice(b"orders");
+    e.extend_from_slice(&0xa3u64.to_le_bytes());
+    e.extend_from_slice(&2u32.to_le_bytes()); // partition count
+    e.extend_from_slice(&0u32.to_le_bytes()); // partition 0
+    e.extend_from_slice(&0u32.to_le_bytes()); // shard 0
+    e.push(1); // placement present
+    e.extend_from_slice(&1u32.to_le_bytes()); // leader
+    e.extend_from_slice(&3u32.to_le_bytes()); // leader_epoch
+    e.extend_from_slice(&3u32.to_le_bytes()); // replicas count
+    for node in [1u32, 2, 3] {
+        e.extend_from_slice(&node.to_le_bytes());
+    }
+    e.extend_from_slice(&2u32.to_le_bytes()); // in_sync count
+    for node in [1u32, 3] {
+        e.extend_from_slice(&node.to_le_bytes());
+    }
+    e.extend_from_slice(&1u32.to_le_bytes()); // partition 1
+    e.extend_from_slice(&1u32.to_le_bytes()); // shard 1
+    e.push(0); // placement absent
+    let length = u32::try_from(e.len() - 4).expect("small");
+    e[..4].copy_from_slice(&length.to_le_bytes());
+    assert_eq!(golden("resp_metadata_v1"), e);
+}
+
+/// MetaFetch written out by hand: the request is `since_version u64`; the reply is the head,
+/// then `version u64, leader_id u64, state bytes`.
+#[test]
+fn meta_fetch_layout_matches_the_spec() {
+    let mut e = vec![18, 0, 0, 0, 15, 0, 0, 0, 17, 0, 0, 0, 0, 0]; // MetaFetch v0 request, cid 17
+    e.extend_from_slice(&41u64.to_le_bytes());
+    assert_eq!(golden("req_meta_fetch"), e);
+
+    let state = common::samples::META_STATE;
+    let mut e = Vec::new();
+    let length = 10 + 4 + 8 + 8 + 4 + u32::try_from(state.len()).expect("small");
+    e.extend_from_slice(&length.to_le_bytes());
+    e.extend_from_slice(&[15, 0, 0, 0, 17, 0, 0, 0, 1, 0]); // MetaFetch, v0, cid 17, response
+    e.extend_from_slice(&[0, 0, 0, 0]); // error NONE, empty message
+    e.extend_from_slice(&42u64.to_le_bytes()); // version
+    e.extend_from_slice(&2u64.to_le_bytes()); // leader_id
+    e.extend_from_slice(&u32::try_from(state.len()).expect("small").to_le_bytes());
+    e.extend_from_slice(state);
+    assert_eq!(golden("resp_meta_fetch"), e);
 }

@@ -6,8 +6,8 @@ mod common;
 
 use bytes::BytesMut;
 use net::codec::{
-    decode, encode, ApiKey, Body, Decoded, EncodeError, Frame, Limits, Request, Response,
-    TopicConfig,
+    decode, encode, ApiKey, Body, Decoded, EncodeError, ErrorCode, Frame, Limits,
+    PartitionMetadata, PartitionPlacement, Request, Response, TopicConfig, TopicMetadata,
 };
 use proptest::prelude::*;
 
@@ -105,6 +105,34 @@ proptest! {
         }
     }
 
+    /// A v0 Metadata reply refuses a placement with a typed error naming it, and carries the
+    /// same reply once no partition has one.
+    #[test]
+    fn v0_metadata_refuses_placement(response in common::strategies::metadata_response(1)) {
+        let Response::Metadata { topics, .. } = &response else {
+            unreachable!("the strategy builds Metadata replies");
+        };
+        let placed = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.placement.is_some());
+        let frame = Frame::response_at(3, 0, response.clone());
+        let mut buf = BytesMut::from(&b"keep"[..]);
+        let result = encode(&frame, &mut buf, &Limits::default());
+        if placed {
+            prop_assert_eq!(result, Err(EncodeError::FieldNeedsVersion {
+                api: ApiKey::Metadata,
+                version: 0,
+                field: "placement",
+                required_version: PartitionPlacement::VERSION,
+            }));
+            prop_assert_eq!(&buf[..], b"keep");
+        } else {
+            prop_assert!(result.is_ok(), "{:?}", result);
+            prop_assert_eq!(common::decode_one(&buf[4..]), frame);
+        }
+    }
+
     #[test]
     fn error_bodies_round_trip_for_any_api_key(
         api_key in any::<u16>(),
@@ -188,4 +216,87 @@ fn the_encode_error_names_the_field_and_the_version_it_needs() {
         err.to_string(),
         "`local_retention_bytes` is set, but CreateTopic v0 cannot carry it: it needs v1 or later"
     );
+}
+
+fn metadata_with(placement: PartitionPlacement) -> Response<'static> {
+    Response::Metadata {
+        error: ErrorCode::None,
+        message: "",
+        node_id: 1,
+        shards: 1,
+        brokers: vec![],
+        topics: vec![TopicMetadata {
+            name: "t",
+            topic_id: 1,
+            partitions: vec![PartitionMetadata {
+                partition: 0,
+                shard: 0,
+                placement: Some(placement),
+            }],
+        }],
+    }
+}
+
+#[test]
+fn placement_lists_above_the_cap_are_refused_by_the_encoder() {
+    let full = PartitionPlacement {
+        leader: 1,
+        leader_epoch: 1,
+        replicas: (1..=255).collect(),
+        in_sync: (1..=255).collect(),
+    };
+    let frame = Frame::response_at(1, 1, metadata_with(full.clone()));
+    let bytes = common::encode_frame(&frame);
+    assert_eq!(common::decode_one(&bytes), frame);
+
+    for (field, placement) in [
+        (
+            "replicas",
+            PartitionPlacement {
+                replicas: (1..=256).collect(),
+                ..full.clone()
+            },
+        ),
+        (
+            "in_sync",
+            PartitionPlacement {
+                in_sync: (1..=256).collect(),
+                ..full.clone()
+            },
+        ),
+    ] {
+        let frame = Frame::response_at(1, 1, metadata_with(placement));
+        let mut buf = BytesMut::from(&b"keep"[..]);
+        assert_eq!(
+            encode(&frame, &mut buf, &Limits::default()),
+            Err(EncodeError::CountTooLarge {
+                field,
+                count: 256,
+                limit: PartitionPlacement::NODES_MAX,
+            })
+        );
+        assert_eq!(&buf[..], b"keep");
+    }
+}
+
+#[test]
+fn meta_fetch_carries_empty_and_non_empty_state() {
+    for state in [&b""[..], b"SPMS", &[0u8; 4096]] {
+        let frame = Frame::response(
+            5,
+            Response::MetaFetch {
+                error: ErrorCode::None,
+                message: "",
+                version: 9,
+                leader_id: 2,
+                state,
+            },
+        );
+        let bytes = common::encode_frame(&frame);
+        assert_eq!(bytes.len(), 14 + 4 + 8 + 8 + 4 + state.len());
+        assert_eq!(common::decode_one(&bytes), frame);
+    }
+    let frame = Frame::request(6, Request::MetaFetch { since_version: 0 });
+    assert_eq!(frame.header.api_key, 15);
+    assert_eq!(common::decode_one(&common::encode_frame(&frame)), frame);
 }

@@ -103,11 +103,16 @@ fn render(doc: &Value) -> String {
             m["load_msgs_per_s"].as_f64().unwrap_or(0.0),
         );
     }
-    let _ = writeln!(
-        out,
-        "partitions ({})",
-        doc["metadata"].as_str().unwrap_or("")
-    );
+    let metadata = match &doc["metadata"] {
+        Value::String(s) => s.clone(),
+        m => format!(
+            "cluster metadata v{}, {} topics; {}",
+            m["version"],
+            m["topics"],
+            m["replication"].as_str().unwrap_or("")
+        ),
+    };
+    let _ = writeln!(out, "partitions ({metadata})");
     let _ = writeln!(
         out,
         "{:<24}  {:>9}  {:>6}  {:<12}  {:<12}",

@@ -1,6 +1,8 @@
 //! Test harness: runs the real `sprawl` binary as a child process on a free port.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -76,6 +76,10 @@ pub enum ClientError {
         client_min: u16,
         client_max: u16,
     },
+    /// The server did not list `api` in its `ApiVersions` reply, so it does not implement it.
+    /// Nothing was sent; the connection stays usable.
+    #[error("server at {addr} does not implement {} (api key {}): it is not in the server's ApiVersions reply; use a server that does", api.name(), *api as u16)]
+    ApiUnsupported { addr: String, api: ApiKey },
     /// A topic was to be created with a tiered-storage setting, but the server speaks no
     /// CreateTopic version that carries it. Nothing was sent; the connection stays usable.
     #[error("server at {addr} does not support tiering settings (`{field}` needs CreateTopic v{required_version}, the server speaks v{negotiated_version}); upgrade the server or create the topic without tiering settings")]

@@ -15,9 +15,11 @@
 //! every request of that api at `min(client max, server max)` ([`Client::api_version`]). An api
 //! with no common version fails the connect with [`ClientError::UnsupportedServer`]. Settings
 //! that only a newer version can carry are refused locally, before anything is sent (for example
-//! [`ClientError::TieringUnsupported`]).
+//! [`ClientError::TieringUnsupported`]), and so is a call of an api the server did not list at all
+//! ([`ClientError::ApiUnsupported`], e.g. [`Client::meta_fetch`]).
 
 mod error;
+mod internode;
 mod io;
 mod negotiate;
 mod types;
@@ -30,8 +32,8 @@ use bytes::BytesMut;
 
 pub use error::ClientError;
 pub use types::{
-    BrokerInfo, ClusterMetadata, FetchResult, ProduceAck, PushBatch, Record, ServerInfo, TopicInfo,
-    TopicListing, TopicMetadataInfo,
+    BrokerInfo, ClusterMetadata, FetchResult, MetaFetchReply, ProduceAck, PushBatch, Record,
+    ServerInfo, TopicInfo, TopicListing, TopicMetadataInfo,
 };
 
 use crate::codec::{
@@ -167,12 +169,21 @@ impl Client {
         self.api_versions[api as usize]
     }
 
+    /// True when the server listed `api` in its handshake, i.e. implements some version of it.
+    pub fn server_supports(&self, api: ApiKey) -> bool {
+        self.server
+            .versions
+            .iter()
+            .any(|range| range.api_key == api as u16)
+    }
+
     /// The address this client connected to.
     pub fn addr(&self) -> &str {
         self.conn.addr()
     }
 
-    /// `topics = None` asks for every topic.
+    /// `topics = None` asks for every topic. Each partition carries its placement when the
+    /// negotiated Metadata version has room for it (v1 on) and the server knows one.
     pub fn metadata(&mut self, topics: Option<&[&str]>) -> Result<ClusterMetadata, ClientError> {
         let request = Request::Metadata {
             topics: topics.map(<[&str]>::to_vec),
@@ -389,21 +400,6 @@ impl Client {
             offset,
         };
         self.call(request, "offset commit", 0).map(drop)
-    }
-
-    /// Delivers one Raft message to the metadata controller `to_node` (internode use).
-    pub fn raft(
-        &mut self,
-        from_node: u32,
-        to_node: u32,
-        message: &[u8],
-    ) -> Result<(), ClientError> {
-        let request = Request::Raft {
-            from_node,
-            to_node,
-            message,
-        };
-        self.call(request, "raft message", 0).map(drop)
     }
 
     /// The committed offset of a named consumer, `None` if it never committed.

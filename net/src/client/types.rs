@@ -27,6 +27,8 @@ pub struct BrokerInfo {
 pub struct TopicMetadataInfo {
     pub name: String,
     pub topic_id: u64,
+    /// Each partition's shard, and its placement when the negotiated Metadata version carries
+    /// one (v[`crate::codec::PartitionPlacement::VERSION`] on; `None` from a v0 server).
     pub partitions: Vec<PartitionMetadata>,
 }
 
@@ -105,6 +107,18 @@ pub struct FetchResult {
     pub records: Vec<Record>,
 }
 
+/// A metadata controller's answer to [`crate::client::Client::meta_fetch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaFetchReply {
+    /// The metadata version the answering controller holds.
+    pub version: u64,
+    /// The Raft leader that controller knows; 0 = none.
+    pub leader_id: u64,
+    /// The encoded metadata state (docs/metadata-format.md, "State snapshot"); empty when
+    /// `version` is not newer than the `since_version` that was asked for.
+    pub state: Vec<u8>,
+}
+
 /// Records pushed for a subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushBatch {
@@ -127,6 +141,7 @@ pub(crate) enum Reply {
     Fetch(FetchResult),
     Subscribe(u32),
     OffsetFetch(Option<u64>),
+    MetaFetch(MetaFetchReply),
     /// DeleteTopic, Credit, Unsubscribe, OffsetCommit, Raft: nothing but success.
     Done,
 }
@@ -248,6 +263,16 @@ pub(crate) fn to_reply(
             subscription_id, ..
         } => Reply::Subscribe(*subscription_id),
         Response::OffsetFetch { offset, .. } => Reply::OffsetFetch(*offset),
+        Response::MetaFetch {
+            version,
+            leader_id,
+            state,
+            ..
+        } => Reply::MetaFetch(MetaFetchReply {
+            version: *version,
+            leader_id: *leader_id,
+            state: state.to_vec(),
+        }),
         Response::DeleteTopic { .. }
         | Response::Credit { .. }
         | Response::Unsubscribe { .. }

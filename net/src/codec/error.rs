@@ -13,6 +13,9 @@ pub enum Malformed {
     },
     #[error("count {count} cannot fit in the {remaining_bytes} bytes that remain in the frame")]
     CountTooLarge { count: u64, remaining_bytes: usize },
+    /// A list longer than the protocol allows for that field, whatever the frame size.
+    #[error("count {count} exceeds the limit of {limit} entries")]
+    CountAboveLimit { count: u64, limit: u64 },
     #[error("string is not valid UTF-8")]
     InvalidUtf8,
     #[error("value {value} is not one of the allowed values")]

@@ -9,6 +9,7 @@
 
 mod error;
 mod header;
+mod placement;
 mod request;
 mod response;
 mod types;
@@ -25,8 +26,8 @@ pub use request::Request;
 pub use response::Response;
 pub use types::{
     message_id, parse_message_id, Acks, ApiKey, ApiVersionRange, Broker, ErrorCode,
-    FetchedRecordView, PartitionInfo, PartitionMetadata, ProducerIdent, RecordView, RemoteTierInfo,
-    TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
+    FetchedRecordView, PartitionInfo, PartitionMetadata, PartitionPlacement, ProducerIdent,
+    RecordView, RemoteTierInfo, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 
 use header::{API_KEY_AT, API_VERSION_AT, CORRELATION_ID_AT, FLAGS_AT};

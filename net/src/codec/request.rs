@@ -75,6 +75,12 @@ pub enum Request<'a> {
         /// The raft-rs message, prost-encoded; opaque to this codec.
         message: &'a [u8],
     },
+    /// Asks a metadata controller for its cluster metadata (internode and tools).
+    MetaFetch {
+        /// The metadata version the asker already holds; the reply carries the state only
+        /// when the controller's version is newer (0 = the asker holds nothing).
+        since_version: u64,
+    },
 }
 
 impl Request<'_> {
@@ -94,6 +100,7 @@ impl Request<'_> {
             Request::OffsetCommit { .. } => ApiKey::OffsetCommit,
             Request::OffsetFetch { .. } => ApiKey::OffsetFetch,
             Request::Raft { .. } => ApiKey::Raft,
+            Request::MetaFetch { .. } => ApiKey::MetaFetch,
         }
     }
 
@@ -216,6 +223,7 @@ impl Request<'_> {
                 w.u32(*to_node);
                 w.bytes("message", message)?;
             }
+            Request::MetaFetch { since_version } => w.u64(*since_version),
         }
         Ok(())
     }
@@ -315,6 +323,9 @@ impl Request<'_> {
                 from_node: r.u32("from_node")?,
                 to_node: r.u32("to_node")?,
                 message: r.bytes("message")?,
+            },
+            ApiKey::MetaFetch => Request::MetaFetch {
+                since_version: r.u64("since_version")?,
             },
             ApiKey::Push => {
                 // Push only travels server -> client; as a request it is an unknown api.

@@ -4,10 +4,11 @@
 //! [`Response::Error`] body (flag bit 1) can answer any request, including one whose api key or
 //! version the server did not understand.
 
+use super::placement::{read_partitions, write_partitions};
 use super::request::{read_topic_config, write_topic_config};
 use super::types::{
-    ApiKey, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo,
-    PartitionMetadata, RemoteTierInfo, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
+    ApiKey, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo, RemoteTierInfo,
+    TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
 use super::{EncodeError, Malformed};
@@ -117,6 +118,18 @@ pub enum Response<'a> {
         /// `None` when the consumer never committed for this partition.
         offset: Option<u64>,
     },
+    /// A metadata controller's cluster metadata (api key 15).
+    MetaFetch {
+        error: ErrorCode,
+        message: &'a str,
+        /// The metadata version the answering controller holds.
+        version: u64,
+        /// The Raft leader the answering controller knows; 0 = none.
+        leader_id: u64,
+        /// The controller's encoded metadata state (docs/metadata-format.md, "State snapshot");
+        /// empty when `version` is not newer than the request's `since_version`.
+        state: &'a [u8],
+    },
     /// Subscription data (api key 13, correlation id = subscription id). A push with an error
     /// other than `NONE` ends the subscription.
     Push {
@@ -149,6 +162,7 @@ impl<'a> Response<'a> {
             Response::OffsetFetch { .. } => ApiKey::OffsetFetch,
             Response::Push { .. } => ApiKey::Push,
             Response::Raft { .. } => ApiKey::Raft,
+            Response::MetaFetch { .. } => ApiKey::MetaFetch,
         })
     }
 
@@ -170,6 +184,7 @@ impl<'a> Response<'a> {
             | Response::Unsubscribe { error, message }
             | Response::OffsetCommit { error, message }
             | Response::OffsetFetch { error, message, .. }
+            | Response::MetaFetch { error, message, .. }
             | Response::Push { error, message, .. } => (error, message),
         }
     }
@@ -215,11 +230,7 @@ impl<'a> Response<'a> {
                 for t in topics {
                     w.str("name", t.name)?;
                     w.u64(t.topic_id);
-                    w.count("partitions", t.partitions.len())?;
-                    for p in &t.partitions {
-                        w.u32(p.partition);
-                        w.u32(p.shard);
-                    }
+                    write_partitions(w, &t.partitions, version)?;
                 }
             }
             Response::CreateTopic { topic_id, .. } => w.u64(*topic_id),
@@ -278,6 +289,16 @@ impl<'a> Response<'a> {
                 subscription_id, ..
             } => w.u32(*subscription_id),
             Response::OffsetFetch { offset, .. } => w.opt_u64(*offset),
+            Response::MetaFetch {
+                version: meta_version,
+                leader_id,
+                state,
+                ..
+            } => {
+                w.u64(*meta_version);
+                w.u64(*leader_id);
+                w.bytes("state", state)?;
+            }
             Response::Push {
                 subscription_id,
                 high_offset,
@@ -343,12 +364,7 @@ impl<'a> Response<'a> {
                     Ok(TopicMetadata {
                         name: r.str("name")?,
                         topic_id: r.u64("topic_id")?,
-                        partitions: r.list("partitions", 8, |r| {
-                            Ok(PartitionMetadata {
-                                partition: r.u32("partition")?,
-                                shard: r.u32("shard")?,
-                            })
-                        })?,
+                        partitions: read_partitions(r, version)?,
                     })
                 })?,
             },
@@ -416,6 +432,13 @@ impl<'a> Response<'a> {
                 error,
                 message,
                 offset: r.opt_u64("offset")?,
+            },
+            ApiKey::MetaFetch => Response::MetaFetch {
+                error,
+                message,
+                version: r.u64("version")?,
+                leader_id: r.u64("leader_id")?,
+                state: r.bytes("state")?,
             },
             ApiKey::Push => Response::Push {
                 error,

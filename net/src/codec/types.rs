@@ -21,11 +21,13 @@ pub enum ApiKey {
     Push = 13,
     /// Internode: one Raft message between metadata controllers.
     Raft = 14,
+    /// Server-to-server and tools: the cluster metadata a metadata controller holds.
+    MetaFetch = 15,
 }
 
 impl ApiKey {
     /// Every api key, in wire order.
-    pub const ALL: [ApiKey; 15] = [
+    pub const ALL: [ApiKey; 16] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopic,
@@ -41,6 +43,7 @@ impl ApiKey {
         ApiKey::OffsetFetch,
         ApiKey::Push,
         ApiKey::Raft,
+        ApiKey::MetaFetch,
     ];
 
     pub fn from_u16(raw: u16) -> Option<ApiKey> {
@@ -53,6 +56,8 @@ impl ApiKey {
         match self {
             // v1 appends the tiered-storage settings ([`TopicConfig::TIERING_VERSION`]).
             ApiKey::CreateTopic | ApiKey::DescribeTopic => (0, TopicConfig::TIERING_VERSION),
+            // v1 appends each partition's placement ([`PartitionPlacement::VERSION`]).
+            ApiKey::Metadata => (0, PartitionPlacement::VERSION),
             _ => (0, 0),
         }
     }
@@ -81,6 +86,7 @@ impl ApiKey {
             ApiKey::OffsetFetch => "OffsetFetch",
             ApiKey::Push => "Push",
             ApiKey::Raft => "Raft",
+            ApiKey::MetaFetch => "MetaFetch",
         }
     }
 }
@@ -297,10 +303,39 @@ pub struct Broker<'a> {
     pub client_address: &'a str,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One partition of a Metadata reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionMetadata {
     pub partition: u32,
     pub shard: u32,
+    /// Where the partition lives in the cluster. On the wire from Metadata
+    /// v[`PartitionPlacement::VERSION`] on; always `None` in a v0 reply, and `None` at v1 when
+    /// the answering node knows no placement (a single node, or metadata not loaded yet).
+    pub placement: Option<PartitionPlacement>,
+}
+
+/// The replicas of a partition and which of them leads (Metadata v1). Node ids are the
+/// cluster's node ids; `0` is never a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionPlacement {
+    /// The node that leads the partition; `0` = no leader right now.
+    pub leader: u32,
+    /// Increases with every leader change; a client that saw a higher epoch ignores a lower one.
+    pub leader_epoch: u32,
+    /// Every node holding a replica, the preferred leader first. At most
+    /// [`PartitionPlacement::NODES_MAX`] entries.
+    pub replicas: Vec<u32>,
+    /// The replicas that are caught up with the leader. At most
+    /// [`PartitionPlacement::NODES_MAX`] entries.
+    pub in_sync: Vec<u32>,
+}
+
+impl PartitionPlacement {
+    /// The Metadata version that first carries [`PartitionMetadata::placement`].
+    pub const VERSION: u16 = 1;
+    /// Most node ids `replicas` or `in_sync` may hold on the wire; a larger count is malformed
+    /// (decoding) or refused (encoding).
+    pub const NODES_MAX: usize = 255;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -168,6 +168,33 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// Like [`Reader::list`], but a count above `count_max` is malformed (checked before the
+    /// count is compared with the remaining bytes, and before any allocation).
+    pub fn capped_list<T>(
+        &mut self,
+        field: &'static str,
+        count_max: usize,
+        min_element_bytes: usize,
+        mut element: impl FnMut(&mut Self) -> ReadResult<T>,
+    ) -> ReadResult<Vec<T>> {
+        let count = self.u32(field)?;
+        if u64::from(count) > count_max as u64 {
+            return fail(
+                field,
+                Malformed::CountAboveLimit {
+                    count: u64::from(count),
+                    limit: count_max as u64,
+                },
+            );
+        }
+        let count = self.checked_count(field, u64::from(count), min_element_bytes)?;
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(element(self)?);
+        }
+        Ok(out)
+    }
+
     /// Like [`Reader::list`] but with an `i32` count where `-1` means absent.
     pub fn opt_list<T>(
         &mut self,
@@ -295,6 +322,23 @@ impl Writer<'_> {
         })?;
         self.u32(count);
         Ok(())
+    }
+
+    /// A list count that the decoder caps at `count_max` ([`Reader::capped_list`]).
+    pub fn capped_count(
+        &mut self,
+        field: &'static str,
+        count: usize,
+        count_max: usize,
+    ) -> WriteResult {
+        if count > count_max {
+            return Err(EncodeError::CountTooLarge {
+                field,
+                count,
+                limit: count_max,
+            });
+        }
+        self.count(field, count)
     }
 
     pub fn opt_count(&mut self, field: &'static str, count: Option<usize>) -> WriteResult {

@@ -62,6 +62,33 @@ pub fn versions_reply_with(
     ))
 }
 
+/// An `ApiVersions` reply listing every api at the codec's own range except `missing`, which
+/// the fake server does not implement at all.
+pub fn versions_reply_without(correlation_id: u32, missing: &[ApiKey]) -> Vec<u8> {
+    let versions = ApiKey::ALL
+        .iter()
+        .filter(|api| !missing.contains(api))
+        .map(|api| {
+            let (min_version, max_version) = api.supported_versions();
+            ApiVersionRange {
+                api_key: *api as u16,
+                min_version,
+                max_version,
+            }
+        })
+        .collect();
+    bytes_of(&Frame::response(
+        correlation_id,
+        Response::ApiVersions {
+            error: ErrorCode::None,
+            message: "",
+            versions,
+            server_version: "fake 0.0.1",
+            frame_bytes_max: Limits::FRAME_BYTES_MAX_DEFAULT,
+        },
+    ))
+}
+
 /// Accepts one connection; answers the handshake itself (every api at the codec's own versions,
 /// 8 MiB frames) and hands every other request to `handler`, writing whatever byte strings it
 /// returns.

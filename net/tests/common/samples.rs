@@ -3,8 +3,8 @@
 
 use net::codec::{
     Acks, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, Frame, FrameHeader, PartitionInfo,
-    PartitionMetadata, ProducerIdent, RecordView, RemoteTierInfo, Request, Response, TopicConfig,
-    TopicDescription, TopicMetadata, TopicSummary,
+    PartitionMetadata, PartitionPlacement, ProducerIdent, RecordView, RemoteTierInfo, Request,
+    Response, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 
 const CONFIG: TopicConfig = TopicConfig {
@@ -53,6 +53,52 @@ pub const TIERED_PARTITION: PartitionInfo = PartitionInfo {
         remote_object_bytes: 65_536,
     }),
 };
+
+/// The first 8 bytes of a metadata state snapshot (magic "SPMS", version 1, reserved): opaque
+/// to the codec, which only carries the blob.
+pub const META_STATE: &[u8] = b"SPMS\x01\x00\x00\x00";
+
+/// The placement of partition 0 in the `resp_metadata_v1` sample: led by node 1 in epoch 3,
+/// replicated on nodes 1, 2 and 3, of which 1 and 3 are in sync.
+pub fn placement() -> PartitionPlacement {
+    PartitionPlacement {
+        leader: 1,
+        leader_epoch: 3,
+        replicas: vec![1, 2, 3],
+        in_sync: vec![1, 3],
+    }
+}
+
+/// A Metadata reply for topic "orders" with two partitions; partition 0 has `placement0`
+/// (`None` for the v0 sample), partition 1 never has one.
+fn metadata(placement0: Option<PartitionPlacement>) -> Response<'static> {
+    Response::Metadata {
+        error: ErrorCode::None,
+        message: "",
+        node_id: 1,
+        shards: 2,
+        brokers: vec![Broker {
+            node_id: 1,
+            client_address: "127.0.0.1:7070",
+        }],
+        topics: vec![TopicMetadata {
+            name: "orders",
+            topic_id: 0xa3,
+            partitions: vec![
+                PartitionMetadata {
+                    partition: 0,
+                    shard: 0,
+                    placement: placement0,
+                },
+                PartitionMetadata {
+                    partition: 1,
+                    shard: 1,
+                    placement: None,
+                },
+            ],
+        }],
+    }
+}
 
 fn fetched() -> Vec<FetchedRecordView<'static>> {
     vec![
@@ -251,6 +297,10 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
             ),
         ),
         (
+            "req_meta_fetch",
+            req(17, Request::MetaFetch { since_version: 41 }),
+        ),
+        (
             "resp_api_versions",
             resp(
                 1,
@@ -274,35 +324,10 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
                 },
             ),
         ),
+        ("resp_metadata", resp(2, metadata(None))),
         (
-            "resp_metadata",
-            resp(
-                2,
-                Response::Metadata {
-                    error: ok,
-                    message: "",
-                    node_id: 1,
-                    shards: 2,
-                    brokers: vec![Broker {
-                        node_id: 1,
-                        client_address: "127.0.0.1:7070",
-                    }],
-                    topics: vec![TopicMetadata {
-                        name: "orders",
-                        topic_id: 0xa3,
-                        partitions: vec![
-                            PartitionMetadata {
-                                partition: 0,
-                                shard: 0,
-                            },
-                            PartitionMetadata {
-                                partition: 1,
-                                shard: 1,
-                            },
-                        ],
-                    }],
-                },
-            ),
+            "resp_metadata_v1",
+            Frame::response_at(2, 1, metadata(Some(placement()))),
         ),
         (
             "resp_create_topic",
@@ -486,6 +511,19 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
                 Response::Raft {
                     error: ok,
                     message: "",
+                },
+            ),
+        ),
+        (
+            "resp_meta_fetch",
+            resp(
+                17,
+                Response::MetaFetch {
+                    error: ok,
+                    message: "",
+                    version: 42,
+                    leader_id: 2,
+                    state: META_STATE,
                 },
             ),
         ),

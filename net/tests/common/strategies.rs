@@ -6,8 +6,8 @@
 
 use net::codec::{
     Acks, ApiKey, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo,
-    PartitionMetadata, ProducerIdent, RecordView, RemoteTierInfo, Request, Response, TopicConfig,
-    TopicDescription, TopicMetadata, TopicSummary,
+    PartitionMetadata, PartitionPlacement, ProducerIdent, RecordView, RemoteTierInfo, Request,
+    Response, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -28,6 +28,15 @@ pub fn text() -> impl Strategy<Value = &'static str> {
 
 pub fn blob() -> impl Strategy<Value = &'static [u8]> {
     vec(any::<u8>(), 0..24).prop_map(leak_bytes)
+}
+
+/// A blob that is empty one time in four (a MetaFetch reply with nothing newer), otherwise up
+/// to a few hundred bytes.
+pub fn state_blob() -> impl Strategy<Value = &'static [u8]> {
+    prop_oneof![
+        1 => Just(&[][..]),
+        3 => vec(any::<u8>(), 1..300).prop_map(leak_bytes),
+    ]
 }
 
 pub fn error_code() -> impl Strategy<Value = ErrorCode> {
@@ -143,6 +152,9 @@ pub fn request() -> impl Strategy<Value = (u16, Request<'static>)> {
         }),
         1 => (version_of(ApiKey::DescribeTopic), text())
             .prop_map(|(version, name)| (version, Request::DescribeTopic { name })),
+        // The Metadata request has one layout at every version.
+        1 => (version_of(ApiKey::Metadata), option::of(vec(text(), 0..4)))
+            .prop_map(|(version, topics)| (version, Request::Metadata { topics })),
         // The other twelve kinds, so every kind stays about equally likely.
         12 => request_v0().prop_map(|request| (0, request)),
     ]
@@ -152,7 +164,7 @@ pub fn request() -> impl Strategy<Value = (u16, Request<'static>)> {
 fn request_v0() -> impl Strategy<Value = Request<'static>> {
     prop_oneof![
         text().prop_map(|client_name| Request::ApiVersions { client_name }),
-        option::of(vec(text(), 0..4)).prop_map(|topics| Request::Metadata { topics }),
+        any::<u64>().prop_map(|since_version| Request::MetaFetch { since_version }),
         text().prop_map(|name| Request::DeleteTopic { name }),
         Just(Request::ListTopics),
         (
@@ -307,20 +319,74 @@ pub fn describe_topic_response(version: u16) -> impl Strategy<Value = Response<'
         })
 }
 
-fn topic_metadata() -> impl Strategy<Value = TopicMetadata<'static>> {
+pub fn placement() -> impl Strategy<Value = PartitionPlacement> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        vec(any::<u32>(), 0..5),
+        vec(any::<u32>(), 0..5),
+    )
+        .prop_map(
+            |(leader, leader_epoch, replicas, in_sync)| PartitionPlacement {
+                leader,
+                leader_epoch,
+                replicas,
+                in_sync,
+            },
+        )
+}
+
+/// A topic a Metadata reply of `version` can carry: placements only from v1 on.
+fn topic_metadata(version: u16) -> impl Strategy<Value = TopicMetadata<'static>> {
+    let placement = if version >= PartitionPlacement::VERSION {
+        option::of(placement()).boxed()
+    } else {
+        Just(None).boxed()
+    };
     (
         text(),
         any::<u64>(),
-        vec((any::<u32>(), any::<u32>()), 0..4),
+        vec((any::<u32>(), any::<u32>(), placement), 0..4),
     )
         .prop_map(|(name, topic_id, parts)| TopicMetadata {
             name,
             topic_id,
             partitions: parts
                 .into_iter()
-                .map(|(partition, shard)| PartitionMetadata { partition, shard })
+                .map(|(partition, shard, placement)| PartitionMetadata {
+                    partition,
+                    shard,
+                    placement,
+                })
                 .collect(),
         })
+}
+
+/// A Metadata reply whose body a frame of `version` can carry.
+pub fn metadata_response(version: u16) -> impl Strategy<Value = Response<'static>> {
+    (
+        (error_code(), text()),
+        any::<u32>(),
+        any::<u32>(),
+        vec((any::<u32>(), text()), 0..3),
+        vec(topic_metadata(version), 0..3),
+    )
+        .prop_map(
+            |((error, message), node_id, shards, brokers, topics)| Response::Metadata {
+                error,
+                message,
+                node_id,
+                shards,
+                brokers: brokers
+                    .into_iter()
+                    .map(|(node_id, client_address)| Broker {
+                        node_id,
+                        client_address,
+                    })
+                    .collect(),
+                topics,
+            },
+        )
 }
 
 /// Every response kind at every version its api implements, as `(api_version, response)`, each
@@ -340,6 +406,9 @@ pub fn response() -> impl Strategy<Value = (u16, Response<'static>)> {
                 }
             )
         ),
+        1 => version_of(ApiKey::Metadata).prop_flat_map(|version| {
+            metadata_response(version).prop_map(move |response| (version, response))
+        }),
         // The generic error body and the other thirteen kinds.
         14 => response_v0().prop_map(|response| (0, response)),
     ]
@@ -376,29 +445,15 @@ fn response_v0() -> impl Strategy<Value = Response<'static>> {
                     frame_bytes_max,
                 }
             }),
-        (
-            head(),
-            any::<u32>(),
-            any::<u32>(),
-            vec((any::<u32>(), text()), 0..3),
-            vec(topic_metadata(), 0..3)
-        )
-            .prop_map(|((error, message), node_id, shards, brokers, topics)| {
-                Response::Metadata {
-                    error,
-                    message,
-                    node_id,
-                    shards,
-                    brokers: brokers
-                        .into_iter()
-                        .map(|(node_id, client_address)| Broker {
-                            node_id,
-                            client_address,
-                        })
-                        .collect(),
-                    topics,
-                }
-            }),
+        (head(), any::<u64>(), any::<u64>(), state_blob()).prop_map(
+            |((error, message), version, leader_id, state)| Response::MetaFetch {
+                error,
+                message,
+                version,
+                leader_id,
+                state,
+            }
+        ),
         head().prop_map(|(error, message)| Response::DeleteTopic { error, message }),
         (head(), vec((text(), any::<u64>(), any::<u32>()), 0..4)).prop_map(
             |((error, message), topics)| Response::ListTopics {

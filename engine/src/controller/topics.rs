@@ -1,0 +1,368 @@
+//! Topic changes through the metadata controller: the leader proposes `CreateTopic` /
+//! `DeleteTopic`, places every unassigned partition on live registered nodes (weighted
+//! rendezvous, `cluster::replicas`), elects a leader for every partition that has none, and
+//! answers the node that asked once the result is committed.
+//!
+//! Placement and leader election run as a reconcile pass on every tick of the leader rather than
+//! as part of the create, so a leader that crashes between `CreateTopic` and the assignments
+//! leaves nothing half done: the next leader finishes the job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use meta::{Applied, Command, MetadataState, ProposalId};
+
+/// How long a topic change may take to commit (and be placed) before the caller is told.
+pub const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Topic changes waiting for their commit at once; beyond it a change is refused as busy.
+pub const PENDING_MAX: usize = 64;
+/// Placement commands proposed per tick (a topic of thousands of partitions is placed over a few
+/// ticks instead of flooding the log).
+const PLACEMENTS_PER_TICK: usize = 512;
+/// A placement proposed but not committed is proposed again after this long.
+const PLACEMENT_RETRY: Duration = Duration::from_secs(2);
+
+/// A topic change asked of the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicChange {
+    Create {
+        name: String,
+        partitions: u32,
+        replication_factor: u16,
+        min_insync: u16,
+        /// The topic's settings as the metadata stores them (`settings_to_config`).
+        config: Vec<(String, String)>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// The controller's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Created, every partition placed and led; the metadata topic id.
+    Created {
+        topic_id: u64,
+    },
+    Deleted,
+    /// This controller does not lead; the leader it knows (0 = none yet) and its client address.
+    NotLeader {
+        leader_id: u64,
+        leader_addr: Option<String>,
+    },
+    /// A topic of that name exists already.
+    Exists,
+    /// No topic of that name.
+    Unknown,
+    /// Refused by the metadata rules (a bad setting) or not done in time.
+    Refused {
+        message: String,
+    },
+}
+
+fn refusal(e: &meta::CommandError) -> ChangeOutcome {
+    match e {
+        meta::CommandError::TopicExists { .. } => ChangeOutcome::Exists,
+        meta::CommandError::UnknownTopic { .. } => ChangeOutcome::Unknown,
+        other => ChangeOutcome::Refused {
+            message: other.to_string(),
+        },
+    }
+}
+
+pub(super) struct Pending {
+    pub change: TopicChange,
+    pub proposal: Option<ProposalId>,
+    pub deadline: Instant,
+    pub reply: flume::Sender<ChangeOutcome>,
+}
+
+/// The leader's bookkeeping of topic changes and placements in flight.
+#[derive(Default)]
+pub(super) struct Topics {
+    pub pending: Vec<Pending>,
+    /// Partitions whose assignment or leader was proposed, and when.
+    placing: BTreeMap<(String, u32), Instant>,
+}
+
+impl Topics {
+    /// Resolves pending changes against applied entries and the current state. `leading` false
+    /// answers every pending change with `NotLeader`.
+    pub fn resolve(
+        &mut self,
+        applied: &[Applied],
+        state: &MetadataState,
+        leading: Option<(u64, Option<String>)>,
+    ) {
+        let now = Instant::now();
+        self.pending.retain(|p| {
+            let refused = applied
+                .iter()
+                .find_map(|a| match (&a.proposal, &a.outcome) {
+                    (Some(id), Err(e)) if Some(*id) == p.proposal => Some(refusal(e)),
+                    _ => None,
+                });
+            let outcome = if let Some((leader_id, leader_addr)) = &leading {
+                Some(ChangeOutcome::NotLeader {
+                    leader_id: *leader_id,
+                    leader_addr: leader_addr.clone(),
+                })
+            } else if refused.is_some() {
+                refused
+            } else {
+                match &p.change {
+                    TopicChange::Create { name, .. } => state
+                        .topics
+                        .get(name)
+                        .filter(|t| t.partitions.iter().all(|p| p.leader != 0))
+                        .map(|t| ChangeOutcome::Created {
+                            topic_id: t.topic_id,
+                        }),
+                    TopicChange::Delete { name } => {
+                        (!state.topics.contains_key(name)).then_some(ChangeOutcome::Deleted)
+                    }
+                }
+            };
+            let outcome = outcome.or_else(|| {
+                (now >= p.deadline).then(|| ChangeOutcome::Refused {
+                    message: format!(
+                        "the metadata change did not complete within {} s (are enough nodes \
+                         alive and registered for the replication factor? see `sprawl cluster \
+                         status`)",
+                        PROPOSAL_TIMEOUT.as_secs()
+                    ),
+                })
+            });
+            match outcome {
+                Some(o) => {
+                    let _ = p.reply.try_send(o);
+                    false
+                }
+                None => true,
+            }
+        });
+        if leading.is_some() {
+            self.placing.clear();
+        }
+    }
+
+    /// Placement commands for partitions without replicas or without a leader, on `live`
+    /// registered nodes. Skips what was proposed less than `PLACEMENT_RETRY` ago.
+    pub fn placements(&mut self, state: &MetadataState, live: &BTreeSet<u64>) -> Vec<Command> {
+        let now = Instant::now();
+        self.placing
+            .retain(|_, at| now.duration_since(*at) < PLACEMENT_RETRY);
+        let candidates: Vec<cluster::Candidate> = live
+            .iter()
+            .filter(|id| state.nodes.contains_key(id))
+            .filter_map(|id| u32::try_from(*id).ok().map(cluster::Candidate::new))
+            .collect();
+        let mut out = Vec::new();
+        for (name, t) in &state.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if out.len() >= PLACEMENTS_PER_TICK {
+                    return out;
+                }
+                let Ok(index) = u32::try_from(i) else {
+                    continue;
+                };
+                let key = (name.clone(), index);
+                if self.placing.contains_key(&key) {
+                    continue;
+                }
+                let cmd = if p.replicas.is_empty() {
+                    let rf = usize::from(t.replication_factor);
+                    match cluster::replicas(t.topic_id, index, rf, &candidates) {
+                        Ok(r) => Command::AssignReplicas {
+                            topic: name.clone(),
+                            partition: index,
+                            replicas: r.into_iter().map(u64::from).collect(),
+                        },
+                        // Not enough live nodes yet: the create waits (and times out).
+                        Err(_) => continue,
+                    }
+                } else if p.leader == 0 {
+                    // Only an in-sync replica may lead (no unclean election); a live one.
+                    let Some(&leader) = p
+                        .replicas
+                        .iter()
+                        .find(|n| p.in_sync.contains(n) && live.contains(n))
+                    else {
+                        continue;
+                    };
+                    Command::SetLeader {
+                        topic: name.clone(),
+                        partition: index,
+                        leader,
+                        leader_epoch: p.leader_epoch + 1,
+                    }
+                } else {
+                    continue;
+                };
+                self.placing.insert(key, now);
+                out.push(cmd);
+            }
+        }
+        out
+    }
+}
+
+/// Config keys of the metadata's topic record for the node's topic settings.
+pub fn settings_to_config(s: &crate::catalog::TopicSettings) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut put = |k: &str, v: Option<u64>| {
+        if let Some(v) = v {
+            out.push((k.to_string(), v.to_string()));
+        }
+    };
+    put("retention_ms", s.retention_ms);
+    put("retention_bytes", s.retention_bytes);
+    put("segment_bytes", s.segment_bytes);
+    put("default_ttl_ms", s.default_ttl_ms);
+    put("tier_after_ms", s.tier_after_ms);
+    put("local_retention_bytes", s.local_retention_bytes);
+    if s.compacted {
+        out.push(("compacted".to_string(), "1".to_string()));
+    }
+    out
+}
+
+/// The node's topic settings from the metadata's config keys; unknown keys (a newer node's) are
+/// ignored, a malformed number is an error naming the key.
+pub fn config_to_settings(
+    config: &BTreeMap<String, String>,
+) -> Result<crate::catalog::TopicSettings, String> {
+    let num = |k: &str| -> Result<Option<u64>, String> {
+        config
+            .get(k)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("topic config {k}={v:?} is not a number"))
+            })
+            .transpose()
+    };
+    Ok(crate::catalog::TopicSettings {
+        retention_ms: num("retention_ms")?,
+        retention_bytes: num("retention_bytes")?,
+        segment_bytes: num("segment_bytes")?,
+        compacted: config.get("compacted").is_some_and(|v| v == "1"),
+        default_ttl_ms: num("default_ttl_ms")?,
+        tier_after_ms: num("tier_after_ms")?,
+        local_retention_bytes: num("local_retention_bytes")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_through_the_metadata_config() {
+        let s = crate::catalog::TopicSettings {
+            retention_ms: Some(5),
+            retention_bytes: None,
+            segment_bytes: Some(1 << 20),
+            compacted: true,
+            default_ttl_ms: None,
+            tier_after_ms: Some(0),
+            local_retention_bytes: Some(7),
+        };
+        let map: BTreeMap<String, String> = settings_to_config(&s).into_iter().collect();
+        assert_eq!(config_to_settings(&map).unwrap(), s);
+        let mut bad = map.clone();
+        bad.insert("retention_ms".into(), "x".into());
+        assert!(config_to_settings(&bad)
+            .unwrap_err()
+            .contains("retention_ms"));
+    }
+
+    fn state_with_topic(rf: u16, partitions: u32) -> MetadataState {
+        let mut s = MetadataState::default();
+        for id in 1..=3u64 {
+            s.apply(&Command::RegisterNode {
+                node_id: id,
+                client_addr: format!("h{id}:7070"),
+            })
+            .unwrap();
+        }
+        s.apply(&Command::CreateTopic {
+            name: "t".into(),
+            partitions,
+            replication_factor: rf,
+            min_insync: 1,
+            config: vec![],
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn placement_assigns_then_elects_on_live_nodes_only() {
+        let mut s = state_with_topic(1, 8);
+        let mut topics = Topics::default();
+        let live: BTreeSet<u64> = [1, 2].into_iter().collect();
+        let assign = topics.placements(&s, &live);
+        assert_eq!(assign.len(), 8);
+        for c in &assign {
+            let Command::AssignReplicas { replicas, .. } = c else {
+                panic!("{c:?}")
+            };
+            assert!(replicas.len() == 1 && live.contains(&replicas[0]), "{c:?}");
+            s.apply(c).unwrap();
+        }
+        // Proposed and not yet retried: nothing new until the leaders step.
+        let elect = topics.placements(&s, &live);
+        assert!(elect.is_empty(), "{elect:?}");
+        topics.placing.clear();
+        let elect = topics.placements(&s, &live);
+        assert_eq!(elect.len(), 8);
+        for c in &elect {
+            s.apply(c).unwrap();
+        }
+        assert!(s.topics["t"].partitions.iter().all(|p| p.leader != 0));
+        topics.placing.clear();
+        assert!(topics.placements(&s, &live).is_empty());
+    }
+
+    #[test]
+    fn too_few_live_nodes_leave_partitions_unplaced() {
+        let s = state_with_topic(3, 2);
+        let mut topics = Topics::default();
+        let live: BTreeSet<u64> = [1, 2].into_iter().collect();
+        assert!(topics.placements(&s, &live).is_empty());
+    }
+
+    #[test]
+    fn pending_changes_resolve_on_commit_refusal_leadership_and_deadline() {
+        let s = state_with_topic(1, 1);
+        let mut topics = Topics::default();
+        let (tx, rx) = flume::bounded(4);
+        let pending = |name: &str, deadline| Pending {
+            change: TopicChange::Delete { name: name.into() },
+            proposal: None,
+            deadline,
+            reply: tx.clone(),
+        };
+        let later = Instant::now() + Duration::from_secs(60);
+        topics.pending.push(pending("gone", later));
+        topics.pending.push(pending("t", later));
+        topics.pending.push(pending("t", Instant::now()));
+        topics.resolve(&[], &s, None);
+        assert_eq!(rx.try_recv().unwrap(), ChangeOutcome::Deleted);
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            ChangeOutcome::Refused { .. }
+        ));
+        assert_eq!(topics.pending.len(), 1);
+        topics.resolve(&[], &s, Some((2, Some("h2:7070".into()))));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ChangeOutcome::NotLeader {
+                leader_id: 2,
+                leader_addr: Some("h2:7070".into())
+            }
+        );
+        assert!(topics.pending.is_empty());
+    }
+}

@@ -1,0 +1,503 @@
+//! The node's side of the cluster metadata (nodes started with `--controllers`): a cache of the
+//! committed metadata, topics that follow it, and topic changes sent to the metadata leader.
+//!
+//! - [`MetaCache`]: the newest metadata this node has seen, shared by every shard; an older
+//!   version than the one held is ignored, so a lagging controller never rolls the view back.
+//! - Shard 0 follows the metadata ([`spawn_follower`]): a controller reads its own committed state,
+//!   any other node fetches it from a controller (`MetaFetch`, api 15) every
+//!   [`FOLLOW_INTERVAL`]. Every topic of the metadata whose partitions are placed becomes a local
+//!   topic (catalog flag `cluster`, the metadata's topic id); one the metadata no longer has is
+//!   removed with its data. The node's own topics (created before it joined) are left alone.
+//! - Produce, fetch and offset commits for a partition of a cluster topic are served only by the
+//!   partition's leader; other nodes answer `NOT_LEADER` naming it ([`check_leader`]).
+//! - `sprawl topic create|delete` on any node goes to the metadata leader: through the local
+//!   controller when this node is one (which forwards to the leader it knows), else to the
+//!   controllers in turn.
+//!
+//! What this does not do yet (docs/cluster.md, status): replicate partitions (topics have one
+//! replica each, so a partition is unavailable while its node is down), move leadership, route in
+//! the client (clients are told the leader's address and must connect there).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use meta::MetadataState;
+use net::codec::{ErrorCode, TopicConfig};
+
+use crate::catalog::{TopicMeta, TopicSettings};
+use crate::controller::{config_to_settings, settings_to_config, ChangeOutcome, TopicChange};
+use crate::handlers::Failure;
+use crate::shard::Shard;
+
+/// How often shard 0 looks for a newer metadata version.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a topic change waits for its topic to show up (or go) in this node's catalog.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// The newest committed metadata this node has seen, shared by its shards.
+#[derive(Debug, Default)]
+pub struct MetaCache {
+    state: RwLock<Arc<MetadataState>>,
+}
+
+impl MetaCache {
+    pub fn get(&self) -> Arc<MetadataState> {
+        self.state
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Takes `s` if it is newer than the held version; returns whether it did.
+    pub fn offer(&self, s: Arc<MetadataState>) -> bool {
+        let mut held = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if s.version > held.version {
+            *held = s;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// True when topics go through the metadata controllers (the node has `--controllers`).
+pub fn cluster_topics(shard: &Shard) -> bool {
+    !shard.config.cluster.controllers.is_empty()
+}
+
+/// `Ok` when this node leads `t`/`partition` (or `t` is the node's own topic).
+pub fn check_leader(shard: &Shard, t: &TopicMeta, partition: u32) -> Result<(), Failure> {
+    if !t.cluster {
+        return Ok(());
+    }
+    let state = shard.meta.get();
+    let p = state
+        .topics
+        .get(&t.name)
+        .filter(|m| m.topic_id == t.topic_id)
+        .and_then(|m| m.partitions.get(partition as usize));
+    let Some(p) = p else {
+        return Err(Failure::new(
+            ErrorCode::NotLeader,
+            format!(
+                "partition {}/{partition} is being changed in the cluster metadata; retry",
+                t.name
+            ),
+        ));
+    };
+    if p.leader == u64::from(shard.config.node_id) {
+        return Ok(());
+    }
+    let message = match state.nodes.get(&p.leader) {
+        Some(n) => format!(
+            "partition {}/{partition} is led by node {} at {}; send it there",
+            t.name, p.leader, n.client_addr
+        ),
+        None => format!(
+            "partition {}/{partition} has no leader right now (its node is down); retry later",
+            t.name
+        ),
+    };
+    Err(Failure::new(ErrorCode::NotLeader, message))
+}
+
+/// The placement Metadata v1 reports for `t`/`partition`: from the metadata for a cluster topic,
+/// this node alone (epoch 0) for the node's own topics; `None` while the metadata lacks it.
+pub fn placement(
+    shard: &Shard,
+    meta: &MetadataState,
+    t: &TopicMeta,
+    partition: u32,
+) -> Option<net::codec::PartitionPlacement> {
+    let ids = |v: &[u64]| v.iter().filter_map(|n| u32::try_from(*n).ok()).collect();
+    if !t.cluster {
+        let me = shard.config.node_id;
+        return Some(net::codec::PartitionPlacement {
+            leader: me,
+            leader_epoch: 0,
+            replicas: vec![me],
+            in_sync: vec![me],
+        });
+    }
+    let p = meta
+        .topics
+        .get(&t.name)
+        .filter(|m| m.topic_id == t.topic_id)?
+        .partitions
+        .get(partition as usize)?;
+    Some(net::codec::PartitionPlacement {
+        leader: u32::try_from(p.leader).ok()?,
+        leader_epoch: p.leader_epoch,
+        replicas: ids(&p.replicas),
+        in_sync: ids(&p.in_sync),
+    })
+}
+
+/// Creates a cluster topic through the metadata leader; returns its metadata topic id once this
+/// node's catalog has it.
+pub async fn create_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    config: TopicConfig,
+    settings: TopicSettings,
+) -> Result<u64, Failure> {
+    if settings.tier_after_ms.is_some() || settings.local_retention_bytes.is_some() {
+        return Err(Failure::new(
+            ErrorCode::InvalidConfig,
+            "tiered topics are not supported in a cluster yet (one node must own each \
+             partition's objects, which needs leadership the cold tier does not follow yet); \
+             create the topic without --tier-after-ms / --local-retention-bytes",
+        ));
+    }
+    let change = TopicChange::Create {
+        name: name.to_string(),
+        partitions: config.partitions,
+        // Replication is not built yet: one replica per partition, said plainly in the docs.
+        replication_factor: 1,
+        min_insync: 1,
+        config: settings_to_config(&settings),
+    };
+    let topic_id = match shard.controller.clone() {
+        Some(c) => match c.change(change).await {
+            ChangeOutcome::Created { topic_id } => topic_id,
+            ChangeOutcome::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            } => forward(&addr, name, Some(config)).await?,
+            other => return Err(outcome_failure(name, other)),
+        },
+        None => forward_to_controllers(shard, name, Some(config)).await?,
+    };
+    wait_applied(shard, name, Some(topic_id)).await?;
+    Ok(topic_id)
+}
+
+/// Deletes a cluster topic through the metadata leader; returns once this node's catalog no
+/// longer has it.
+pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), Failure> {
+    let change = TopicChange::Delete {
+        name: name.to_string(),
+    };
+    match shard.controller.clone() {
+        Some(c) => match c.change(change).await {
+            ChangeOutcome::Deleted => {}
+            ChangeOutcome::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            } => {
+                forward(&addr, name, None).await?;
+            }
+            other => return Err(outcome_failure(name, other)),
+        },
+        None => {
+            forward_to_controllers(shard, name, None).await?;
+        }
+    }
+    wait_applied(shard, name, None).await
+}
+
+fn outcome_failure(name: &str, o: ChangeOutcome) -> Failure {
+    match o {
+        ChangeOutcome::Exists => Failure::new(
+            ErrorCode::TopicExists,
+            format!("topic {name:?} already exists in the cluster"),
+        ),
+        ChangeOutcome::Unknown => crate::handlers::unknown_topic(name),
+        ChangeOutcome::NotLeader { leader_id, .. } => Failure::new(
+            ErrorCode::NotLeader,
+            format!(
+                "the metadata controllers have no reachable leader (last known: node \
+                 {leader_id}); retry in a few seconds"
+            ),
+        ),
+        ChangeOutcome::Refused { message } => Failure::new(ErrorCode::InvalidConfig, message),
+        ChangeOutcome::Created { .. } | ChangeOutcome::Deleted => Failure::new(
+            ErrorCode::Internal,
+            "unexpected controller answer".to_string(),
+        ),
+    }
+}
+
+/// Sends the create (`config` given) or delete to the node at `addr` over the client protocol,
+/// on the blocking pool. Returns the topic id of a create (0 for a delete).
+async fn forward(addr: &str, name: &str, config: Option<TopicConfig>) -> Result<u64, Failure> {
+    let (addr, name) = (addr.to_string(), name.to_string());
+    crate::runtime::blocking(move || {
+        let client_config = net::client::ClientConfig {
+            client_name: "sprawl-forward".into(),
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 15_000,
+            ..net::client::ClientConfig::default()
+        };
+        let mut c = net::client::Client::connect(&addr, client_config)
+            .map_err(|e| Failure::new(ErrorCode::NotLeader, format!("cannot reach {addr}: {e}")))?;
+        let result = match &config {
+            Some(config) => c.create_topic(&name, config),
+            None => c.delete_topic(&name).map(|()| 0),
+        };
+        result.map_err(|e| match e {
+            // The leader's answer, passed on as it is.
+            net::client::ClientError::Server { code, message, .. } => Failure::new(code, message),
+            other => Failure::new(
+                ErrorCode::NotLeader,
+                format!("forwarding to {addr} failed: {other}; retry"),
+            ),
+        })
+    })
+    .await
+}
+
+/// Forwards to each controller in turn until one answers (a controller forwards on to the leader
+/// it knows). A server-side refusal is final; an unreachable controller moves on to the next.
+async fn forward_to_controllers(
+    shard: &Rc<Shard>,
+    name: &str,
+    config: Option<TopicConfig>,
+) -> Result<u64, Failure> {
+    let mut last = None;
+    for (_, addr) in &shard.config.cluster.controllers {
+        match forward(addr, name, config).await {
+            Ok(id) => return Ok(id),
+            Err(f) if f.code == ErrorCode::NotLeader => last = Some(f),
+            Err(f) => return Err(f),
+        }
+    }
+    Err(last.unwrap_or_else(|| Failure::new(ErrorCode::NotLeader, "no controllers configured")))
+}
+
+/// Waits until this node's catalog has `name` with `topic_id` (`Some`) or lacks it (`None`),
+/// following the metadata meanwhile.
+async fn wait_applied(shard: &Rc<Shard>, name: &str, topic_id: Option<u64>) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + APPLY_WAIT;
+    loop {
+        let have = shard.topic(name).map(|t| t.topic_id);
+        // A created topic is ready here once the metadata this node holds gives every partition
+        // a leader (the controller answered only then; a lagging controller may not have yet).
+        let led = topic_id.is_none()
+            || shard
+                .meta
+                .get()
+                .topics
+                .get(name)
+                .is_some_and(|t| t.partitions.iter().all(|p| p.leader != 0));
+        if have == topic_id && led {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Failure::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the metadata changed but this node has not applied it within {} s; it \
+                     will (check `sprawl topic list`)",
+                    APPLY_WAIT.as_secs()
+                ),
+            ));
+        }
+        follow_once(shard).await;
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Shard 0 of a node with `--controllers`: follows the metadata until the node stops.
+pub fn spawn_follower(shard: &Rc<Shard>) {
+    if shard.id != 0 || !cluster_topics(shard) {
+        return;
+    }
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        while !s.stopping.get() {
+            follow_once(&s).await;
+            glommio::timer::sleep(FOLLOW_INTERVAL).await;
+        }
+    })
+    .detach();
+}
+
+/// One look for newer metadata, applied to the catalog when found.
+async fn follow_once(shard: &Rc<Shard>) {
+    let latest = match &shard.controller {
+        Some(c) => Some(c.view().state.clone()),
+        None => fetch_remote(shard).await,
+    };
+    if let Some(state) = latest {
+        shard.meta.offer(state);
+    }
+    let state = shard.meta.get();
+    if let Err(e) = sync_catalog(shard, &state).await {
+        eprintln!(
+            "sprawl: cannot apply cluster metadata v{}: {e}",
+            state.version
+        );
+    }
+}
+
+/// A client to a controller kept between fetches (one connection, rotated on failure).
+#[derive(Default)]
+pub struct FetchConn {
+    client: Option<net::client::Client>,
+    next: usize,
+}
+
+/// Fetches newer metadata from a controller; `None` when there is nothing newer or none
+/// answered.
+async fn fetch_remote(shard: &Rc<Shard>) -> Option<Arc<MetadataState>> {
+    let since = shard.meta.get().version;
+    let controllers: Vec<String> = shard
+        .config
+        .cluster
+        .controllers
+        .iter()
+        .map(|(_, a)| a.clone())
+        .collect();
+    let conn = shard.meta_conn.clone();
+    let result = crate::runtime::blocking(move || {
+        let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+        fetch_blocking(&mut conn, &controllers, since)
+    })
+    .await;
+    match result {
+        Ok(state) => state.map(Arc::new),
+        Err(e) => {
+            let mut logged = shard.meta_fetch_error.borrow_mut();
+            if logged.as_deref() != Some(e.as_str()) {
+                eprintln!("sprawl: cluster metadata: {e}");
+                *logged = Some(e);
+            }
+            None
+        }
+    }
+}
+
+fn fetch_blocking(
+    conn: &mut FetchConn,
+    controllers: &[String],
+    since: u64,
+) -> Result<Option<MetadataState>, String> {
+    let mut errors = Vec::new();
+    for _ in 0..controllers.len() {
+        if conn.client.is_none() {
+            let addr = &controllers[conn.next % controllers.len()];
+            let config = net::client::ClientConfig {
+                client_name: "sprawl-metadata".into(),
+                connect_timeout_ms: 1_000,
+                request_timeout_ms: 5_000,
+                ..net::client::ClientConfig::default()
+            };
+            match net::client::Client::connect(addr, config) {
+                Ok(c) => conn.client = Some(c),
+                Err(e) => {
+                    errors.push(format!("{addr}: {e}"));
+                    conn.next += 1;
+                    continue;
+                }
+            }
+        }
+        let Some(client) = conn.client.as_mut() else {
+            continue;
+        };
+        match client.meta_fetch(since) {
+            Ok(reply) if reply.state.is_empty() => return Ok(None),
+            Ok(reply) => {
+                return MetadataState::decode(&reply.state)
+                    .map(Some)
+                    .map_err(|e| format!("controller sent undecodable metadata: {e}"))
+            }
+            Err(e) => {
+                errors.push(format!("{}: {e}", client.addr()));
+                conn.client = None;
+                conn.next += 1;
+            }
+        }
+    }
+    Err(format!(
+        "no metadata controller answered ({})",
+        errors.join("; ")
+    ))
+}
+
+/// Makes the catalog's cluster topics match `state` (placed topics only).
+async fn sync_catalog(shard: &Rc<Shard>, state: &MetadataState) -> Result<(), String> {
+    let current = shard.catalog.borrow().clone();
+    let wanted = wanted_topics(state)?;
+    let unchanged = current
+        .topics
+        .values()
+        .filter(|t| t.cluster)
+        .map(|t| (t.name.as_str(), t.topic_id))
+        .eq(wanted.values().map(|t| (t.name.as_str(), t.topic_id)))
+        && wanted.keys().all(|n| current.topics.contains_key(n));
+    if unchanged {
+        return Ok(());
+    }
+    let _guard = shard
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| "node is shutting down".to_string())?;
+    let current = shard.catalog.borrow().clone();
+    let mut next = (*current).clone();
+    let mut removed = Vec::new();
+    for t in current.topics.values().filter(|t| t.cluster) {
+        if wanted.get(&t.name).map(|w| w.topic_id) != Some(t.topic_id) {
+            next.topics.remove(&t.name);
+            removed.push(t.clone());
+        }
+    }
+    for (name, t) in wanted {
+        match next.topics.get(&name) {
+            Some(have) if !have.cluster => {
+                let mut warned = shard.meta_fetch_error.borrow_mut();
+                let m = format!("local topic {name:?} hides the cluster topic of that name");
+                if warned.as_deref() != Some(m.as_str()) {
+                    eprintln!("sprawl: {m}; delete or rename the local one to serve it");
+                    *warned = Some(m);
+                }
+            }
+            Some(_) => {}
+            None => {
+                next.topics.insert(name, t);
+            }
+        }
+    }
+    if next == *current {
+        return Ok(());
+    }
+    next.version += 1;
+    crate::admin::store_catalog(shard, &next)
+        .await
+        .map_err(|f| f.message)?;
+    shard.broadcast_catalog(Arc::new(next)).await?;
+    for t in removed {
+        crate::admin::remove_topic_data(shard, &t)
+            .await
+            .map_err(|f| f.message)?;
+    }
+    Ok(())
+}
+
+/// The cluster topics `state` asks for: every topic whose partitions all have replicas.
+fn wanted_topics(state: &MetadataState) -> Result<BTreeMap<String, TopicMeta>, String> {
+    let mut out = BTreeMap::new();
+    for (name, t) in &state.topics {
+        if t.partitions.iter().any(|p| p.replicas.is_empty()) {
+            continue;
+        }
+        let settings = config_to_settings(&t.config).map_err(|e| format!("topic {name}: {e}"))?;
+        out.insert(
+            name.clone(),
+            TopicMeta {
+                name: name.clone(),
+                topic_id: t.topic_id,
+                partitions: u32::try_from(t.partitions.len()).map_err(|e| e.to_string())?,
+                settings,
+                cluster: true,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// For [`Shard`]: the connection state of metadata fetches.
+pub type SharedFetchConn = Arc<Mutex<FetchConn>>;

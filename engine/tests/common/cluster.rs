@@ -1,0 +1,82 @@
+//! Several real nodes on fixed ports forming one cluster: the first `controllers` of them are
+//! the metadata controllers (`--controllers`), every node joins gossip through the first one.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{http_get, Node};
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The nodes' directories, client ports and shared settings.
+pub struct Cluster {
+    pub dirs: Vec<PathBuf>,
+    pub ports: Vec<u16>,
+    pub controllers: String,
+    pub seed: Option<String>,
+}
+
+impl Cluster {
+    /// `nodes` nodes under `root`, the first `controllers` of them metadata controllers.
+    pub fn new(root: &Path, nodes: usize, controllers: usize) -> Cluster {
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let list = ports[..controllers]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("\"{}@127.0.0.1:{p}\"", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Cluster {
+            dirs: (1..=nodes).map(|i| root.join(format!("n{i}"))).collect(),
+            ports,
+            controllers: list,
+            seed: None,
+        }
+    }
+
+    fn toml(&self, i: usize) -> String {
+        let mut t = format!(
+            "node_id = {}\ngossip_port = 0\ncontrollers = [{}]\n",
+            i + 1,
+            self.controllers
+        );
+        if let Some(s) = &self.seed {
+            t.push_str(&format!("seeds = [\"{s}\"]\n"));
+        }
+        t
+    }
+
+    /// Starts node `i` (0-based; node id `i + 1`) on its port; the first node started becomes
+    /// the gossip seed of the others.
+    pub fn start(&mut self, i: usize) -> Node {
+        let node = Node::start_on_with_config(&self.dirs[i], 1, self.ports[i], &self.toml(i));
+        if self.seed.is_none() {
+            let ports: Value = serde_json::from_str(
+                &std::fs::read_to_string(self.dirs[i].join("ports.json")).unwrap(),
+            )
+            .unwrap();
+            self.seed = Some(ports["gossip"].as_str().unwrap().to_string());
+        }
+        node
+    }
+}
+
+/// `GET /cluster` of `node`.
+pub fn cluster_doc(node: &Node) -> Value {
+    let (code, body) = http_get(&node.http, "/cluster");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The controller section of `/cluster`.
+pub fn controller(node: &Node) -> Value {
+    cluster_doc(node)["controller"].clone()
+}
