@@ -6,6 +6,8 @@
 //! before it allocates anything, so a hostile prefix cannot make us reserve
 //! more than the input holds.
 
+use std::ops::RangeInclusive;
+
 use crate::error::CodecError;
 
 /// Appends fixed-width little-endian fields to a `Vec<u8>`.
@@ -66,14 +68,15 @@ impl Writer {
 }
 
 /// Opens a framed blob: `magic u32, version u16, reserved u16, body ..., crc32c u32`
-/// (the CRC covers everything before it). Checks the CRC, magic and version and
-/// returns a reader positioned after the reserved field.
+/// (the CRC covers everything before it). Checks the CRC, the magic and that
+/// the version lies in `versions`; returns the version found and a reader
+/// positioned after the reserved field.
 pub(crate) fn open_framed<'a>(
     bytes: &'a [u8],
     what: &'static str,
     magic: u32,
-    version: u16,
-) -> Result<Reader<'a>, CodecError> {
+    versions: RangeInclusive<u16>,
+) -> Result<(u16, Reader<'a>), CodecError> {
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
         return Err(CodecError::Truncated {
             field: what,
@@ -96,11 +99,11 @@ pub(crate) fn open_framed<'a>(
         return Err(CodecError::BadMagic { what, found });
     }
     let v = r.u16("format version")?;
-    if v != version {
+    if !versions.contains(&v) {
         return Err(CodecError::UnsupportedVersion { what, version: v });
     }
     let _reserved = r.u16("reserved")?;
-    Ok(r)
+    Ok((v, r))
 }
 
 /// Reads what [`Writer`] wrote, refusing lengths beyond their limit or beyond

@@ -77,7 +77,9 @@ pub enum Command {
         /// New leader epoch, above the current one.
         leader_epoch: u32,
     },
-    /// Replace a partition's in-sync set; fenced by the leader epoch.
+    /// Replace a partition's in-sync set; fenced by the leader epoch and the
+    /// in-sync set version. Applying it bumps
+    /// [`crate::PartitionState::isr_version`].
     SetInSync {
         /// Topic name.
         topic: String,
@@ -85,6 +87,12 @@ pub enum Command {
         partition: u32,
         /// The epoch of the leader reporting the set; must be current.
         leader_epoch: u32,
+        /// The partition's `isr_version` the proposer saw; must be current.
+        /// New proposals must use `Some` (encoded with tag 8). `None` exists
+        /// only so entries written by older builds (tag 6) still decode and
+        /// apply under the old epoch-only rule, which does not stop a
+        /// delayed duplicate from re-adding a replica removed since.
+        isr_version: Option<u32>,
         /// In-sync replicas, a subset of the replicas containing the leader.
         in_sync: Vec<u64>,
     },
@@ -105,6 +113,8 @@ mod tag {
     pub const SET_LEADER: u8 = 5;
     pub const SET_IN_SYNC: u8 = 6;
     pub const SET_GROUP_COORDINATOR: u8 = 7;
+    /// `SetInSync` with its `isr_version`; tag 6 is the legacy layout without.
+    pub const SET_IN_SYNC_VERSIONED: u8 = 8;
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), CodecError> {
@@ -221,12 +231,19 @@ impl Command {
                 topic,
                 partition,
                 leader_epoch,
+                isr_version,
                 in_sync,
             } => {
-                w.u8(tag::SET_IN_SYNC);
+                w.u8(match isr_version {
+                    None => tag::SET_IN_SYNC,
+                    Some(_) => tag::SET_IN_SYNC_VERSIONED,
+                });
                 put_name(&mut w, "topic", topic)?;
                 w.u32(*partition);
                 w.u32(*leader_epoch);
+                if let Some(v) = isr_version {
+                    w.u32(*v);
+                }
                 put_nodes(&mut w, "in_sync", in_sync)?;
             }
             Command::SetGroupCoordinator { group, node_id } => {
@@ -286,6 +303,14 @@ impl Command {
                 topic: r.str16(NAME_BYTES_MAX, "topic")?,
                 partition: r.u32("partition")?,
                 leader_epoch: r.u32("leader_epoch")?,
+                isr_version: None,
+                in_sync: get_nodes(&mut r, "in_sync")?,
+            },
+            tag::SET_IN_SYNC_VERSIONED => Command::SetInSync {
+                topic: r.str16(NAME_BYTES_MAX, "topic")?,
+                partition: r.u32("partition")?,
+                leader_epoch: r.u32("leader_epoch")?,
+                isr_version: Some(r.u32("isr_version")?),
                 in_sync: get_nodes(&mut r, "in_sync")?,
             },
             tag::SET_GROUP_COORDINATOR => Command::SetGroupCoordinator {
@@ -339,6 +364,14 @@ mod tests {
                 topic: "orders".into(),
                 partition: 4,
                 leader_epoch: 9,
+                isr_version: None,
+                in_sync: vec![2, 3],
+            },
+            Command::SetInSync {
+                topic: "orders".into(),
+                partition: 4,
+                leader_epoch: 9,
+                isr_version: Some(17),
                 in_sync: vec![2, 3],
             },
             Command::SetGroupCoordinator {
@@ -376,6 +409,47 @@ mod tests {
             5, 0, 0, 0, // leader epoch
         ];
         assert_eq!(cmd.encode().unwrap(), expected);
+    }
+
+    #[test]
+    fn golden_bytes_of_set_in_sync_legacy_and_versioned() {
+        let legacy = Command::SetInSync {
+            topic: "t".into(),
+            partition: 2,
+            leader_epoch: 5,
+            isr_version: None,
+            in_sync: vec![7],
+        };
+        // Tag 6, exactly the layout older builds wrote.
+        let expected: Vec<u8> = vec![
+            1, 6, // version, tag
+            1, 0, b't', // name length (u16), name
+            2, 0, 0, 0, // partition
+            5, 0, 0, 0, // leader epoch
+            1, 0, // in-sync count (u16)
+            7, 0, 0, 0, 0, 0, 0, 0, // node 7
+        ];
+        assert_eq!(legacy.encode().unwrap(), expected);
+        assert_eq!(Command::decode(&expected).unwrap(), legacy);
+
+        let versioned = Command::SetInSync {
+            topic: "t".into(),
+            partition: 2,
+            leader_epoch: 5,
+            isr_version: Some(0x0102_0304),
+            in_sync: vec![7],
+        };
+        let expected: Vec<u8> = vec![
+            1, 8, // version, tag
+            1, 0, b't', // name length (u16), name
+            2, 0, 0, 0, // partition
+            5, 0, 0, 0, // leader epoch
+            4, 3, 2, 1, // isr version
+            1, 0, // in-sync count (u16)
+            7, 0, 0, 0, 0, 0, 0, 0, // node 7
+        ];
+        assert_eq!(versioned.encode().unwrap(), expected);
+        assert_eq!(Command::decode(&expected).unwrap(), versioned);
     }
 
     #[test]

@@ -192,6 +192,16 @@ pub enum CommandError {
         /// Epoch in the command.
         proposed: u32,
     },
+    /// An in-sync update proposed against an in-sync set version other than
+    /// the current one: a delayed or duplicated proposal that another change
+    /// has overtaken.
+    #[error("in-sync set version {proposed} is not the current {current}")]
+    StaleIsrVersion {
+        /// Current `isr_version` of the partition.
+        current: u32,
+        /// Version in the command.
+        proposed: u32,
+    },
     /// The proposed leader is not in the in-sync set (no unclean election).
     #[error("node {leader} is not in the in-sync set")]
     LeaderNotInSync {

@@ -9,10 +9,12 @@
 //! raft-rs leaves to its user:
 //! - [`MetadataState`] and [`Command`]: a deterministic state machine. A
 //!   command that breaks a rule (unknown topic, leader epoch going backwards,
-//!   in-sync set not a subset of the replicas, ...) is refused with a typed
-//!   [`CommandError`] on every replica alike, so refusals never make replicas
-//!   diverge. Every accepted command bumps [`MetadataState::version`]; caches
-//!   elsewhere ignore versions older than the one they hold.
+//!   stale in-sync set version, in-sync set not a subset of the replicas, ...)
+//!   is refused with a typed [`CommandError`] on every replica alike, so
+//!   refusals never make replicas diverge. Every accepted command bumps
+//!   [`MetadataState::version`]; caches elsewhere ignore versions older than
+//!   the one they hold. Each partition's in-sync set carries its own
+//!   [`PartitionState::isr_version`], which fences in-sync proposals.
 //! - [`DiskStorage`]: raft-rs's `Storage` over two files, an append-only
 //!   `raft.log` (CRC32C per record, torn tails cut on open) and `raft.snap`
 //!   (replaced atomically). Log compaction snapshots the state every

@@ -225,7 +225,12 @@ pub(crate) fn encode_snapshot_file(snap: &Snapshot) -> Result<Vec<u8>, CodecErro
 /// corruption, never a torn write.
 pub(crate) fn decode_snapshot_file(bytes: &[u8]) -> Result<Snapshot, CodecError> {
     const WHAT: &str = "snapshot file";
-    let mut r = open_framed(bytes, WHAT, SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION)?;
+    let (_, mut r) = open_framed(
+        bytes,
+        WHAT,
+        SNAPSHOT_FILE_MAGIC,
+        SNAPSHOT_FILE_VERSION..=SNAPSHOT_FILE_VERSION,
+    )?;
     let mut snap = Snapshot::default();
     let index = r.u64("index")?;
     let term = r.u64("term")?;

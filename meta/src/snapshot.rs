@@ -11,8 +11,12 @@ use crate::state::{
 
 /// `b"SPMS"` read as a little-endian `u32`.
 pub const SNAPSHOT_MAGIC: u32 = u32::from_le_bytes(*b"SPMS");
-/// Format version written after the magic.
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+/// Format version written after the magic. Version 2 added each partition's
+/// `isr_version`.
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+/// Oldest format version this build still reads (its partitions decode with
+/// `isr_version` 0).
+pub const SNAPSHOT_FORMAT_VERSION_MIN: u16 = 1;
 /// Largest encoded state this build reads: every cluster limit at once stays
 /// below it (topics with full configs ~22 MiB, partitions ~8 MiB, groups
 /// ~4 MiB, nodes ~0.3 MiB).
@@ -23,6 +27,7 @@ const WHAT: &str = "state snapshot";
 /// the bytes that remain before reserving memory.
 const NODE_BYTES_MIN: usize = 8 + 2;
 const TOPIC_BYTES_MIN: usize = 2 + 8 + 2 + 2 + 4 + 4;
+/// (A version 2 partition is 4 bytes longer; the version 1 bound holds for both.)
 const PARTITION_BYTES_MIN: usize = 8 + 4 + 2 + 2;
 const GROUP_BYTES_MIN: usize = 2 + 8;
 
@@ -64,6 +69,7 @@ impl MetadataState {
             for p in &t.partitions {
                 w.u64(p.leader);
                 w.u32(p.leader_epoch);
+                w.u32(p.isr_version);
                 put_nodes(&mut w, &p.replicas);
                 put_nodes(&mut w, &p.in_sync);
             }
@@ -87,7 +93,8 @@ impl MetadataState {
     }
 
     /// Decodes what [`MetadataState::encode`] wrote, checking the CRC first and
-    /// every count against its limit before allocating.
+    /// every count against its limit before allocating. Also reads format
+    /// version 1 (older builds), whose partitions get `isr_version` 0.
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         if bytes.len() > SNAPSHOT_BYTES_MAX {
             return Err(CodecError::TooLong {
@@ -96,7 +103,13 @@ impl MetadataState {
                 max: SNAPSHOT_BYTES_MAX as u64,
             });
         }
-        let mut r = open_framed(bytes, WHAT, SNAPSHOT_MAGIC, SNAPSHOT_FORMAT_VERSION)?;
+        let (format_version, mut r) = open_framed(
+            bytes,
+            WHAT,
+            SNAPSHOT_MAGIC,
+            SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION,
+        )?;
+        let has_isr_version = format_version >= 2;
         let mut state = MetadataState {
             version: r.u64("version")?,
             rejected: r.u64("rejected")?,
@@ -129,6 +142,11 @@ impl MetadataState {
             for _ in 0..np {
                 let leader = r.u64("leader")?;
                 let leader_epoch = r.u32("leader_epoch")?;
+                let isr_version = if has_isr_version {
+                    r.u32("isr_version")?
+                } else {
+                    0
+                };
                 let replicas = get_nodes(&mut r, "replicas")?;
                 let in_sync = get_nodes(&mut r, "in_sync")?;
                 partitions.push(PartitionState {
@@ -136,6 +154,7 @@ impl MetadataState {
                     leader,
                     leader_epoch,
                     in_sync,
+                    isr_version,
                 });
             }
             let topic = TopicState {

@@ -34,6 +34,17 @@ pub struct PartitionState {
     pub leader_epoch: u32,
     /// In-sync replicas, a subset of `replicas`.
     pub in_sync: Vec<u64>,
+    /// Version of `in_sync`, 0 until the first assignment. Every accepted
+    /// command that writes `in_sync` bumps it by one (wrapping at `u32::MAX`):
+    /// every [`Command::SetInSync`], even one that repeats the current set (a
+    /// controller commits the same set again to end a leader's pending
+    /// proposal), and an [`Command::AssignReplicas`] whose set differs from
+    /// the old one (the first assignment, or a reassignment that drops
+    /// members). A reassignment that keeps every member leaves it alone.
+    /// A `SetInSync` carrying `isr_version: Some(v)` applies only while
+    /// `v == isr_version`, so a delayed duplicate of an already committed
+    /// proposal cannot re-add a replica removed since.
+    pub isr_version: u32,
 }
 
 /// One topic.
@@ -264,11 +275,15 @@ impl MetadataState {
                         actual: replicas.len() as u64,
                     });
                 }
+                let in_sync_before = p.in_sync.clone();
                 if p.replicas.is_empty() {
                     // First assignment: every replica starts empty, hence in sync.
                     p.in_sync = replicas.clone();
                 } else {
                     p.in_sync.retain(|n| replicas.contains(n));
+                }
+                if p.in_sync != in_sync_before {
+                    p.isr_version = p.isr_version.wrapping_add(1);
                 }
                 if p.leader != 0 && !replicas.contains(&p.leader) {
                     // The old leader is gone: fence it by bumping the epoch.
@@ -306,6 +321,7 @@ impl MetadataState {
                 topic,
                 partition,
                 leader_epoch,
+                isr_version,
                 in_sync,
             } => {
                 check_unique(in_sync)?;
@@ -316,6 +332,15 @@ impl MetadataState {
                         proposed: *leader_epoch,
                     });
                 }
+                // `None`: an entry from an older build, fenced by the epoch only.
+                if let Some(v) = *isr_version {
+                    if v != p.isr_version {
+                        return Err(CommandError::StaleIsrVersion {
+                            current: p.isr_version,
+                            proposed: v,
+                        });
+                    }
+                }
                 if let Some(&n) = in_sync.iter().find(|n| !p.replicas.contains(n)) {
                     return Err(CommandError::InSyncNotReplica { node_id: n });
                 }
@@ -323,6 +348,7 @@ impl MetadataState {
                     return Err(CommandError::InSyncWithoutLeader { leader: p.leader });
                 }
                 p.in_sync = in_sync.clone();
+                p.isr_version = p.isr_version.wrapping_add(1);
             }
             Command::SetGroupCoordinator { group, node_id } => {
                 check_name("group", group)?;

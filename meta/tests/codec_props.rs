@@ -52,14 +52,23 @@ fn command() -> impl Strategy<Value = Command> {
                 leader_epoch,
             }
         ),
-        (name(), any::<u32>(), any::<u32>(), nodes()).prop_map(
-            |(topic, partition, leader_epoch, in_sync)| Command::SetInSync {
-                topic,
-                partition,
-                leader_epoch,
-                in_sync,
-            }
-        ),
+        // Both encodings: tag 6 (`None`, older builds) and tag 8 (`Some`).
+        (
+            name(),
+            any::<u32>(),
+            any::<u32>(),
+            prop::option::of(any::<u32>()),
+            nodes()
+        )
+            .prop_map(|(topic, partition, leader_epoch, isr_version, in_sync)| {
+                Command::SetInSync {
+                    topic,
+                    partition,
+                    leader_epoch,
+                    isr_version,
+                    in_sync,
+                }
+            }),
         (name(), any::<u64>())
             .prop_map(|(group, node_id)| Command::SetGroupCoordinator { group, node_id }),
     ]
@@ -69,6 +78,9 @@ proptest! {
     #[test]
     fn commands_round_trip(cmd in command()) {
         let bytes = cmd.encode().unwrap();
+        if let Command::SetInSync { isr_version, .. } = &cmd {
+            prop_assert_eq!(bytes[1], if isr_version.is_some() { 8 } else { 6 });
+        }
         prop_assert_eq!(Command::decode(&bytes).unwrap(), cmd);
     }
 
@@ -80,10 +92,14 @@ proptest! {
 
     #[test]
     fn random_snapshot_bodies_with_a_valid_crc_never_panic(
+        format_version in 1u16..=2,
         body in prop::collection::vec(any::<u8>(), 0..512),
     ) {
-        // Past the CRC and magic checks, so the field decoders see the noise.
-        let mut bytes = b"SPMS\x01\x00\x00\x00".to_vec();
+        // Past the CRC, magic and version checks, so the field decoders (of
+        // both supported versions) see the noise.
+        let mut bytes = b"SPMS".to_vec();
+        bytes.extend_from_slice(&format_version.to_le_bytes());
+        bytes.extend_from_slice(&[0, 0]);
         bytes.extend_from_slice(&body);
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
