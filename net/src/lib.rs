@@ -9,8 +9,10 @@
 //!   tests and the load generator, with pipelined produce.
 //!
 //! What this crate deliberately does not do: serve requests (the engine uses the codec
-//! directly), retry on its own (callers decide; [`codec::ErrorCode::is_retriable`] helps), pick
-//! partitions, or depend on any other workspace crate.
+//! directly), retry on its own in [`client::Client`] (callers decide;
+//! [`codec::ErrorCode::is_retriable`] helps; only [`client::ClusterClient`] retries, and only
+//! where resending cannot duplicate data), pick partitions, or depend on any other workspace
+//! crate.
 //!
 //! ```
 //! use bytes::BytesMut;

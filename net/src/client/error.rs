@@ -102,6 +102,34 @@ pub enum ClientError {
     /// `recv_produce` was called with nothing in flight.
     #[error("no produce request is in flight")]
     NothingInFlight,
+    /// [`crate::client::ClusterClient::connect`] was given an empty bootstrap list.
+    #[error("no bootstrap address given: pass at least one HOST:PORT")]
+    NoBootstrapAddress,
+    /// A Metadata reply listed more brokers than the cluster client keeps
+    /// ([`crate::client::RoutingConfig::brokers_max`]). The reply was not used.
+    #[error("metadata from {addr} lists {brokers} brokers, more than the {limit} this client keeps (RoutingConfig::brokers_max)")]
+    TooManyBrokers {
+        addr: String,
+        brokers: usize,
+        limit: usize,
+    },
+    /// The cluster client's metadata names no reachable leader for the partition: none right
+    /// now (`leader_node_id` 0), or a node whose address the metadata does not list. Nothing was
+    /// sent; refresh the metadata and retry.
+    #[error("partition {topic}/{partition} {}", no_leader_detail(*leader_node_id))]
+    NoLeader {
+        topic: String,
+        partition: u32,
+        leader_node_id: u32,
+    },
+}
+
+fn no_leader_detail(leader_node_id: u32) -> String {
+    if leader_node_id == 0 {
+        "has no leader right now; retry after the cluster elects one".to_owned()
+    } else {
+        format!("is led by node {leader_node_id}, whose client address the metadata does not list; refresh the metadata and retry")
+    }
 }
 
 impl ClientError {
@@ -120,7 +148,8 @@ impl ClientError {
             ClientError::Timeout { .. }
             | ClientError::Io { .. }
             | ClientError::Closed { .. }
-            | ClientError::Connect { .. } => true,
+            | ClientError::Connect { .. }
+            | ClientError::NoLeader { .. } => true,
             _ => false,
         }
     }

@@ -17,7 +17,11 @@
 //! that only a newer version can carry are refused locally, before anything is sent (for example
 //! [`ClientError::TieringUnsupported`]), and so is a call of an api the server did not list at all
 //! ([`ClientError::ApiUnsupported`], e.g. [`Client::meta_fetch`]).
+//!
+//! In a cluster, [`ClusterClient`] ([`cluster`]) routes each partition's requests to its leader
+//! over one [`Client`] per broker, refreshing its routing table and retrying where that is safe.
 
+pub mod cluster;
 mod error;
 mod internode;
 mod io;
@@ -30,6 +34,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+pub use cluster::{ClusterClient, ClusterView, PartitionLeader, RoutingConfig, TopicRoute};
 pub use error::ClientError;
 pub use types::{
     BrokerInfo, ClusterMetadata, FetchResult, MetaFetchReply, ProduceAck, PushBatch, Record,
