@@ -174,6 +174,20 @@ fn topics_are_placed_over_the_cluster_and_served_by_their_leaders() {
         assert_eq!(f.records[0].value, value.as_bytes());
     }
 
+    // A routing client bootstrapped from one node reaches every partition's leader.
+    let mut cc =
+        net::client::ClusterClient::connect(&[&nodes[3].addr], Default::default()).unwrap();
+    for &p in leaders.keys() {
+        let rec = common::records(&[b"routed"]);
+        cc.produce("orders", p, Acks::All, None, &rec).unwrap();
+        let f = cc.fetch("orders", p, 1, 1 << 20, 0).unwrap();
+        assert_eq!(f.records.len(), 1, "partition {p}");
+        assert_eq!(f.records[0].value, b"routed");
+        let (leader, _) = cc.leader_of("orders", p).unwrap();
+        assert_eq!(u64::from(leader), leaders[&p]);
+    }
+    assert!(cc.connection_count() >= 2);
+
     // Deleted through a controller that may not lead: gone everywhere.
     nodes[1].client().delete_topic("orders").unwrap();
     for n in &nodes {
