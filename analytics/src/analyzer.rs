@@ -309,7 +309,7 @@ impl Analyzer {
         let alert =
             sc.anomalies && gate.check(score.score, state.steps, &mut state.last_alert_step);
         if let Some(f) = state.forecaster.as_mut() {
-            f.observe(value, cfg.forecast.error_weight);
+            f.observe(value, cfg.forecast.error_weight, &state.history);
         }
         state.history.push(value as f32);
         if let Some(f) = state.forecaster.as_mut() {

@@ -4,7 +4,8 @@
 //! Every mechanism is a small, named, classical method whose measured error is reported next to the naive
 //! baseline's (see `docs/analytics.md`, produced by `cargo run --release -p analytics --bin evaluate`):
 //!
-//! * **Forecasts** ([`forecast`]): last value, SES (fast, and slow with level-shift restart), damped Holt,
+//! * **Forecasts** ([`forecast`]): last value, fast SES, a local linear trend (discounted least squares,
+//!   t-shrunk slope) restarted by a CUSUM change-point test, damped Holt,
 //!   a running median, and, when autocorrelation on the bounded history finds a season, seasonal naive and
 //!   additive Holt-Winters. Each series picks its method per horizon by rolling out-of-sample MAE; every
 //!   forecast carries the last-value baseline's MAE beside its own.

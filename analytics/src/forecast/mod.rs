@@ -5,18 +5,18 @@
 //! mean absolute error per method and horizon picks the method, and the last-value baseline's error is
 //! reported next to it. Nothing here looks at the future: errors are strictly out of sample.
 
+pub mod local_trend;
 pub mod season;
 
 use crate::config::{ForecastConfig, HORIZONS_MAX};
 use crate::ring::Ring;
+use local_trend::LocalTrend;
 use season::HoltWinters;
 
 /// Number of candidate methods.
 pub const METHODS: usize = 7;
 /// Largest number of staggered pending forecasts per horizon.
 pub const PENDING_MAX: usize = 2;
-/// Smoothing of the slow SES once it has settled.
-const SES_SLOW_ALPHA: f32 = 0.02;
 /// Scored forecasts a method needs before it can be selected over the baseline.
 const SELECT_MIN_SCORED: u16 = 8;
 
@@ -27,9 +27,10 @@ pub enum Method {
     LastValue = 0,
     /// Simple exponential smoothing, alpha 0.5.
     SesFast = 1,
-    /// Simple exponential smoothing, alpha 0.02; after a confirmed level shift (two residuals beyond 4 x its
-    /// mean absolute residual, same sign) it restarts as a running mean of the values since the shift.
-    SesSlow = 2,
+    /// Local linear trend by discounted least squares (discount 0.98) with its slope shrunk by its
+    /// t-statistic, restarted on the samples since a change when a two-sided CUSUM on the standardised
+    /// residuals fires (see [`local_trend`]).
+    LocalTrend = 2,
     /// Holt linear trend (alpha 0.1, beta 0.01, damping 0.98).
     Holt = 3,
     /// Running median estimate (stochastic approximation); best under MAE on sparse counts.
@@ -45,7 +46,7 @@ impl Method {
     pub const ALL: [Method; METHODS] = [
         Method::LastValue,
         Method::SesFast,
-        Method::SesSlow,
+        Method::LocalTrend,
         Method::Holt,
         Method::RunningMedian,
         Method::SeasonalNaive,
@@ -57,7 +58,7 @@ impl Method {
         match self {
             Method::LastValue => "last_value",
             Method::SesFast => "ses_0.5",
-            Method::SesSlow => "ses_0.02_reset",
+            Method::LocalTrend => "local_trend_cusum",
             Method::Holt => "holt_damped",
             Method::RunningMedian => "running_median",
             Method::SeasonalNaive => "seasonal_naive",
@@ -97,10 +98,7 @@ pub struct Forecaster {
     step: u32,
     last: f32,
     ses_fast: f32,
-    ses_slow: f32,
-    slow_scale: f32,
-    slow_run: i8,
-    slow_n: u8,
+    local_trend: LocalTrend,
     holt_level: f32,
     holt_trend: f32,
     median: f32,
@@ -128,10 +126,7 @@ impl Forecaster {
             step: 0,
             last: 0.0,
             ses_fast: 0.0,
-            ses_slow: 0.0,
-            slow_scale: 0.0,
-            slow_run: 0,
-            slow_n: 0,
+            local_trend: LocalTrend::default(),
             holt_level: 0.0,
             holt_trend: 0.0,
             median: 0.0,
@@ -195,8 +190,9 @@ impl Forecaster {
     }
 
     /// Learns from the next value (before the caller pushes it into the history ring and calls
-    /// [`Forecaster::issue_pending`]). `weight` is the rolling-error weight of a new error.
-    pub fn observe(&mut self, value: f64, weight: f64) {
+    /// [`Forecaster::issue_pending`]). `weight` is the rolling-error weight of a new error; `history`
+    /// holds the values before this one.
+    pub fn observe(&mut self, value: f64, weight: f64, history: &Ring) {
         let v = value as f32;
         let step = self.step;
         // 1. Score forecasts that targeted this step.
@@ -222,7 +218,7 @@ impl Forecaster {
             }
         }
         // 2. Update every method with the new value.
-        self.update_models(value);
+        self.update_models(value, history);
         self.step = step.wrapping_add(1);
     }
 
@@ -254,12 +250,12 @@ impl Forecaster {
         }
     }
 
-    fn update_models(&mut self, value: f64) {
+    fn update_models(&mut self, value: f64, history: &Ring) {
         let v = value as f32;
+        self.local_trend.update(v, history);
         if self.step == 0 {
             self.last = v;
             self.ses_fast = v;
-            self.ses_slow = v;
             self.holt_level = v;
             self.holt_trend = 0.0;
             self.median = v;
@@ -268,38 +264,6 @@ impl Forecaster {
         }
         self.last = v;
         self.ses_fast += 0.5 * (v - self.ses_fast);
-        // SES slow with level-shift reset: two big same-sign residuals in a row (or one huge one) mean a
-        // new level.
-        let r = v - self.ses_slow;
-        let big = self.slow_scale > 0.0 && r.abs() > 4.0 * self.slow_scale;
-        if big {
-            self.slow_run = if r > 0.0 {
-                self.slow_run.max(0) + 1
-            } else {
-                self.slow_run.min(0) - 1
-            };
-        } else {
-            self.slow_run = 0;
-        }
-        // A jump of ten typical residuals is not noise: restart at once instead of waiting for a second.
-        let huge = self.slow_scale > 0.0 && r.abs() > 10.0 * self.slow_scale;
-        if self.slow_run.abs() >= 2 || huge {
-            // New level: restart as a running mean of the values since the shift (1/n weights), which
-            // reaches the precision of alpha = 0.02 after 50 samples instead of trailing the old level.
-            self.ses_slow = v;
-            self.slow_run = 0;
-            self.slow_n = 1;
-        } else {
-            self.slow_n = self.slow_n.saturating_add(1);
-            let w = (1.0 / self.slow_n as f32).max(SES_SLOW_ALPHA);
-            self.ses_slow += w * r;
-        }
-        let clipped = r.abs().min(if self.slow_scale > 0.0 {
-            4.0 * self.slow_scale
-        } else {
-            r.abs()
-        });
-        self.slow_scale += 0.05 * (clipped - self.slow_scale);
         // Holt with damped trend.
         let (a, b, phi) = (0.1f32, 0.01f32, 0.98f32);
         let prev_level = self.holt_level;
@@ -337,7 +301,7 @@ impl Forecaster {
         match m {
             Method::LastValue => self.last as f64,
             Method::SesFast => self.ses_fast as f64,
-            Method::SesSlow => self.ses_slow as f64,
+            Method::LocalTrend => self.local_trend.predict(horizon),
             Method::Holt => {
                 let phi = 0.98f64;
                 let mut damp = 0.0;
@@ -440,7 +404,7 @@ mod tests {
         let mut f = Forecaster::new(cfg);
         let mut ring = Ring::new(64);
         for v in values {
-            f.observe(*v, cfg.error_weight);
+            f.observe(*v, cfg.error_weight, &ring);
             ring.push(*v as f32);
             f.issue_pending(&ring);
         }
@@ -455,6 +419,44 @@ mod tests {
             let p = f.predict(h, &ring).expect("forecast");
             assert_eq!(p.value, 42.0);
             assert_eq!(p.baseline_mae, 0.0);
+        }
+    }
+
+    #[test]
+    fn level_shifts_select_the_local_trend() {
+        // A noisy rate (sd ~ 30) that steps between 1000 and 1600 every 300 samples: the change-point
+        // restart keeps the long average between steps, which neither last value nor the slow smoothers
+        // manage, so the local trend wins at 10 steps ahead (every step still costs ~10 samples of error).
+        let cfg = Config::default().forecast;
+        let mut s = 3u64;
+        let values: Vec<f64> = (0..6000u32)
+            .map(|t| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let level = if (t / 300).is_multiple_of(2) {
+                    1000.0
+                } else {
+                    1600.0
+                };
+                level + ((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 104.0
+            })
+            .collect();
+        let (f, ring) = run(&values, &cfg);
+        let p = f.predict(1, &ring).expect("forecast");
+        assert_eq!(p.method, Method::LocalTrend, "{p:?}");
+        assert!(p.method_mae < 0.9 * p.baseline_mae, "{p:?}");
+        let errs = f.method_errors(1);
+        for m in [
+            Method::LastValue,
+            Method::SesFast,
+            Method::Holt,
+            Method::RunningMedian,
+        ] {
+            assert!(
+                errs[Method::LocalTrend as usize] < errs[m as usize],
+                "{m:?}: {errs:?}"
+            );
         }
     }
 
@@ -484,7 +486,7 @@ mod tests {
         let mut ring = Ring::new(64);
         let mut scratch = Vec::new();
         for v in &values {
-            f.observe(*v, cfg.error_weight);
+            f.observe(*v, cfg.error_weight, &ring);
             ring.push(*v as f32);
             f.issue_pending(&ring);
         }
