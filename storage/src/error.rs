@@ -51,6 +51,10 @@ pub enum StorageError {
     /// The offset is outside `[start, end]`.
     #[error("offset {offset} out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    /// A replica batch does not start at the log's end offset (a gap or an overlap); nothing was
+    /// written. Truncate to the leader's epoch boundary or fetch from `expected`.
+    #[error("replica batch starts at offset {got}, but the log ends at {expected}")]
+    ReplicaOffsetMismatch { expected: u64, got: u64 },
     /// `truncate_to` was asked to cut inside a batch; batches are never split.
     #[error("offset {offset} is not a batch boundary")]
     NotBatchBoundary { offset: u64 },

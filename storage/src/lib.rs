@@ -70,6 +70,7 @@ mod lifecycle;
 mod log;
 mod producer;
 mod recovery;
+mod replica;
 pub mod ring;
 mod segment;
 

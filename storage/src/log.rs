@@ -350,7 +350,7 @@ impl PartitionLog {
     /// Makes sure the active segment can take `stored` more bytes ending at `last_offset`, rolling
     /// (to the prepared segment, or synchronously as a counted fallback) when it cannot, and that
     /// those bytes are reserved on disk (inline, as a counted fallback, when the frontier lags).
-    fn ensure_room(
+    pub(crate) fn ensure_room(
         &mut self,
         stored: u64,
         last_offset: u64,
