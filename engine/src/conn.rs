@@ -57,6 +57,9 @@ struct Conn {
     inflight: Rc<Semaphore>,
     subscriptions: RefCell<HashMap<u32, Rc<Subscription>>>,
     closed: Cell<bool>,
+    /// The peer is another node asking on a client's behalf (handshake client name
+    /// [`crate::metadata::FORWARD_CLIENT_NAME`]): answer from this node alone, never ask further.
+    from_peer: Cell<bool>,
 }
 
 /// Serves one accepted connection until the peer closes it, it misbehaves, or the node stops.
@@ -80,6 +83,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         inflight: Rc::new(Semaphore::new(u64::from(inflight_max))),
         subscriptions: RefCell::new(HashMap::new()),
         closed: Cell::new(false),
+        from_peer: Cell::new(false),
     });
     let writer_task = glommio::spawn_local(write_loop(writer, rx));
     read_loop(&conn, reader).await;
@@ -358,7 +362,9 @@ async fn dispatch(
         Some(Box::pin(std::future::ready(Some(b))))
     };
     match req {
-        Request::ApiVersions { .. } => {
+        Request::ApiVersions { client_name } => {
+            conn.from_peer
+                .set(client_name == crate::metadata::FORWARD_CLIENT_NAME);
             let full = Limits::new(shard.config.frame_bytes_max);
             conn.limits.set(full);
             let versions = ApiKey::ALL
@@ -467,8 +473,16 @@ async fn dispatch(
         Request::DescribeTopic { name } => {
             let shard = shard.clone();
             let name = name.to_string();
+            let local_only = conn.from_peer.get();
             Some(Box::pin(async move {
-                Some(match handlers::describe(&shard, &name).await {
+                let described = match handlers::describe(&shard, &name).await {
+                    Ok((t, parts)) if !local_only => {
+                        let parts = crate::metadata::with_leader_offsets(&shard, &t, parts).await;
+                        Ok((t, parts))
+                    }
+                    other => other,
+                };
+                Some(match described {
                     Ok((t, mut partitions)) => {
                         let s = &t.settings;
                         let v1 = header.api_version >= 1;

@@ -31,6 +31,10 @@ use crate::controller::{config_to_settings, settings_to_config, ChangeOutcome, T
 use crate::handlers::Failure;
 use crate::shard::Shard;
 
+/// Handshake client name of requests one node sends another on a client's behalf; the receiving
+/// node answers them from its own state only (no further forwarding).
+pub const FORWARD_CLIENT_NAME: &str = "sprawl-forward";
+
 /// How often shard 0 looks for a newer metadata version.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a topic change waits for its topic to show up (or go) in this node's catalog.
@@ -220,13 +224,71 @@ fn outcome_failure(name: &str, o: ChangeOutcome) -> Failure {
     }
 }
 
+/// A cluster topic's partition descriptions with each partition's offsets as its leader reports
+/// them (this node's own copy of a partition it does not lead is empty). A leader that does not
+/// answer leaves this node's view of its partitions in place.
+pub async fn with_leader_offsets(
+    shard: &Rc<Shard>,
+    t: &TopicMeta,
+    mut parts: Vec<net::codec::PartitionInfo>,
+) -> Vec<net::codec::PartitionInfo> {
+    if !t.cluster {
+        return parts;
+    }
+    let meta = shard.meta.get();
+    let me = u64::from(shard.config.node_id);
+    let Some(topic) = meta.topics.get(&t.name).filter(|m| m.topic_id == t.topic_id) else {
+        return parts;
+    };
+    let mut by_leader: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for p in &parts {
+        let leader = topic
+            .partitions
+            .get(p.partition as usize)
+            .map_or(0, |s| s.leader);
+        if leader != me && leader != 0 {
+            if let Some(n) = meta.nodes.get(&leader) {
+                by_leader
+                    .entry(n.client_addr.clone())
+                    .or_default()
+                    .push(p.partition);
+            }
+        }
+    }
+    for (addr, wanted) in by_leader {
+        let name = t.name.clone();
+        let remote = crate::runtime::blocking(move || {
+            let config = net::client::ClientConfig {
+                client_name: FORWARD_CLIENT_NAME.into(),
+                connect_timeout_ms: 1_000,
+                request_timeout_ms: 5_000,
+                ..net::client::ClientConfig::default()
+            };
+            net::client::Client::connect(&addr, config).and_then(|mut c| c.describe_topic(&name))
+        })
+        .await;
+        let Ok(info) = remote else {
+            continue;
+        };
+        for rp in info.partitions {
+            if !wanted.contains(&rp.partition) {
+                continue;
+            }
+            if let Some(slot) = parts.iter_mut().find(|p| p.partition == rp.partition) {
+                *slot = rp;
+            }
+        }
+    }
+    parts
+}
+
 /// Sends the create (`config` given) or delete to the node at `addr` over the client protocol,
 /// on the blocking pool. Returns the topic id of a create (0 for a delete).
 async fn forward(addr: &str, name: &str, config: Option<TopicConfig>) -> Result<u64, Failure> {
     let (addr, name) = (addr.to_string(), name.to_string());
     crate::runtime::blocking(move || {
         let client_config = net::client::ClientConfig {
-            client_name: "sprawl-forward".into(),
+            client_name: FORWARD_CLIENT_NAME.into(),
             connect_timeout_ms: 2_000,
             request_timeout_ms: 15_000,
             ..net::client::ClientConfig::default()

@@ -188,6 +188,14 @@ fn topics_are_placed_over_the_cluster_and_served_by_their_leaders() {
     }
     assert!(cc.connection_count() >= 2);
 
+    // Any node describes the topic with each leader's offsets (2 records per partition by now).
+    for n in &nodes {
+        let info = n.client().describe_topic("orders").unwrap();
+        for p in &info.partitions {
+            assert_eq!(p.end_offset, 2, "node at {}: {p:?}", n.addr);
+        }
+    }
+
     // Deleted through a controller that may not lead: gone everywhere.
     nodes[1].client().delete_topic("orders").unwrap();
     for n in &nodes {

@@ -132,6 +132,7 @@ pub fn list_topics(shard: &Shard) -> Value {
 /// `GET /topics/{t}`.
 pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> Result<Value> {
     let (t, parts) = handlers::describe(shard, name).await?;
+    let parts = crate::metadata::with_leader_offsets(shard, &t, parts).await;
     let s = &t.settings;
     let parts: Vec<Value> = parts
         .iter()
