@@ -237,7 +237,11 @@ pub async fn with_leader_offsets(
     }
     let meta = shard.meta.get();
     let me = u64::from(shard.config.node_id);
-    let Some(topic) = meta.topics.get(&t.name).filter(|m| m.topic_id == t.topic_id) else {
+    let Some(topic) = meta
+        .topics
+        .get(&t.name)
+        .filter(|m| m.topic_id == t.topic_id)
+    else {
         return parts;
     };
     let mut by_leader: BTreeMap<String, Vec<u32>> = BTreeMap::new();
