@@ -367,9 +367,11 @@ async fn dispatch(
                 .set(client_name == crate::metadata::FORWARD_CLIENT_NAME);
             let full = Limits::new(shard.config.frame_bytes_max);
             conn.limits.set(full);
+            // ReplicaFetch has a codec but no server side yet (replication is not built):
+            // not listed, so clients learn it before sending (docs/cluster.md).
             let versions = ApiKey::ALL
                 .iter()
-                .filter(|k| **k != ApiKey::Push)
+                .filter(|k| **k != ApiKey::Push && **k != ApiKey::ReplicaFetch)
                 .map(|k| {
                     let (min, max) = k.supported_versions();
                     ApiVersionRange {
@@ -559,6 +561,11 @@ async fn dispatch(
                 )),
             }
         }
+        Request::ReplicaFetch { .. } => err(Failure::new(
+            ErrorCode::UnknownApi,
+            "ReplicaFetch is not served yet: partitions are not replicated in this version \
+             (docs/cluster.md)",
+        )),
         Request::MetaFetch { since_version } => match &shard.controller {
             Some(c) => {
                 let view = c.view();

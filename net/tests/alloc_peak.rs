@@ -90,11 +90,29 @@ fn hostile_lengths_and_counts_allocate_almost_nothing() {
     let mut placement = frame(1, &body);
     placement[6] = 1; // api_version 1
     placement[12] = 1; // response flag
+                       // ReplicaFetch answers claiming u32::MAX batch epochs (above the cap) and 65,536 (at the
+                       // cap, but only 4 bytes follow).
+    let replica_fetch = |count: u32| {
+        let mut body = vec![0, 0, 0, 0];
+        body.extend_from_slice(&[0; 4 + 8]); // leader_epoch, fetch_offset
+        body.push(0); // last_fetched_epoch absent
+        body.extend_from_slice(&[0; 16]); // high_watermark, log_start_offset
+        body.push(0); // diverging absent
+        body.extend_from_slice(&count.to_le_bytes());
+        body.extend_from_slice(&[0; 4]);
+        let mut bytes = frame(16, &body);
+        bytes[12] = 1; // response flag
+        bytes
+    };
+    let epochs_above_cap = replica_fetch(u32::MAX);
+    let epochs_at_cap = replica_fetch(65_536);
     for (name, bytes) in [
         ("produce", &produce),
         ("metadata", &metadata),
         ("fetch", &fetch_response),
         ("placement", &placement),
+        ("replica fetch epochs above the cap", &epochs_above_cap),
+        ("replica fetch epochs at the cap", &epochs_at_cap),
     ] {
         let mut result = None;
         let peak = peak_during(|| result = Some(decode(bytes, &limits)));

@@ -298,3 +298,83 @@ fn meta_fetch_layout_matches_the_spec() {
     e.extend_from_slice(state);
     assert_eq!(golden("resp_meta_fetch"), e);
 }
+
+fn push_opt_u32(e: &mut Vec<u8>, value: Option<u32>) {
+    match value {
+        Some(v) => {
+            e.push(1);
+            e.extend_from_slice(&v.to_le_bytes());
+        }
+        None => e.push(0),
+    }
+}
+
+/// ReplicaFetch written out by hand from docs/protocol.md. Request: `topic str, partition u32,
+/// replica u32, leader_epoch u32, fetch_offset u64, last_fetched_epoch opt_u32, durable_offset
+/// u64, max_bytes u32, max_wait_ms u32`. Reply: the head, then `leader_epoch u32, fetch_offset
+/// u64, last_fetched_epoch opt_u32, high_watermark u64, log_start_offset u64, diverging (bool,
+/// epoch u32, end_offset u64), batch_epochs list<(epoch u32, base_offset u64, next_offset u64)>,
+/// batches bytes`.
+#[test]
+fn replica_fetch_layout_matches_the_spec() {
+    use common::replica_fetch::{BATCHES, BATCH_EPOCHS};
+
+    let mut e = vec![0u8; 4]; // length, filled in below
+    e.extend_from_slice(&[16, 0, 0, 0, 18, 0, 0, 0, 0, 0]); // ReplicaFetch, v0, cid 18, request
+    e.extend_from_slice(&[6, 0]);
+    e.extend_from_slice(b"orders");
+    e.extend_from_slice(&2u32.to_le_bytes()); // partition
+    e.extend_from_slice(&3u32.to_le_bytes()); // replica
+    e.extend_from_slice(&5u32.to_le_bytes()); // leader_epoch
+    e.extend_from_slice(&41u64.to_le_bytes()); // fetch_offset
+    push_opt_u32(&mut e, Some(4)); // last_fetched_epoch
+    e.extend_from_slice(&40u64.to_le_bytes()); // durable_offset
+    e.extend_from_slice(&1_048_576u32.to_le_bytes()); // max_bytes
+    e.extend_from_slice(&500u32.to_le_bytes()); // max_wait_ms
+    let length = u32::try_from(e.len() - 4).expect("small");
+    e[..4].copy_from_slice(&length.to_le_bytes());
+    assert_eq!(golden("req_replica_fetch"), e);
+
+    let reply_head = |cid: u8| {
+        let mut e = vec![0u8; 4];
+        e.extend_from_slice(&[16, 0, 0, 0, cid, 0, 0, 0, 1, 0]); // ReplicaFetch, v0, response
+        e.extend_from_slice(&[0, 0, 0, 0]); // error NONE, empty message
+        e.extend_from_slice(&5u32.to_le_bytes()); // leader_epoch
+        e
+    };
+    let finish = |mut e: Vec<u8>| {
+        let length = u32::try_from(e.len() - 4).expect("small");
+        e[..4].copy_from_slice(&length.to_le_bytes());
+        e
+    };
+
+    let mut e = reply_head(18);
+    e.extend_from_slice(&41u64.to_le_bytes()); // fetch_offset
+    push_opt_u32(&mut e, Some(4)); // last_fetched_epoch
+    e.extend_from_slice(&41u64.to_le_bytes()); // high_watermark
+    e.extend_from_slice(&0u64.to_le_bytes()); // log_start_offset
+    e.push(0); // diverging absent
+    e.extend_from_slice(&2u32.to_le_bytes()); // batch_epochs count
+    for b in BATCH_EPOCHS {
+        e.extend_from_slice(&b.epoch.to_le_bytes());
+        e.extend_from_slice(&b.base_offset.to_le_bytes());
+        e.extend_from_slice(&b.next_offset.to_le_bytes());
+    }
+    e.extend_from_slice(&u32::try_from(BATCHES.len()).expect("small").to_le_bytes());
+    e.extend_from_slice(BATCHES);
+    assert_eq!(golden("resp_replica_fetch"), finish(e));
+
+    let mut e = reply_head(19);
+    e.extend_from_slice(&50u64.to_le_bytes()); // fetch_offset
+    push_opt_u32(&mut e, Some(4)); // last_fetched_epoch
+    e.extend_from_slice(&44u64.to_le_bytes()); // high_watermark
+    e.extend_from_slice(&0u64.to_le_bytes()); // log_start_offset
+    e.push(1); // diverging present
+    e.extend_from_slice(&4u32.to_le_bytes()); // epoch
+    e.extend_from_slice(&43u64.to_le_bytes()); // end_offset
+    e.extend_from_slice(&0u32.to_le_bytes()); // no batch epochs
+    e.extend_from_slice(&0u32.to_le_bytes()); // no batches
+    let bytes = finish(e);
+    assert_eq!(bytes.len(), 14 + 4 + 4 + 8 + 5 + 8 + 8 + 13 + 4 + 4);
+    assert_eq!(golden("resp_replica_fetch_diverging"), bytes);
+}

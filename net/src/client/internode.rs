@@ -1,7 +1,7 @@
-//! Calls between cluster nodes (and the tools that inspect them): Raft messages and metadata
-//! fetches. A client application never needs them.
+//! Calls between cluster nodes (and the tools that inspect them): Raft messages, metadata
+//! fetches and replica fetches. A client application never needs them.
 
-use super::types::{MetaFetchReply, Reply};
+use super::types::{MetaFetchReply, ReplicaFetchReply, ReplicaFetchRequest, Reply};
 use super::{Client, ClientError};
 use crate::codec::{ApiKey, Request};
 
@@ -29,15 +29,65 @@ impl Client {
     /// Against a server that does not list MetaFetch in its handshake the call fails with
     /// [`ClientError::ApiUnsupported`] and sends nothing.
     pub fn meta_fetch(&mut self, since_version: u64) -> Result<MetaFetchReply, ClientError> {
-        if !self.server_supports(ApiKey::MetaFetch) {
-            return Err(ClientError::ApiUnsupported {
-                addr: self.addr().to_owned(),
-                api: ApiKey::MetaFetch,
-            });
-        }
+        self.require(ApiKey::MetaFetch)?;
         match self.call(Request::MetaFetch { since_version }, "metadata fetch", 0)? {
             Reply::MetaFetch(reply) => Ok(reply),
             other => unreachable!("call() checked the api: {other:?}"),
+        }
+    }
+
+    /// Fetches a partition's stored batches from its leader, as the follower replica
+    /// `req.replica` (internode use). The leader may hold the request up to `req.max_wait_ms`
+    /// when it has nothing new, so the call waits that much longer than the request timeout.
+    ///
+    /// A refusal (not the leader, a stale or newer epoch, an offset outside the leader's log)
+    /// is [`ClientError::Server`] with the leader's code. A reply that does not echo the
+    /// request's `fetch_offset` and `last_fetched_epoch` is [`ClientError::BadReply`]. Against
+    /// a server that does not list ReplicaFetch in its handshake the call fails with
+    /// [`ClientError::ApiUnsupported`] and sends nothing.
+    pub fn replica_fetch(
+        &mut self,
+        req: &ReplicaFetchRequest,
+    ) -> Result<ReplicaFetchReply, ClientError> {
+        self.require(ApiKey::ReplicaFetch)?;
+        let request = Request::ReplicaFetch {
+            topic: &req.topic,
+            partition: req.partition,
+            replica: req.replica,
+            leader_epoch: req.leader_epoch,
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
+            durable_offset: req.durable_offset,
+            max_bytes: req.max_bytes,
+            max_wait_ms: req.max_wait_ms,
+        };
+        let reply = match self.call(request, "replica fetch", u64::from(req.max_wait_ms))? {
+            Reply::ReplicaFetch(reply) => reply,
+            other => unreachable!("call() checked the api: {other:?}"),
+        };
+        if (reply.fetch_offset, reply.last_fetched_epoch)
+            != (req.fetch_offset, req.last_fetched_epoch)
+        {
+            return Err(ClientError::BadReply {
+                addr: self.addr().to_owned(),
+                // The call above was the last request sent on this connection.
+                correlation_id: self.next_correlation_id.wrapping_sub(1),
+                reason: "ReplicaFetch reply does not echo the request's fetch_offset and \
+                         last_fetched_epoch",
+            });
+        }
+        Ok(reply)
+    }
+
+    /// Fails with [`ClientError::ApiUnsupported`] unless the server listed `api`.
+    fn require(&self, api: ApiKey) -> Result<(), ClientError> {
+        if self.server_supports(api) {
+            Ok(())
+        } else {
+            Err(ClientError::ApiUnsupported {
+                addr: self.addr().to_owned(),
+                api,
+            })
         }
     }
 }

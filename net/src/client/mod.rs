@@ -38,7 +38,7 @@ pub use cluster::{ClusterClient, ClusterView, PartitionLeader, RoutingConfig, To
 pub use error::ClientError;
 pub use types::{
     BrokerInfo, ClusterMetadata, FetchResult, MetaFetchReply, ProduceAck, PushBatch, Record,
-    ServerInfo, TopicInfo, TopicListing, TopicMetadataInfo,
+    ReplicaFetchReply, ReplicaFetchRequest, ServerInfo, TopicInfo, TopicListing, TopicMetadataInfo,
 };
 
 use crate::codec::{

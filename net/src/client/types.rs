@@ -5,8 +5,8 @@
 
 use super::error::ClientError;
 use crate::codec::{
-    message_id, ApiVersionRange, ErrorCode, FetchedRecordView, PartitionInfo, PartitionMetadata,
-    Response, TopicConfig,
+    message_id, ApiVersionRange, BatchEpoch, DivergingEpoch, ErrorCode, FetchedRecordView,
+    PartitionInfo, PartitionMetadata, Response, TopicConfig,
 };
 
 /// What the server said in the handshake.
@@ -119,6 +119,50 @@ pub struct MetaFetchReply {
     pub state: Vec<u8>,
 }
 
+/// A follower's fetch from a partition's leader ([`crate::client::Client::replica_fetch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaFetchRequest {
+    pub topic: String,
+    pub partition: u32,
+    /// The follower's node id.
+    pub replica: u32,
+    /// The leader epoch the follower believes is current.
+    pub leader_epoch: u32,
+    /// The follower's log end: the next offset it needs.
+    pub fetch_offset: u64,
+    /// The epoch that wrote the follower's last batch; `None` when its log is empty.
+    pub last_fetched_epoch: Option<u32>,
+    /// Every offset below this is fdatasync'd on the follower.
+    pub durable_offset: u64,
+    /// About how many bytes of batches to return (at least one whole batch if one exists).
+    pub max_bytes: u32,
+    /// How long the leader may hold the request when it has nothing new (long poll); the
+    /// client waits this much longer than its request timeout.
+    pub max_wait_ms: u32,
+}
+
+/// A leader's answer to [`crate::client::Client::replica_fetch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaFetchReply {
+    /// The leader's epoch; a follower ignores answers from any other epoch.
+    pub leader_epoch: u32,
+    /// The request's `fetch_offset`, echoed (the client checks the echo).
+    pub fetch_offset: u64,
+    /// The request's `last_fetched_epoch`, echoed (the client checks the echo).
+    pub last_fetched_epoch: Option<u32>,
+    /// The leader's high watermark.
+    pub high_watermark: u64,
+    /// The first offset the leader still stores.
+    pub log_start_offset: u64,
+    /// Present: the follower truncates to `end_offset` (if below its log end) and fetches
+    /// again; `batch_epochs` and `batches` are then empty.
+    pub diverging: Option<DivergingEpoch>,
+    /// The leader epoch that wrote each returned batch, in offset order.
+    pub batch_epochs: Vec<BatchEpoch>,
+    /// The stored batches from `fetch_offset` on, byte for byte as on the leader's disk.
+    pub batches: Vec<u8>,
+}
+
 /// Records pushed for a subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushBatch {
@@ -142,6 +186,7 @@ pub(crate) enum Reply {
     Subscribe(u32),
     OffsetFetch(Option<u64>),
     MetaFetch(MetaFetchReply),
+    ReplicaFetch(ReplicaFetchReply),
     /// DeleteTopic, Credit, Unsubscribe, OffsetCommit, Raft: nothing but success.
     Done,
 }
@@ -272,6 +317,26 @@ pub(crate) fn to_reply(
             version: *version,
             leader_id: *leader_id,
             state: state.to_vec(),
+        }),
+        Response::ReplicaFetch {
+            leader_epoch,
+            fetch_offset,
+            last_fetched_epoch,
+            high_watermark,
+            log_start_offset,
+            diverging,
+            batch_epochs,
+            batches,
+            ..
+        } => Reply::ReplicaFetch(ReplicaFetchReply {
+            leader_epoch: *leader_epoch,
+            fetch_offset: *fetch_offset,
+            last_fetched_epoch: *last_fetched_epoch,
+            high_watermark: *high_watermark,
+            log_start_offset: *log_start_offset,
+            diverging: *diverging,
+            batch_epochs: batch_epochs.clone(),
+            batches: batches.to_vec(),
         }),
         Response::DeleteTopic { .. }
         | Response::Credit { .. }

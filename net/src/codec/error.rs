@@ -22,6 +22,15 @@ pub enum Malformed {
     InvalidValue { value: i64 },
     #[error("{count} unexpected bytes after the end of the body")]
     TrailingBytes { count: usize },
+    /// A list or blob that must be empty because another field is present (a ReplicaFetch
+    /// answer with `diverging` carries no batches).
+    #[error(
+        "holds {count} entries or bytes, but must be empty when `{because_present}` is present"
+    )]
+    MustBeEmpty {
+        count: u64,
+        because_present: &'static str,
+    },
 }
 
 /// A frame could not be decoded.
@@ -159,5 +168,17 @@ pub enum EncodeError {
         version: u16,
         field: &'static str,
         required_version: u16,
+    },
+    /// The body sets a list or blob that must be empty while another field is set (a
+    /// ReplicaFetch answer with `diverging` carries no batches and no batch epochs).
+    #[error(
+        "`{field}` holds {count} entries or bytes, but {} requires it empty when `{because_present}` is set",
+        api.name()
+    )]
+    MustBeEmpty {
+        api: ApiKey,
+        field: &'static str,
+        count: usize,
+        because_present: &'static str,
     },
 }

@@ -10,6 +10,7 @@
 mod error;
 mod header;
 mod placement;
+mod replica;
 mod request;
 mod response;
 mod types;
@@ -25,9 +26,10 @@ pub use header::{
 pub use request::Request;
 pub use response::Response;
 pub use types::{
-    message_id, parse_message_id, Acks, ApiKey, ApiVersionRange, Broker, ErrorCode,
-    FetchedRecordView, PartitionInfo, PartitionMetadata, PartitionPlacement, ProducerIdent,
-    RecordView, RemoteTierInfo, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
+    message_id, parse_message_id, Acks, ApiKey, ApiVersionRange, BatchEpoch, Broker,
+    DivergingEpoch, ErrorCode, FetchedRecordView, PartitionInfo, PartitionMetadata,
+    PartitionPlacement, ProducerIdent, RecordView, RemoteTierInfo, TopicConfig, TopicDescription,
+    TopicMetadata, TopicSummary,
 };
 
 use header::{API_KEY_AT, API_VERSION_AT, CORRELATION_ID_AT, FLAGS_AT};

@@ -81,6 +81,25 @@ pub enum Request<'a> {
         /// when the controller's version is newer (0 = the asker holds nothing).
         since_version: u64,
     },
+    /// A follower replica fetching a partition's stored batches from its leader (internode).
+    ReplicaFetch {
+        topic: &'a str,
+        partition: u32,
+        /// The follower's node id.
+        replica: u32,
+        /// The leader epoch the follower believes is current.
+        leader_epoch: u32,
+        /// The follower's log end: the next offset it needs.
+        fetch_offset: u64,
+        /// The epoch that wrote the follower's last batch; `None` when its log is empty.
+        last_fetched_epoch: Option<u32>,
+        /// Every offset below this is fdatasync'd on the follower.
+        durable_offset: u64,
+        /// About how many bytes of batches to return (at least one whole batch if one exists).
+        max_bytes: u32,
+        /// How long the leader may hold the request when it has nothing new (long poll).
+        max_wait_ms: u32,
+    },
 }
 
 impl Request<'_> {
@@ -101,6 +120,7 @@ impl Request<'_> {
             Request::OffsetFetch { .. } => ApiKey::OffsetFetch,
             Request::Raft { .. } => ApiKey::Raft,
             Request::MetaFetch { .. } => ApiKey::MetaFetch,
+            Request::ReplicaFetch { .. } => ApiKey::ReplicaFetch,
         }
     }
 
@@ -224,6 +244,27 @@ impl Request<'_> {
                 w.bytes("message", message)?;
             }
             Request::MetaFetch { since_version } => w.u64(*since_version),
+            Request::ReplicaFetch {
+                topic,
+                partition,
+                replica,
+                leader_epoch,
+                fetch_offset,
+                last_fetched_epoch,
+                durable_offset,
+                max_bytes,
+                max_wait_ms,
+            } => {
+                w.str("topic", topic)?;
+                w.u32(*partition);
+                w.u32(*replica);
+                w.u32(*leader_epoch);
+                w.u64(*fetch_offset);
+                w.opt_u32(*last_fetched_epoch);
+                w.u64(*durable_offset);
+                w.u32(*max_bytes);
+                w.u32(*max_wait_ms);
+            }
         }
         Ok(())
     }
@@ -326,6 +367,17 @@ impl Request<'_> {
             },
             ApiKey::MetaFetch => Request::MetaFetch {
                 since_version: r.u64("since_version")?,
+            },
+            ApiKey::ReplicaFetch => Request::ReplicaFetch {
+                topic: r.str("topic")?,
+                partition: r.u32("partition")?,
+                replica: r.u32("replica")?,
+                leader_epoch: r.u32("leader_epoch")?,
+                fetch_offset: r.u64("fetch_offset")?,
+                last_fetched_epoch: r.opt_u32("last_fetched_epoch")?,
+                durable_offset: r.u64("durable_offset")?,
+                max_bytes: r.u32("max_bytes")?,
+                max_wait_ms: r.u32("max_wait_ms")?,
             },
             ApiKey::Push => {
                 // Push only travels server -> client; as a request it is an unknown api.

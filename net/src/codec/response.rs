@@ -5,10 +5,11 @@
 //! version the server did not understand.
 
 use super::placement::{read_partitions, write_partitions};
+use super::replica::{read_response as read_replica_fetch, write_payload as write_replica_payload};
 use super::request::{read_topic_config, write_topic_config};
 use super::types::{
-    ApiKey, ApiVersionRange, Broker, ErrorCode, FetchedRecordView, PartitionInfo, RemoteTierInfo,
-    TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
+    ApiKey, ApiVersionRange, BatchEpoch, Broker, DivergingEpoch, ErrorCode, FetchedRecordView,
+    PartitionInfo, RemoteTierInfo, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
 use super::{EncodeError, Malformed};
@@ -130,6 +131,30 @@ pub enum Response<'a> {
         /// empty when `version` is not newer than the request's `since_version`.
         state: &'a [u8],
     },
+    /// A leader's answer to a follower's ReplicaFetch (api key 16).
+    ReplicaFetch {
+        error: ErrorCode,
+        message: &'a str,
+        /// The leader's epoch; a follower ignores answers from any other epoch.
+        leader_epoch: u32,
+        /// The request's `fetch_offset`, echoed.
+        fetch_offset: u64,
+        /// The request's `last_fetched_epoch`, echoed.
+        last_fetched_epoch: Option<u32>,
+        /// The leader's high watermark.
+        high_watermark: u64,
+        /// The first offset the leader still stores.
+        log_start_offset: u64,
+        /// Present: the follower's log diverges; it truncates and fetches again (then
+        /// `batch_epochs` and `batches` are empty).
+        diverging: Option<DivergingEpoch>,
+        /// The leader epoch that wrote each returned batch, in offset order; at most
+        /// [`BatchEpoch::COUNT_MAX`].
+        batch_epochs: Vec<BatchEpoch>,
+        /// The stored batches from `fetch_offset` on, concatenated exactly as on the leader's
+        /// disk; opaque to this codec.
+        batches: &'a [u8],
+    },
     /// Subscription data (api key 13, correlation id = subscription id). A push with an error
     /// other than `NONE` ends the subscription.
     Push {
@@ -163,6 +188,7 @@ impl<'a> Response<'a> {
             Response::Push { .. } => ApiKey::Push,
             Response::Raft { .. } => ApiKey::Raft,
             Response::MetaFetch { .. } => ApiKey::MetaFetch,
+            Response::ReplicaFetch { .. } => ApiKey::ReplicaFetch,
         })
     }
 
@@ -185,6 +211,7 @@ impl<'a> Response<'a> {
             | Response::OffsetCommit { error, message }
             | Response::OffsetFetch { error, message, .. }
             | Response::MetaFetch { error, message, .. }
+            | Response::ReplicaFetch { error, message, .. }
             | Response::Push { error, message, .. } => (error, message),
         }
     }
@@ -298,6 +325,24 @@ impl<'a> Response<'a> {
                 w.u64(*meta_version);
                 w.u64(*leader_id);
                 w.bytes("state", state)?;
+            }
+            Response::ReplicaFetch {
+                leader_epoch,
+                fetch_offset,
+                last_fetched_epoch,
+                high_watermark,
+                log_start_offset,
+                diverging,
+                batch_epochs,
+                batches,
+                ..
+            } => {
+                w.u32(*leader_epoch);
+                w.u64(*fetch_offset);
+                w.opt_u32(*last_fetched_epoch);
+                w.u64(*high_watermark);
+                w.u64(*log_start_offset);
+                write_replica_payload(w, diverging.as_ref(), batch_epochs, batches)?;
             }
             Response::Push {
                 subscription_id,
@@ -440,6 +485,7 @@ impl<'a> Response<'a> {
                 leader_id: r.u64("leader_id")?,
                 state: r.bytes("state")?,
             },
+            ApiKey::ReplicaFetch => read_replica_fetch(r, error, message)?,
             ApiKey::Push => Response::Push {
                 error,
                 message,

@@ -23,11 +23,14 @@ pub enum ApiKey {
     Raft = 14,
     /// Server-to-server and tools: the cluster metadata a metadata controller holds.
     MetaFetch = 15,
+    /// Server-to-server: a follower replica fetching a partition's stored batches from its
+    /// leader.
+    ReplicaFetch = 16,
 }
 
 impl ApiKey {
     /// Every api key, in wire order.
-    pub const ALL: [ApiKey; 16] = [
+    pub const ALL: [ApiKey; 17] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopic,
@@ -44,6 +47,7 @@ impl ApiKey {
         ApiKey::Push,
         ApiKey::Raft,
         ApiKey::MetaFetch,
+        ApiKey::ReplicaFetch,
     ];
 
     pub fn from_u16(raw: u16) -> Option<ApiKey> {
@@ -87,6 +91,7 @@ impl ApiKey {
             ApiKey::Push => "Push",
             ApiKey::Raft => "Raft",
             ApiKey::MetaFetch => "MetaFetch",
+            ApiKey::ReplicaFetch => "ReplicaFetch",
         }
     }
 }
@@ -336,6 +341,37 @@ impl PartitionPlacement {
     /// Most node ids `replicas` or `in_sync` may hold on the wire; a larger count is malformed
     /// (decoding) or refused (encoding).
     pub const NODES_MAX: usize = 255;
+}
+
+/// A ReplicaFetch answer's "your log diverges from mine": the follower's last fetched epoch
+/// ends earlier on the leader. The follower truncates to `end_offset` (when that is below its
+/// log end) and fetches again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DivergingEpoch {
+    /// The largest leader epoch the leader knows at or below the follower's last fetched one.
+    pub epoch: u32,
+    /// Where that epoch ends on the leader: the offset one past its last record.
+    pub end_offset: u64,
+}
+
+/// Which leader epoch wrote one batch of a ReplicaFetch answer: offsets
+/// `[base_offset, next_offset)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatchEpoch {
+    /// The leader epoch that wrote the batch.
+    pub epoch: u32,
+    /// The batch's first offset.
+    pub base_offset: u64,
+    /// One past the batch's last offset.
+    pub next_offset: u64,
+}
+
+impl BatchEpoch {
+    /// Most entries a ReplicaFetch answer's `batch_epochs` may hold on the wire; a larger count
+    /// is malformed (decoding) or refused (encoding), checked before any allocation.
+    pub const COUNT_MAX: usize = 65_536;
+    /// Encoded size of one entry: epoch, base offset, next offset.
+    pub const WIRE_BYTES: usize = 4 + 8 + 8;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -101,6 +101,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Presence byte (0 or 1) followed by a `u32` when present.
+    pub fn opt_u32(&mut self, field: &'static str) -> ReadResult<Option<u32>> {
+        if self.bool(field)? {
+            self.u32(field).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// `u16` length + UTF-8.
     pub fn str(&mut self, field: &'static str) -> ReadResult<&'a str> {
         let len = self.u16(field)?;
@@ -277,6 +286,16 @@ impl Writer<'_> {
             Some(v) => {
                 self.u8(1);
                 self.u64(v);
+            }
+            None => self.u8(0),
+        }
+    }
+
+    pub fn opt_u32(&mut self, v: Option<u32>) {
+        match v {
+            Some(v) => {
+                self.u8(1);
+                self.u32(v);
             }
             None => self.u8(0),
         }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod replica_fetch;
 pub mod samples;
 pub mod strategies;
 

@@ -122,6 +122,13 @@ fn fetched() -> Vec<FetchedRecordView<'static>> {
 /// `(file stem, frame)` for every request, response, push and error body. Every api is sampled
 /// at version 0 (those vectors never change); apis with a newer layout also get `<stem>_v<N>`.
 pub fn all() -> Vec<(&'static str, Frame<'static>)> {
+    let mut all = up_to_meta_fetch();
+    all.extend(super::replica_fetch::samples());
+    all
+}
+
+/// The samples of api keys 0 to 15 and the generic error bodies.
+fn up_to_meta_fetch() -> Vec<(&'static str, Frame<'static>)> {
     let req = |cid, request| Frame::request_at(cid, 0, request);
     let resp = |cid, response| Frame::response_at(cid, 0, response);
     let ok = ErrorCode::None;

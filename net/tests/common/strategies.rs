@@ -155,6 +155,7 @@ pub fn request() -> impl Strategy<Value = (u16, Request<'static>)> {
         // The Metadata request has one layout at every version.
         1 => (version_of(ApiKey::Metadata), option::of(vec(text(), 0..4)))
             .prop_map(|(version, topics)| (version, Request::Metadata { topics })),
+        1 => super::replica_fetch::request_strategy().prop_map(|request| (0, request)),
         // The other twelve kinds, so every kind stays about equally likely.
         12 => request_v0().prop_map(|request| (0, request)),
     ]
@@ -409,6 +410,7 @@ pub fn response() -> impl Strategy<Value = (u16, Response<'static>)> {
         1 => version_of(ApiKey::Metadata).prop_flat_map(|version| {
             metadata_response(version).prop_map(move |response| (version, response))
         }),
+        1 => super::replica_fetch::response_strategy().prop_map(|response| (0, response)),
         // The generic error body and the other thirteen kinds.
         14 => response_v0().prop_map(|response| (0, response)),
     ]
