@@ -37,12 +37,12 @@ pub enum CheckError {
         topic: String,
         partition: u32,
         offset: u64,
-        source: net::client::ClientError,
+        source: Box<net::client::ClientError>,
     },
     #[error("describing topic {topic}: {source}")]
     Describe {
         topic: String,
-        source: net::client::ClientError,
+        source: Box<net::client::ClientError>,
     },
     #[error(
         "{topic}/{partition}: fetch at offset {offset} returned nothing before end {end_offset}"
@@ -276,13 +276,13 @@ pub fn check_topic(addr: &str, ledger: &Ledger) -> Result<Verdict, CheckError> {
     };
     let mut client = Client::connect(addr, config).map_err(|source| CheckError::Describe {
         topic: topic.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let info = client
         .describe_topic(&topic)
         .map_err(|source| CheckError::Describe {
             topic: topic.clone(),
-            source,
+            source: Box::new(source),
         })?;
     for p in &info.partitions {
         let mut offset = p.start_offset;
@@ -293,7 +293,7 @@ pub fn check_topic(addr: &str, ledger: &Ledger) -> Result<Verdict, CheckError> {
                     topic: topic.clone(),
                     partition: p.partition,
                     offset,
-                    source,
+                    source: Box::new(source),
                 })?;
             let Some(last) = fetched.records.last() else {
                 return Err(CheckError::Stalled {
