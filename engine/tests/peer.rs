@@ -117,6 +117,9 @@ fn a_dead_peer_fails_calls_instead_of_hanging() {
     let mut node = Node::start_in(dir.path(), 1);
     let addr = node.addr.clone();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    // Set once the node process is reaped: its listening sockets are closed only then (a
+    // connect between its connections' reset and its exit can still be accepted, then reset).
+    let (dead_tx, dead_rx) = std::sync::mpsc::channel::<()>();
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(256 << 10)
         .spawn(move || async move {
@@ -159,6 +162,9 @@ fn a_dead_peer_fails_calls_instead_of_hanging() {
             assert!(matches!(again, PeerError::Closed { .. }), "{again}");
             assert!(again.to_string().contains(&conn.addr().to_string()));
             // Nothing listens any more: connecting names the address.
+            while dead_rx.try_recv().is_err() {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
             let refused = PeerConn::connect(conn.addr(), PeerConfig::default())
                 .await
                 .unwrap_err();
@@ -167,5 +173,6 @@ fn a_dead_peer_fails_calls_instead_of_hanging() {
         .unwrap();
     rx.recv().unwrap();
     node.kill9();
+    dead_tx.send(()).unwrap();
     handle.join().unwrap();
 }
