@@ -163,6 +163,27 @@ pub fn resolve(shard: &Shard, topic: &str, partition: u32) -> Result<TopicMeta, 
     Ok(t)
 }
 
+/// Decodes a reply frame (from another shard or node); the generic error body and any error code
+/// in the response become a [`Failure`] carrying that code and message.
+pub fn decode_reply(reply: &[u8]) -> Result<Response<'_>, Failure> {
+    let limits = Limits::new(u32::MAX >> 1);
+    match net::codec::decode(reply, &limits) {
+        Ok(net::codec::Decoded::Frame(f, _)) => match f.body {
+            net::codec::Body::Response(r) => {
+                let (code, message) = r.error();
+                if code != ErrorCode::None {
+                    return Err(Failure::new(code, message));
+                }
+                Ok(r)
+            }
+            net::codec::Body::Request(_) => {
+                Err(Failure::new(ErrorCode::Internal, "a request came back"))
+            }
+        },
+        _ => Err(Failure::new(ErrorCode::Internal, "undecodable reply")),
+    }
+}
+
 /// Encodes a response frame; on encoding failure, an INTERNAL error frame instead.
 pub fn encode_response(header: FrameHeader, response: Response<'_>, limits: &Limits) -> Bytes {
     let mut buf = BytesMut::new();

@@ -20,15 +20,17 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use meta::MetadataState;
-use net::codec::{ErrorCode, TopicConfig};
+use net::codec::{ErrorCode, Request, Response, TopicConfig};
 
 use crate::catalog::{TopicMeta, TopicSettings};
 use crate::controller::{config_to_settings, settings_to_config, ChangeOutcome, TopicChange};
 use crate::handlers::Failure;
+use crate::peer::{PeerConfig, PeerConn, PeerError};
 use crate::shard::Shard;
 
 /// Handshake client name of requests one node sends another on a client's behalf; the receiving
@@ -260,18 +262,14 @@ pub async fn with_leader_offsets(
         }
     }
     for (addr, wanted) in by_leader {
-        let name = t.name.clone();
-        let remote = crate::runtime::blocking(move || {
-            let config = net::client::ClientConfig {
-                client_name: FORWARD_CLIENT_NAME.into(),
-                connect_timeout_ms: 1_000,
-                request_timeout_ms: 5_000,
-                ..net::client::ClientConfig::default()
-            };
-            net::client::Client::connect(&addr, config).and_then(|mut c| c.describe_topic(&name))
-        })
-        .await;
-        let Ok(info) = remote else {
+        let request = Request::DescribeTopic { name: &t.name };
+        let Ok(reply) = peer_call(&addr, &request, Duration::from_secs(5)).await else {
+            continue;
+        };
+        let Ok(Response::DescribeTopic {
+            topic: Some(info), ..
+        }) = crate::handlers::decode_reply(&reply)
+        else {
             continue;
         };
         for rp in info.partitions {
@@ -286,33 +284,37 @@ pub async fn with_leader_offsets(
     parts
 }
 
-/// Sends the create (`config` given) or delete to the node at `addr` over the client protocol,
-/// on the blocking pool. Returns the topic id of a create (0 for a delete).
+/// One request to another node over a fresh internode connection (`crate::peer`, on this
+/// reactor: no blocking-pool thread waits on the network), named [`FORWARD_CLIENT_NAME`] so the
+/// other node answers from its own state. A failure to reach or hear from it is `NOT_LEADER`.
+async fn peer_call(addr: &str, request: &Request<'_>, timeout: Duration) -> Result<Bytes, Failure> {
+    let config = PeerConfig {
+        client_name: FORWARD_CLIENT_NAME.into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: timeout,
+        ..PeerConfig::default()
+    };
+    let unreachable = |e: PeerError| Failure::new(ErrorCode::NotLeader, format!("{e}; retry"));
+    let conn = PeerConn::connect(addr, config).await.map_err(unreachable)?;
+    conn.call(request).await.map_err(unreachable)
+}
+
+/// Sends the create (`config` given) or delete to the node at `addr`; the node's answer is passed
+/// on as it is. Returns the topic id of a create (0 for a delete).
 async fn forward(addr: &str, name: &str, config: Option<TopicConfig>) -> Result<u64, Failure> {
-    let (addr, name) = (addr.to_string(), name.to_string());
-    crate::runtime::blocking(move || {
-        let client_config = net::client::ClientConfig {
-            client_name: FORWARD_CLIENT_NAME.into(),
-            connect_timeout_ms: 2_000,
-            request_timeout_ms: 15_000,
-            ..net::client::ClientConfig::default()
-        };
-        let mut c = net::client::Client::connect(&addr, client_config)
-            .map_err(|e| Failure::new(ErrorCode::NotLeader, format!("cannot reach {addr}: {e}")))?;
-        let result = match &config {
-            Some(config) => c.create_topic(&name, config),
-            None => c.delete_topic(&name).map(|()| 0),
-        };
-        result.map_err(|e| match e {
-            // The leader's answer, passed on as it is.
-            net::client::ClientError::Server { code, message, .. } => Failure::new(code, message),
-            other => Failure::new(
-                ErrorCode::NotLeader,
-                format!("forwarding to {addr} failed: {other}; retry"),
-            ),
-        })
-    })
-    .await
+    let request = match config {
+        Some(config) => Request::CreateTopic { name, config },
+        None => Request::DeleteTopic { name },
+    };
+    let reply = peer_call(addr, &request, Duration::from_secs(15)).await?;
+    match crate::handlers::decode_reply(&reply)? {
+        Response::CreateTopic { topic_id, .. } => Ok(topic_id),
+        Response::DeleteTopic { .. } => Ok(0),
+        other => Err(Failure::new(
+            ErrorCode::Internal,
+            format!("{addr} answered {:?} to a topic change", other.api_key()),
+        )),
+    }
 }
 
 /// Forwards to each controller in turn until one answers (a controller forwards on to the leader
@@ -399,88 +401,87 @@ async fn follow_once(shard: &Rc<Shard>) {
     }
 }
 
-/// A client to a controller kept between fetches (one connection, rotated on failure).
-#[derive(Default)]
-pub struct FetchConn {
-    client: Option<net::client::Client>,
-    next: usize,
-}
-
-/// Fetches newer metadata from a controller; `None` when there is nothing newer or none
-/// answered.
+/// Fetches newer metadata from a controller over the connection shard 0 keeps (rotated to the
+/// next controller on failure); `None` when there is nothing newer or none answered. The state is
+/// decoded on the blocking pool (it can be megabytes).
 async fn fetch_remote(shard: &Rc<Shard>) -> Option<Arc<MetadataState>> {
     let since = shard.meta.get().version;
-    let controllers: Vec<String> = shard
-        .config
-        .cluster
-        .controllers
-        .iter()
-        .map(|(_, a)| a.clone())
-        .collect();
-    let conn = shard.meta_conn.clone();
-    let result = crate::runtime::blocking(move || {
-        let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-        fetch_blocking(&mut conn, &controllers, since)
-    })
-    .await;
-    match result {
-        Ok(state) => state.map(Arc::new),
-        Err(e) => {
-            let mut logged = shard.meta_fetch_error.borrow_mut();
-            if logged.as_deref() != Some(e.as_str()) {
-                eprintln!("sprawl: cluster metadata: {e}");
-                *logged = Some(e);
-            }
-            None
-        }
-    }
-}
-
-fn fetch_blocking(
-    conn: &mut FetchConn,
-    controllers: &[String],
-    since: u64,
-) -> Result<Option<MetadataState>, String> {
+    let controllers = &shard.config.cluster.controllers;
     let mut errors = Vec::new();
     for _ in 0..controllers.len() {
-        if conn.client.is_none() {
-            let addr = &controllers[conn.next % controllers.len()];
-            let config = net::client::ClientConfig {
-                client_name: "sprawl-metadata".into(),
-                connect_timeout_ms: 1_000,
-                request_timeout_ms: 5_000,
-                ..net::client::ClientConfig::default()
-            };
-            match net::client::Client::connect(addr, config) {
-                Ok(c) => conn.client = Some(c),
-                Err(e) => {
-                    errors.push(format!("{addr}: {e}"));
-                    conn.next += 1;
-                    continue;
+        let live = shard.meta_conn.borrow().clone().filter(|c| !c.is_closed());
+        let conn = match live {
+            Some(c) => c,
+            None => {
+                let addr = &controllers[shard.meta_next.get() % controllers.len()].1;
+                let config = PeerConfig {
+                    client_name: "sprawl-metadata".into(),
+                    connect_timeout: Duration::from_secs(1),
+                    request_timeout: Duration::from_secs(5),
+                    ..PeerConfig::default()
+                };
+                match PeerConn::connect(addr, config).await {
+                    Ok(c) => {
+                        *shard.meta_conn.borrow_mut() = Some(c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        shard.meta_next.set(shard.meta_next.get() + 1);
+                        continue;
+                    }
                 }
             }
-        }
-        let Some(client) = conn.client.as_mut() else {
-            continue;
         };
-        match client.meta_fetch(since) {
-            Ok(reply) if reply.state.is_empty() => return Ok(None),
-            Ok(reply) => {
-                return MetadataState::decode(&reply.state)
-                    .map(Some)
-                    .map_err(|e| format!("controller sent undecodable metadata: {e}"))
+        let reply = conn
+            .call(&Request::MetaFetch {
+                since_version: since,
+            })
+            .await;
+        let answer = match &reply {
+            Ok(frame) => crate::handlers::decode_reply(frame).map_err(|f| f.message),
+            Err(e) => Err(e.to_string()),
+        };
+        match (answer, &reply) {
+            (Ok(Response::MetaFetch { state, .. }), Ok(frame)) => {
+                if state.is_empty() {
+                    return None;
+                }
+                let bytes = frame.slice_ref(state);
+                let decoded = crate::runtime::blocking(move || MetadataState::decode(&bytes)).await;
+                return match decoded {
+                    Ok(s) => Some(Arc::new(s)),
+                    Err(e) => {
+                        report_fetch_error(
+                            shard,
+                            format!("controller sent undecodable metadata: {e}"),
+                        );
+                        None
+                    }
+                };
             }
-            Err(e) => {
-                errors.push(format!("{}: {e}", client.addr()));
-                conn.client = None;
-                conn.next += 1;
+            (Ok(other), _) => {
+                errors.push(format!("{}: answered {:?}", conn.addr(), other.api_key()))
             }
+            (Err(e), _) => errors.push(format!("{}: {e}", conn.addr())),
         }
+        shard.meta_conn.borrow_mut().take();
+        shard.meta_next.set(shard.meta_next.get() + 1);
     }
-    Err(format!(
-        "no metadata controller answered ({})",
-        errors.join("; ")
-    ))
+    report_fetch_error(
+        shard,
+        format!("no metadata controller answered ({})", errors.join("; ")),
+    );
+    None
+}
+
+/// Logs a metadata problem once while it persists.
+fn report_fetch_error(shard: &Shard, e: String) {
+    let mut logged = shard.meta_fetch_error.borrow_mut();
+    if logged.as_deref() != Some(e.as_str()) {
+        eprintln!("sprawl: cluster metadata: {e}");
+        *logged = Some(e);
+    }
 }
 
 /// Makes the catalog's cluster topics match `state` (placed topics only).
@@ -564,6 +565,3 @@ fn wanted_topics(state: &MetadataState) -> Result<BTreeMap<String, TopicMeta>, S
     }
     Ok(out)
 }
-
-/// For [`Shard`]: the connection state of metadata fetches.
-pub type SharedFetchConn = Arc<Mutex<FetchConn>>;

@@ -177,8 +177,10 @@ pub struct Shard {
     pub cold: Option<Arc<crate::cold::ColdTier>>,
     /// The newest cluster metadata the node has seen (shared by its shards).
     pub meta: Arc<crate::metadata::MetaCache>,
-    /// Shard 0's connection to a controller for metadata fetches (non-controller nodes).
-    pub meta_conn: crate::metadata::SharedFetchConn,
+    /// Shard 0's connection to a controller for metadata fetches (non-controller nodes), and
+    /// which controller to try next when it fails.
+    pub meta_conn: RefCell<Option<Rc<crate::peer::PeerConn>>>,
+    pub meta_next: Cell<usize>,
     /// The last metadata problem reported, so a persisting one is logged once.
     pub meta_fetch_error: RefCell<Option<String>>,
 }
@@ -449,7 +451,8 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         controller: ctx.controller.clone(),
         cold: ctx.cold.clone(),
         meta: ctx.meta.clone(),
-        meta_conn: Default::default(),
+        meta_conn: RefCell::new(None),
+        meta_next: Cell::new(0),
         meta_fetch_error: RefCell::new(None),
         client_addr: RefCell::new(
             listener

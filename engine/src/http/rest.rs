@@ -10,8 +10,7 @@ use std::rc::Rc;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use net::codec::{
-    decode, encode, message_id, Acks, Body, Decoded, ErrorCode, Frame, Limits, RecordView, Request,
-    Response, TopicConfig,
+    encode, message_id, Acks, ErrorCode, Frame, Limits, RecordView, Request, Response, TopicConfig,
 };
 use serde_json::{json, Value};
 
@@ -367,22 +366,7 @@ pub async fn call_shard(shard: &Rc<Shard>, to: usize, request: Request<'_>) -> R
 
 /// Decodes a reply frame; the generic error body and any error code become an [`HttpError`].
 pub fn decode_reply(reply: &[u8]) -> Result<Response<'_>> {
-    let limits = Limits::new(u32::MAX >> 1);
-    match decode(reply, &limits) {
-        Ok(Decoded::Frame(f, _)) => match f.body {
-            Body::Response(r) => {
-                let (code, message) = r.error();
-                if code != ErrorCode::None {
-                    return Err(Failure::new(code, message).into());
-                }
-                Ok(r)
-            }
-            Body::Request(_) => {
-                Err(Failure::new(ErrorCode::Internal, "a request came back").into())
-            }
-        },
-        _ => Err(Failure::new(ErrorCode::Internal, "undecodable reply").into()),
-    }
+    Ok(handlers::decode_reply(reply)?)
 }
 
 /// `POST /topics/{t}/messages`: one record object, or `{"records": [...], "acks", "partition"}`.
