@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{http_get, read_all, Node};
-use net::codec::{Acks, ErrorCode, RecordView, TopicConfig};
+use net::codec::{Acks, ErrorCode, TopicConfig};
 
 const RECORD_BYTES: usize = 4096;
 
@@ -28,27 +28,30 @@ fn s3_toml(endpoint: &str, bucket: &str, key: &str, secret: &str) -> String {
     )
 }
 
-/// Produces `count` records of `RECORD_BYTES` to `partition`, acks=all, in batches of 32.
-fn produce(node: &Node, topic: &str, partition: u32, count: u64) {
+/// Produces the records of offsets `from..to` (each `RECORD_BYTES`, value from [`value`]) to
+/// `partition`, acks=all, in batches of 32.
+fn produce(node: &Node, topic: &str, partition: u32, from: u64, to: u64) {
     let mut c = node.client();
-    let mut i = 0;
-    while i < count {
-        let n = (count - i).min(32);
-        let values: Vec<Vec<u8>> = (i..i + n).map(|j| value(partition, j)).collect();
-        let records: Vec<RecordView<'_>> = values
-            .iter()
-            .map(|v| RecordView {
-                key: None,
-                value: v,
-                headers: vec![],
-                timestamp_ms: 0,
-                ttl_ms: 0,
-            })
-            .collect();
-        c.produce(topic, partition, Acks::All, None, &records)
+    let values: Vec<Vec<u8>> = (from..to).map(|j| value(partition, j)).collect();
+    for chunk in values.chunks(32) {
+        let views: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        c.produce(topic, partition, Acks::All, None, &common::records(&views))
             .expect("produce");
-        i += n;
     }
+}
+
+/// kill -9, then everything the node wrote to stderr.
+fn kill_and_stderr(node: &mut Node) -> String {
+    use std::io::Read;
+    node.kill9();
+    let mut err = String::new();
+    node.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
 
 /// `GET /topics/{topic}` partition states.
@@ -180,7 +183,7 @@ fn tiered_topic_reads_back_across_tiers_and_a_kill9_restart() {
     // 4 KiB records, 1 MiB segments: ~4 sealed segments per partition.
     const COUNT: u64 = 1100;
     for p in 0..2 {
-        produce(&node, "hist", p, COUNT);
+        produce(&node, "hist", p, 0, COUNT);
     }
     let states = wait_tiered(&node, "hist", 2);
     for s in &states {
@@ -246,21 +249,7 @@ fn produce_more_and_check(node: &Node, dir: &Path) {
     const COUNT: u64 = 1100;
     let before = partition_states(node, "hist");
     let remote_before = before[0]["remote_segments"].as_u64().unwrap();
-    let mut c = node.client();
-    let values: Vec<Vec<u8>> = (COUNT..COUNT + 300).map(|j| value(0, j)).collect();
-    for chunk in values.chunks(32) {
-        let records: Vec<RecordView<'_>> = chunk
-            .iter()
-            .map(|v| RecordView {
-                key: None,
-                value: v,
-                headers: vec![],
-                timestamp_ms: 0,
-                ttl_ms: 0,
-            })
-            .collect();
-        c.produce("hist", 0, Acks::All, None, &records).unwrap();
-    }
+    produce(node, "hist", 0, COUNT, COUNT + 300);
     let deadline = Instant::now() + Duration::from_secs(60);
     while partition_states(node, "hist")[0]["remote_segments"]
         .as_u64()
@@ -291,18 +280,10 @@ fn unreachable_store_is_reported_and_local_data_still_served() {
         ..TopicConfig::default()
     };
     node.client().create_topic("local", &config).unwrap();
-    produce(&node, "local", 0, 10);
+    produce(&node, "local", 0, 0, 10);
     check_all(&node, "local", 0, 10);
     assert_eq!(metric(&node, "sprawl_cold_store_up"), 0.0);
-    node.kill9();
-    let mut err = String::new();
-    use std::io::Read;
-    node.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = kill_and_stderr(&mut node);
     assert!(
         err.contains("not usable") && err.contains("serving local data"),
         "start-up did not report the store: {err}"
@@ -324,15 +305,7 @@ fn wrong_credentials_are_reported_at_start_up() {
         assert!(Instant::now() < deadline, "the store check never failed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    node.kill9();
-    let mut err = String::new();
-    use std::io::Read;
-    node.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = kill_and_stderr(&mut node);
     assert!(
         err.contains("not usable") && err.contains(&bucket),
         "start-up did not report the refused credentials: {err}"
@@ -392,7 +365,7 @@ fn faulty_store_and_a_kill_during_uploads_lose_nothing() {
     // 5xx, timeouts, requests cut mid-upload, answers cut after the store applied them.
     proxy.set_fault_percent(30);
     const FIRST: u64 = 1100;
-    produce(&node, "faulty", 0, FIRST);
+    produce(&node, "faulty", 0, 0, FIRST);
     wait_tiered(&node, "faulty", 3);
     assert!(
         proxy.counts.injected() >= 3,
@@ -403,21 +376,7 @@ fn faulty_store_and_a_kill_during_uploads_lose_nothing() {
 
     // More sealed segments, then kill -9 while their uploads run (or are about to).
     const MORE: u64 = 600;
-    let mut c = node.client();
-    let values: Vec<Vec<u8>> = (FIRST..FIRST + MORE).map(|j| value(0, j)).collect();
-    for chunk in values.chunks(32) {
-        let records: Vec<RecordView<'_>> = chunk
-            .iter()
-            .map(|v| RecordView {
-                key: None,
-                value: v,
-                headers: vec![],
-                timestamp_ms: 0,
-                ttl_ms: 0,
-            })
-            .collect();
-        c.produce("faulty", 0, Acks::All, None, &records).unwrap();
-    }
+    produce(&node, "faulty", 0, FIRST, FIRST + MORE);
     let remote_before = partition_states(&node, "faulty")[0]["remote_segments"]
         .as_u64()
         .unwrap();

@@ -164,23 +164,7 @@ pub fn run(a: TopicArgs) -> Result<(), String> {
                     let parts: Vec<_> = t
                         .partitions
                         .iter()
-                        .map(|p| {
-                            let r = p.remote;
-                            serde_json::json!({
-                                "partition": p.partition,
-                                "start_offset": p.start_offset,
-                                "end_offset": p.end_offset,
-                                "durable_offset": p.durable_offset,
-                                "shard": p.shard,
-                                "bytes_on_disk": p.bytes_on_disk,
-                                "local_start_offset": r.map(|r| r.local_start_offset),
-                                "remote_start_offset": r.map(|r| r.remote_start_offset),
-                                "remote_end_offset": r.map(|r| r.remote_end_offset),
-                                "remote_segments": r.map(|r| r.remote_segments),
-                                "remote_data_bytes": r.map(|r| r.remote_data_bytes),
-                                "remote_object_bytes": r.map(|r| r.remote_object_bytes),
-                            })
-                        })
+                        .map(crate::http::rest::partition_json)
                         .collect();
                     let c = &t.config;
                     println!(

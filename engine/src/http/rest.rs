@@ -128,26 +128,27 @@ pub fn list_topics(shard: &Shard) -> Value {
     json!({"topics": topics})
 }
 
+/// One partition of a topic description as JSON (`GET /topics/{t}` and `sprawl topic describe
+/// --output json`): the tier fields are null for a partition that is not tiered.
+pub fn partition_json(p: &net::codec::PartitionInfo) -> Value {
+    let r = p.remote;
+    json!({"partition": p.partition, "shard": p.shard, "start_offset": p.start_offset,
+           "end_offset": p.end_offset, "durable_offset": p.durable_offset,
+           "bytes_on_disk": p.bytes_on_disk,
+           "local_start_offset": r.map(|r| r.local_start_offset),
+           "remote_start_offset": r.map(|r| r.remote_start_offset),
+           "remote_end_offset": r.map(|r| r.remote_end_offset),
+           "remote_segments": r.map(|r| r.remote_segments),
+           "remote_data_bytes": r.map(|r| r.remote_data_bytes),
+           "remote_object_bytes": r.map(|r| r.remote_object_bytes)})
+}
+
 /// `GET /topics/{t}`.
 pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> Result<Value> {
     let (t, parts) = handlers::describe(shard, name).await?;
     let parts = crate::metadata::with_leader_offsets(shard, &t, parts).await;
     let s = &t.settings;
-    let parts: Vec<Value> = parts
-        .iter()
-        .map(|p| {
-            let r = p.remote;
-            json!({"partition": p.partition, "shard": p.shard, "start_offset": p.start_offset,
-                        "end_offset": p.end_offset, "durable_offset": p.durable_offset,
-                        "bytes_on_disk": p.bytes_on_disk,
-                        "local_start_offset": r.map(|r| r.local_start_offset),
-                        "remote_start_offset": r.map(|r| r.remote_start_offset),
-                        "remote_end_offset": r.map(|r| r.remote_end_offset),
-                        "remote_segments": r.map(|r| r.remote_segments),
-                        "remote_data_bytes": r.map(|r| r.remote_data_bytes),
-                        "remote_object_bytes": r.map(|r| r.remote_object_bytes)})
-        })
-        .collect();
+    let parts: Vec<Value> = parts.iter().map(partition_json).collect();
     Ok(
         json!({"name": t.name, "topic_id": format!("{:016x}", t.topic_id), "partitions": t.partitions,
               "retention_ms": s.retention_ms, "retention_bytes": s.retention_bytes,
