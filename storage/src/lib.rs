@@ -68,6 +68,7 @@ mod io;
 mod jobs;
 mod lifecycle;
 mod log;
+mod place;
 mod producer;
 mod recovery;
 mod replica;

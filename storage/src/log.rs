@@ -14,7 +14,7 @@ use crate::io::Io;
 use crate::jobs::SealWork;
 use crate::producer::{ProducerInfo, ProducerStates, SequenceCheck};
 use crate::ring::HotRing;
-use crate::segment::{create_prepared, PreparedSegment, Segment};
+use crate::segment::{PreparedSegment, Segment};
 
 /// One record to append, borrowed from the caller's buffer.
 #[derive(Debug, Clone, Copy)]
@@ -309,131 +309,33 @@ impl PartitionLog {
         header.batch_bytes = stored as u32;
         header.attributes = BatchHeader::attributes_for(compressed_len.is_some());
 
-        self.ensure_room(stored, last_offset, now_ms)?;
-        let interval = self.config.index_interval_bytes;
-        let seg = self
-            .segments
-            .last_mut()
-            .expect("ensure_room leaves an active segment");
-        if seg.is_empty() {
-            // A segment's age counts from its first batch.
-            seg.header.created_ms = now_ms;
-            seg.store_header();
-        }
-        let position = seg.write_pos;
-        let buf = seg.unpublished_mut(stored as usize);
+        // The compressed bytes stay in `scratch`, which the placed range borrows alongside.
+        let scratch = std::mem::take(&mut self.scratch);
+        let buf = match self.place_batch(stored, last_offset, now_ms) {
+            Ok(buf) => buf,
+            Err(e) => {
+                self.scratch = scratch;
+                return Err(e);
+            }
+        };
         header.encode(buf);
         match compressed_len {
             Some(n) => {
                 let start = raw_bytes as usize;
-                buf[BATCH_HEADER_BYTES..].copy_from_slice(&self.scratch[start..start + n]);
+                buf[BATCH_HEADER_BYTES..].copy_from_slice(&scratch[start..start + n]);
             }
             None => encode_records(records, &expiry, &mut buf[BATCH_HEADER_BYTES..]),
         }
         header.crc32c = seal_batch_crc(buf);
-        seg.note_batch(position, &header, interval);
-        let bytes = seg.bytes(position, stored as usize);
-
-        self.end_offset = last_offset + 1;
+        self.scratch = scratch;
         if let Some(p) = &producer {
             self.producers.record(p, count, base_offset, last_offset);
         }
-        self.ring.push(FetchedBatch::new(header, bytes));
-        self.counters.appends += 1;
-        self.counters.appended_bytes += stored;
+        self.publish_batch(header, last_offset);
         Ok(AppendOutcome::Appended {
             base_offset,
             last_offset,
         })
-    }
-
-    /// Makes sure the active segment can take `stored` more bytes ending at `last_offset`, rolling
-    /// (to the prepared segment, or synchronously as a counted fallback) when it cannot, and that
-    /// those bytes are reserved on disk (inline, as a counted fallback, when the frontier lags).
-    pub(crate) fn ensure_room(
-        &mut self,
-        stored: u64,
-        last_offset: u64,
-        now_ms: i64,
-    ) -> Result<(), StorageError> {
-        if let Some(seg) = self.active() {
-            let fits = seg.write_pos + stored <= seg.capacity();
-            let rel_ok = last_offset - seg.base_offset() < u64::from(u32::MAX);
-            let young = match self.config.segment_ms_max {
-                Some(age_ms) if !seg.is_empty() => {
-                    now_ms.saturating_sub(seg.header.created_ms) < age_ms as i64
-                }
-                _ => true,
-            };
-            if fits && rel_ok && young {
-                return self.reserve(stored);
-            }
-        }
-        self.roll(now_ms)?;
-        let seg = self
-            .segments
-            .last()
-            .expect("roll installs an active segment");
-        if seg.write_pos + stored > seg.capacity() {
-            // Only possible when a recovered segment is smaller than the configured size.
-            return Err(StorageError::BatchTooLarge {
-                bytes: stored,
-                max: seg.capacity() - seg.write_pos,
-            });
-        }
-        self.reserve(stored)
-    }
-
-    /// Reserves `stored` bytes at the write position, plus half a window, if the frontier lags:
-    /// while the [`crate::PrefaultJob`] is late the shard pays one fallocate per half window, not
-    /// per page (those pages are not prefaulted: their first write faults).
-    fn reserve(&mut self, stored: u64) -> Result<(), StorageError> {
-        let ahead = self.config.effective_prefault_window_bytes() / 2;
-        let seg = self
-            .segments
-            .last_mut()
-            .expect("reserve follows a check for an active segment");
-        let end = seg.write_pos + stored;
-        if end <= seg.allocated {
-            return Ok(());
-        }
-        seg.reserve_inline(&self.io, end.next_multiple_of(4096) + ahead)?;
-        self.counters.inline_reserves += 1;
-        Ok(())
-    }
-
-    /// Seals the active segment (if any) and activates a new one at `end_offset`.
-    pub(crate) fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
-        let prepared = match self.prepared.take() {
-            Some(p) => p,
-            None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.counters.sync_fallbacks += 1;
-                create_prepared(
-                    &self.io,
-                    &self.dir,
-                    seq,
-                    self.config.segment_bytes_max,
-                    self.config.effective_prefault_window_bytes(),
-                    self.config.prefault,
-                )?
-            }
-        };
-        if let Some(seg) = self.segments.last_mut().filter(|s| !s.is_sealed()) {
-            if seg.is_empty() {
-                // Never leave an empty sealed segment behind: reuse its slot by dropping it.
-                let seg = self.segments.pop().expect("checked above");
-                drop_segment_files(&self.io, &self.dir, &seg)?;
-            } else {
-                seg.seal();
-                self.pending_seals.push(SealWork::of(seg));
-            }
-        }
-        self.segments
-            .push(Segment::activate(prepared, self.end_offset, now_ms));
-        self.counters.rolls += 1;
-        Ok(())
     }
 
     /// Zero-copy read of whole batches holding offsets >= `offset`, up to about `max_bytes` (at

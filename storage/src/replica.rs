@@ -9,7 +9,6 @@
 //! leader, so a follower that becomes leader deduplicates retries of batches it only replicated.
 
 use crate::error::StorageError;
-use crate::fetch::FetchedBatch;
 use crate::format::{BatchHeader, NO_PRODUCER_ID};
 use crate::log::{AppendOutcome, PartitionLog};
 use crate::producer::ProducerInfo;
@@ -57,22 +56,8 @@ impl PartitionLog {
                 reason: "u64 offsets exhausted",
             });
         }
-        let stored = batch.len() as u64;
-        self.ensure_room(stored, last_offset, now_ms)?;
-        let interval = self.config.index_interval_bytes;
-        let seg = self
-            .segments
-            .last_mut()
-            .expect("ensure_room leaves an active segment");
-        if seg.is_empty() {
-            seg.header.created_ms = now_ms;
-            seg.store_header();
-        }
-        let position = seg.write_pos;
-        seg.unpublished_mut(batch.len()).copy_from_slice(batch);
-        seg.note_batch(position, &header, interval);
-        let bytes = seg.bytes(position, batch.len());
-        self.end_offset = last_offset + 1;
+        self.place_batch(batch.len() as u64, last_offset, now_ms)?
+            .copy_from_slice(batch);
         if header.producer_id != NO_PRODUCER_ID {
             let p = ProducerInfo {
                 producer_id: header.producer_id,
@@ -82,9 +67,7 @@ impl PartitionLog {
             self.producers
                 .record(&p, header.record_count, base_offset, last_offset);
         }
-        self.ring.push(FetchedBatch::new(header, bytes));
-        self.counters.appends += 1;
-        self.counters.appended_bytes += stored;
+        self.publish_batch(header, last_offset);
         Ok(AppendOutcome::Appended {
             base_offset,
             last_offset,
