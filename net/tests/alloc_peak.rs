@@ -106,6 +106,12 @@ fn hostile_lengths_and_counts_allocate_almost_nothing() {
     };
     let epochs_above_cap = replica_fetch(u32::MAX);
     let epochs_at_cap = replica_fetch(65_536);
+    // AlterInSync request claiming u32::MAX in-sync node ids (above the 255 cap).
+    let mut body = vec![1, 0, b't'];
+    body.extend_from_slice(&[0; 16]); // partition, leader, leader_epoch, isr_version
+    body.extend_from_slice(&u32::MAX.to_le_bytes());
+    body.extend_from_slice(&[0; 4]);
+    let alter_in_sync = frame(17, &body);
     for (name, bytes) in [
         ("produce", &produce),
         ("metadata", &metadata),
@@ -113,6 +119,7 @@ fn hostile_lengths_and_counts_allocate_almost_nothing() {
         ("placement", &placement),
         ("replica fetch epochs above the cap", &epochs_above_cap),
         ("replica fetch epochs at the cap", &epochs_at_cap),
+        ("alter in sync nodes above the cap", &alter_in_sync),
     ] {
         let mut result = None;
         let peak = peak_during(|| result = Some(decode(bytes, &limits)));

@@ -472,19 +472,19 @@ fn connect_failures_name_the_address() {
 #[test]
 fn handshake_rejects_an_incompatible_server_and_learns_its_frame_limit() {
     let (addr, server) = serve_with_handshake(
-        |cid| versions_reply(cid, (1, 2), 1 << 20),
+        |cid| versions_reply(cid, (2, 3), 1 << 20),
         |_, r| panic!("{r:?}"),
     );
     let err = Client::connect(&addr, client_config())
         .err()
-        .expect("produce v0 is not offered");
+        .expect("neither produce v0 nor v1 is offered");
     assert!(
         matches!(
             err,
             ClientError::UnsupportedServer {
                 api: ApiKey::Produce,
-                server_min: 1,
-                server_max: 2,
+                server_min: 2,
+                server_max: 3,
                 ..
             }
         ),

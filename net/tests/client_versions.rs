@@ -24,6 +24,8 @@ const PLAIN: TopicConfig = TopicConfig {
     default_ttl_ms: None,
     tier_after_ms: None,
     local_retention_bytes: None,
+    replication_factor: None,
+    min_insync: None,
 };
 
 const TIERED: TopicConfig = TopicConfig {
@@ -119,8 +121,8 @@ fn tiering_settings_against_a_create_topic_v0_server_are_refused_before_sending(
     let mut client = Client::connect(&addr, client_config()).expect("versions overlap");
     assert_eq!(client.api_version(ApiKey::CreateTopic), 0);
     // Negotiated per api: DescribeTopic is still at the newest version both sides speak.
-    assert_eq!(client.api_version(ApiKey::DescribeTopic), 1);
-    assert_eq!(client.api_version(ApiKey::Produce), 0);
+    assert_eq!(client.api_version(ApiKey::DescribeTopic), 2);
+    assert_eq!(client.api_version(ApiKey::Produce), 1);
 
     let err = client.create_topic("orders", &TIERED).unwrap_err();
     assert!(
@@ -165,7 +167,7 @@ fn tiering_settings_against_a_create_topic_v0_server_are_refused_before_sending(
         "the first CreateTopic the server saw is the plain one"
     );
     let described = client.describe_topic("orders").unwrap();
-    assert_eq!(seen_rx.recv().unwrap(), (ApiKey::DescribeTopic, 1, TIERED));
+    assert_eq!(seen_rx.recv().unwrap(), (ApiKey::DescribeTopic, 2, TIERED));
     assert_eq!(described.config, TIERED);
     assert_eq!(described.partitions, [partition(Some(REMOTE))]);
     drop(client);
@@ -179,7 +181,16 @@ fn tiering_settings_against_a_create_topic_v0_server_are_refused_before_sending(
 #[test]
 fn a_v1_server_gets_tiering_settings_and_reports_the_remote_tier() {
     let (addr, server) = serve_with_headers(
-        |cid| versions_reply_with(cid, &[], Limits::FRAME_BYTES_MAX_DEFAULT),
+        |cid| {
+            versions_reply_with(
+                cid,
+                &[
+                    (ApiKey::CreateTopic, (0, 1)),
+                    (ApiKey::DescribeTopic, (0, 1)),
+                ],
+                Limits::FRAME_BYTES_MAX_DEFAULT,
+            )
+        },
         |header, request| {
             assert_eq!(header.api_version, 1, "{request:?}");
             let cid = header.correlation_id;
@@ -204,7 +215,7 @@ fn a_v1_server_gets_tiering_settings_and_reports_the_remote_tier() {
 
 #[test]
 fn negotiation_takes_the_lower_maximum_and_fails_only_without_overlap() {
-    // A newer server (CreateTopic up to v7, DescribeTopic only v0): the client speaks v1 and v0.
+    // A newer server (CreateTopic up to v7, DescribeTopic only v0): the client speaks v2 and v0.
     let (addr, server) = serve_with_headers(
         |cid| {
             versions_reply_with(
@@ -222,7 +233,7 @@ fn negotiation_takes_the_lower_maximum_and_fails_only_without_overlap() {
         },
     );
     let mut client = Client::connect(&addr, client_config()).unwrap();
-    assert_eq!(client.api_version(ApiKey::CreateTopic), 1);
+    assert_eq!(client.api_version(ApiKey::CreateTopic), 2);
     assert_eq!(client.api_version(ApiKey::DescribeTopic), 0);
     // A v0 reply decodes with the v1-only values absent.
     let described = client.describe_topic("orders").unwrap();
@@ -231,12 +242,12 @@ fn negotiation_takes_the_lower_maximum_and_fails_only_without_overlap() {
     drop(client);
     server.join().unwrap();
 
-    // A server that dropped DescribeTopic v0 and v1: nothing in common.
+    // A server that dropped DescribeTopic v0 to v2: nothing in common.
     let (addr, server) = serve_with_handshake(
         |cid| {
             versions_reply_with(
                 cid,
-                &[(ApiKey::DescribeTopic, (2, 3))],
+                &[(ApiKey::DescribeTopic, (3, 4))],
                 Limits::FRAME_BYTES_MAX_DEFAULT,
             )
         },
@@ -250,16 +261,16 @@ fn negotiation_takes_the_lower_maximum_and_fails_only_without_overlap() {
             err,
             ClientError::UnsupportedServer {
                 api: ApiKey::DescribeTopic,
-                server_min: 2,
-                server_max: 3,
+                server_min: 3,
+                server_max: 4,
                 client_min: 0,
-                client_max: 1,
+                client_max: 2,
                 ..
             }
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("speaks 0..=1"), "{err}");
+    assert!(err.to_string().contains("speaks 0..=2"), "{err}");
     server.join().unwrap();
 }
 

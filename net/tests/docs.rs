@@ -1,5 +1,6 @@
 //! docs/protocol.md and the code must agree: the error-code and api-key tables (with each api's
-//! versions) are parsed from the document and compared with the enums, so neither can drift alone.
+//! versions) and the list of retriable codes are parsed from the document and compared with the
+//! enums, so neither can drift alone.
 
 use net::codec::{ApiKey, ErrorCode, Limits};
 
@@ -86,4 +87,25 @@ fn documented_limits_match_the_code() {
     assert_eq!(Limits::FRAME_BYTES_MAX_PRE_HANDSHAKE, 524_288);
     assert!(doc.contains("512 KiB (524,288)"));
     assert!(doc.contains(&format!("Minimum {}.", net::codec::LENGTH_MIN)));
+}
+
+/// The "Retriable" line under the error-code table lists exactly the codes
+/// `ErrorCode::is_retriable` accepts.
+#[test]
+fn retriable_codes_match_is_retriable() {
+    let doc = protocol_md();
+    let heading = "Retriable (`ErrorCode::is_retriable`):";
+    let start = doc
+        .find(heading)
+        .expect("the retriable list in protocol.md")
+        + heading.len();
+    let list = &doc[start..];
+    let list = &list[..list.find('.').expect("a full stop")];
+    let documented: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+    let code: Vec<String> = ErrorCode::ALL
+        .iter()
+        .filter(|c| c.is_retriable())
+        .map(|c| c.name().to_owned())
+        .collect();
+    assert_eq!(documented, code);
 }

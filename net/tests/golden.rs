@@ -137,6 +137,7 @@ fn v0_vectors_decode_with_the_v1_fields_absent() {
         (config.tier_after_ms, config.local_retention_bytes),
         (None, None)
     );
+    assert_eq!((config.replication_factor, config.min_insync), (None, None));
 
     let bytes = golden("resp_describe_topic");
     let frame = common::decode_one(&bytes);
@@ -149,6 +150,7 @@ fn v0_vectors_decode_with_the_v1_fields_absent() {
     };
     assert_eq!(topic.config.tier_after_ms, None);
     assert_eq!(topic.config.local_retention_bytes, None);
+    assert_eq!(topic.config.replication_factor, None);
     assert_eq!(topic.partitions.len(), 1);
     assert_eq!(topic.partitions[0].end_offset, 43);
     assert_eq!(topic.partitions[0].remote, None);
@@ -377,4 +379,117 @@ fn replica_fetch_layout_matches_the_spec() {
     let bytes = finish(e);
     assert_eq!(bytes.len(), 14 + 4 + 4 + 8 + 5 + 8 + 8 + 13 + 4 + 4);
     assert_eq!(golden("resp_replica_fetch_diverging"), bytes);
+}
+
+/// The v1 vectors (unchanged since v1) decode with the v2-only replication settings absent.
+#[test]
+fn v1_vectors_decode_with_the_replication_settings_absent() {
+    let bytes = golden("req_create_topic_v1");
+    let frame = common::decode_one(&bytes);
+    assert_eq!(frame.header.api_version, 1);
+    let Body::Request(Request::CreateTopic { config, .. }) = frame.body else {
+        panic!("req_create_topic_v1 is a CreateTopic request: {frame:?}");
+    };
+    assert_eq!(config, common::samples::TIERED_CONFIG);
+    assert_eq!((config.replication_factor, config.min_insync), (None, None));
+
+    let bytes = golden("resp_describe_topic_v1");
+    let Body::Response(Response::DescribeTopic {
+        topic: Some(topic), ..
+    }) = common::decode_one(&bytes).body
+    else {
+        panic!("resp_describe_topic_v1 describes a topic");
+    };
+    assert_eq!(topic.config.tier_after_ms, Some(3_600_000));
+    assert_eq!(
+        (topic.config.replication_factor, topic.config.min_insync),
+        (None, None)
+    );
+}
+
+fn opt_u16(value: Option<u16>) -> Vec<u8> {
+    match value {
+        Some(v) => [&[1u8][..], &v.to_le_bytes()].concat(),
+        None => vec![0],
+    }
+}
+
+/// CreateTopic v2 written out by hand from docs/protocol.md: the v1 body, then
+/// `replication_factor opt_u16, min_insync opt_u16`.
+#[test]
+fn create_topic_v2_appends_the_replication_settings_to_the_v1_body() {
+    let mut expected = Vec::new();
+    expected.extend(opt_u16(Some(3)));
+    expected.extend(opt_u16(Some(2)));
+    assert_eq!(expected, [1, 3, 0, 1, 2, 0]);
+    let v1 = golden("req_create_topic_v1");
+    let appended = expected.len();
+    let expected = [with_header(v1, 2, appended), expected].concat();
+    assert_eq!(golden("req_create_topic_v2"), expected);
+}
+
+/// DescribeTopic v2: the v1 reply's config followed by the two replication settings, the
+/// partitions exactly as at v1. Built from the v1 vector (same topic and partitions) by
+/// inserting `replication_factor = 3, min_insync absent` after the v1 config.
+#[test]
+fn describe_topic_v2_inserts_the_replication_settings_after_the_v1_config() {
+    let v1 = golden("resp_describe_topic_v1");
+    // Header 14, head 4, presence 1, name 2 + 6, topic id 8, then the v1 config: partitions 4,
+    // retention_ms 9, retention_bytes (absent) 1, segment_bytes 9, compacted 1, default_ttl_ms
+    // 9, tier_after_ms 9, local_retention_bytes (absent) 1.
+    let config_end = 14 + 4 + 1 + 8 + 8 + 4 + 9 + 1 + 9 + 1 + 9 + 9 + 1;
+    let inserted = [opt_u16(Some(3)), opt_u16(None)].concat();
+    let mut expected = with_header(v1[..config_end].to_vec(), 2, inserted.len());
+    expected.extend_from_slice(&inserted);
+    expected.extend_from_slice(&v1[config_end..]);
+    assert_eq!(golden("resp_describe_topic_v2"), expected);
+}
+
+/// Produce v1 has the v0 layout: `req_produce_v1` is `req_produce` with `api_version` 1.
+#[test]
+fn produce_v1_is_the_v0_layout_at_version_1() {
+    assert_eq!(
+        golden("req_produce_v1"),
+        with_header(golden("req_produce"), 1, 0)
+    );
+    let bytes = golden("resp_produce_not_enough_replicas_v1");
+    assert_eq!(&bytes[4..8], [6, 0, 1, 0]); // Produce, v1
+    assert_eq!(&bytes[14..16], [21, 0]); // NOT_ENOUGH_REPLICAS
+}
+
+/// AlterInSync written out by hand from docs/protocol.md. Request: `topic str, partition u32,
+/// leader u32, leader_epoch u32, isr_version u32, in_sync list<u32>`. Reply: the head, then
+/// `isr_version u32, in_sync list<u32>`.
+#[test]
+fn alter_in_sync_layout_matches_the_spec() {
+    let finish = |mut e: Vec<u8>| {
+        let length = u32::try_from(e.len() - 4).expect("small");
+        e[..4].copy_from_slice(&length.to_le_bytes());
+        e
+    };
+    let mut e = vec![0u8; 4]; // length, filled in below
+    e.extend_from_slice(&[17, 0, 0, 0, 20, 0, 0, 0, 0, 0]); // AlterInSync, v0, cid 20, request
+    e.extend_from_slice(&[6, 0]);
+    e.extend_from_slice(b"orders");
+    e.extend_from_slice(&2u32.to_le_bytes()); // partition
+    e.extend_from_slice(&1u32.to_le_bytes()); // leader
+    e.extend_from_slice(&5u32.to_le_bytes()); // leader_epoch
+    e.extend_from_slice(&7u32.to_le_bytes()); // isr_version
+    e.extend_from_slice(&2u32.to_le_bytes()); // in_sync count
+    for node in [1u32, 3] {
+        e.extend_from_slice(&node.to_le_bytes());
+    }
+    let bytes = finish(e);
+    assert_eq!(bytes.len(), 14 + 8 + 16 + 4 + 8);
+    assert_eq!(golden("req_alter_in_sync"), bytes);
+
+    let mut e = vec![0u8; 4];
+    e.extend_from_slice(&[17, 0, 0, 0, 20, 0, 0, 0, 1, 0]); // AlterInSync, v0, cid 20, response
+    e.extend_from_slice(&[0, 0, 0, 0]); // error NONE, empty message
+    e.extend_from_slice(&8u32.to_le_bytes()); // isr_version
+    e.extend_from_slice(&2u32.to_le_bytes()); // in_sync count
+    for node in [1u32, 3] {
+        e.extend_from_slice(&node.to_le_bytes());
+    }
+    assert_eq!(golden("resp_alter_in_sync"), finish(e));
 }

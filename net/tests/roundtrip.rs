@@ -78,6 +78,67 @@ proptest! {
         }
     }
 
+    /// CreateTopic below v2 refuses a replication setting (naming the first one set and v2),
+    /// after any tiering setting v0 cannot carry, and writes nothing; without them the frame
+    /// round-trips at that version.
+    #[test]
+    fn pre_v2_create_topic_refuses_replication_settings(
+        name in common::strategies::text(),
+        config in common::strategies::topic_config(2),
+        version in 0u16..TopicConfig::REPLICATION_VERSION,
+    ) {
+        let frame = Frame::request_at(9, version, Request::CreateTopic { name, config });
+        let mut buf = BytesMut::from(&b"keep"[..]);
+        let result = encode(&frame, &mut buf, &Limits::default());
+        let tiering = config
+            .first_tiering_field()
+            .filter(|_| version < TopicConfig::TIERING_VERSION)
+            .map(|field| (field, TopicConfig::TIERING_VERSION));
+        let refused = tiering.or_else(|| {
+            config
+                .first_replication_field()
+                .map(|field| (field, TopicConfig::REPLICATION_VERSION))
+        });
+        match refused {
+            None => {
+                prop_assert!(result.is_ok(), "{:?}", result);
+                prop_assert_eq!(common::decode_one(&buf[4..]), frame);
+            }
+            Some((field, required_version)) => {
+                prop_assert_eq!(result, Err(EncodeError::FieldNeedsVersion {
+                    api: ApiKey::CreateTopic,
+                    version,
+                    field,
+                    required_version,
+                }));
+                prop_assert_eq!(&buf[..], b"keep");
+            }
+        }
+    }
+
+    /// A v1 DescribeTopic reply refuses a replication setting with a typed error, and carries
+    /// the same reply once none is set.
+    #[test]
+    fn v1_describe_topic_refuses_replication_settings(
+        response in common::strategies::describe_topic_response(2),
+    ) {
+        let Response::DescribeTopic { topic, .. } = &response else {
+            unreachable!("the strategy builds DescribeTopic replies");
+        };
+        let field = topic.as_ref().and_then(|t| t.config.first_replication_field());
+        let frame = Frame::response_at(3, 1, response.clone());
+        let result = encode(&frame, &mut BytesMut::new(), &Limits::default());
+        match field {
+            None => prop_assert!(result.is_ok(), "{:?}", result),
+            Some(field) => prop_assert_eq!(result, Err(EncodeError::FieldNeedsVersion {
+                api: ApiKey::DescribeTopic,
+                version: 1,
+                field,
+                required_version: TopicConfig::REPLICATION_VERSION,
+            })),
+        }
+    }
+
     /// A v0 DescribeTopic reply refuses a v1 description (tiering settings or remote tier info)
     /// with a typed error, and carries one without them.
     #[test]
@@ -171,8 +232,37 @@ fn body_kind_follows_the_flags() {
 fn versions_the_codec_does_not_implement_are_refused_by_the_encoder() {
     for (api_version, frame) in [
         (
+            3,
+            Frame::request_at(1, 3, Request::DescribeTopic { name: "t" }),
+        ),
+        (
             2,
-            Frame::request_at(1, 2, Request::DescribeTopic { name: "t" }),
+            Frame::request_at(
+                1,
+                2,
+                Request::Produce {
+                    topic: "t",
+                    partition: 0,
+                    acks: net::codec::Acks::All,
+                    producer: None,
+                    records: vec![],
+                },
+            ),
+        ),
+        (
+            1,
+            Frame::request_at(
+                1,
+                1,
+                Request::AlterInSync {
+                    topic: "t",
+                    partition: 0,
+                    leader: 1,
+                    leader_epoch: 1,
+                    isr_version: 1,
+                    in_sync: vec![1],
+                },
+            ),
         ),
         (1, Frame::request_at(1, 1, Request::ListTopics)),
     ] {

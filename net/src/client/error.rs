@@ -90,6 +90,16 @@ pub enum ClientError {
         negotiated_version: u16,
         required_version: u16,
     },
+    /// A topic was to be created with a replication setting, but the server speaks no
+    /// CreateTopic version that carries it. Nothing was sent; the connection stays usable.
+    #[error("server at {addr} does not support replication settings (`{field}` needs CreateTopic v{required_version}, the server speaks v{negotiated_version}); upgrade the server or create the topic without replication settings")]
+    ReplicationUnsupported {
+        addr: String,
+        /// The first replication setting that was set.
+        field: &'static str,
+        negotiated_version: u16,
+        required_version: u16,
+    },
     /// The pipelining window is full: receive a reply before sending more.
     #[error("{in_flight} requests in flight, the window is {window}: receive a reply first")]
     WindowFull { in_flight: usize, window: usize },

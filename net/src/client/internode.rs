@@ -1,7 +1,10 @@
 //! Calls between cluster nodes (and the tools that inspect them): Raft messages, metadata
-//! fetches and replica fetches. A client application never needs them.
+//! fetches, replica fetches and in-sync set changes. A client application never needs them.
 
-use super::types::{MetaFetchReply, ReplicaFetchReply, ReplicaFetchRequest, Reply};
+use super::types::{
+    AlterInSyncReply, AlterInSyncRequest, MetaFetchReply, ReplicaFetchReply, ReplicaFetchRequest,
+    Reply,
+};
 use super::{Client, ClientError};
 use crate::codec::{ApiKey, Request};
 
@@ -77,6 +80,39 @@ impl Client {
             });
         }
         Ok(reply)
+    }
+
+    /// Asks the metadata controller to commit a new in-sync replica set for a partition, as its
+    /// leader `req.leader` in `req.leader_epoch` (internode use). The controller commits only on
+    /// top of the in-sync set version `req.isr_version`; the reply names the version and the set
+    /// it committed.
+    ///
+    /// A refusal is [`ClientError::Server`] with the controller's code: `NOT_LEADER` (this
+    /// controller does not lead the metadata; the message names the leader's address when
+    /// known), `INVALID_REQUEST` (a stale leader epoch or in-sync set version; the message says
+    /// which), `UNKNOWN_TOPIC` / `UNKNOWN_PARTITION`, or `TIMEOUT` (not committed in time; the
+    /// change may still be committed). More than
+    /// [`crate::codec::PartitionPlacement::NODES_MAX`] node ids fail with
+    /// [`ClientError::Encode`]; against a server that does not list AlterInSync in its
+    /// handshake the call fails with [`ClientError::ApiUnsupported`]. Either way nothing is
+    /// sent.
+    pub fn alter_in_sync(
+        &mut self,
+        req: &AlterInSyncRequest,
+    ) -> Result<AlterInSyncReply, ClientError> {
+        self.require(ApiKey::AlterInSync)?;
+        let request = Request::AlterInSync {
+            topic: &req.topic,
+            partition: req.partition,
+            leader: req.leader,
+            leader_epoch: req.leader_epoch,
+            isr_version: req.isr_version,
+            in_sync: req.in_sync.clone(),
+        };
+        match self.call(request, "in-sync set change", 0)? {
+            Reply::AlterInSync(reply) => Ok(reply),
+            other => unreachable!("call() checked the api: {other:?}"),
+        }
     }
 
     /// Fails with [`ClientError::ApiUnsupported`] unless the server listed `api`.

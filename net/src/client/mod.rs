@@ -15,7 +15,8 @@
 //! every request of that api at `min(client max, server max)` ([`Client::api_version`]). An api
 //! with no common version fails the connect with [`ClientError::UnsupportedServer`]. Settings
 //! that only a newer version can carry are refused locally, before anything is sent (for example
-//! [`ClientError::TieringUnsupported`]), and so is a call of an api the server did not list at all
+//! [`ClientError::TieringUnsupported`], [`ClientError::ReplicationUnsupported`]), and so is a
+//! call of an api the server did not list at all
 //! ([`ClientError::ApiUnsupported`], e.g. [`Client::meta_fetch`]).
 //!
 //! In a cluster, [`ClusterClient`] ([`cluster`]) routes each partition's requests to its leader
@@ -37,8 +38,9 @@ use bytes::BytesMut;
 pub use cluster::{ClusterClient, ClusterView, PartitionLeader, RoutingConfig, TopicRoute};
 pub use error::ClientError;
 pub use types::{
-    BrokerInfo, ClusterMetadata, FetchResult, MetaFetchReply, ProduceAck, PushBatch, Record,
-    ReplicaFetchReply, ReplicaFetchRequest, ServerInfo, TopicInfo, TopicListing, TopicMetadataInfo,
+    AlterInSyncReply, AlterInSyncRequest, BrokerInfo, ClusterMetadata, FetchResult, MetaFetchReply,
+    ProduceAck, PushBatch, Record, ReplicaFetchReply, ReplicaFetchRequest, ServerInfo, TopicInfo,
+    TopicListing, TopicMetadataInfo,
 };
 
 use crate::codec::{
@@ -204,18 +206,33 @@ impl Client {
     /// Tiered-storage settings (`tier_after_ms`, `local_retention_bytes`) need CreateTopic
     /// v[`TopicConfig::TIERING_VERSION`]; against an older server the call fails with
     /// [`ClientError::TieringUnsupported`] and sends nothing, rather than create a topic without
-    /// the policy that was asked for.
+    /// the policy that was asked for. Likewise the replication settings (`replication_factor`,
+    /// `min_insync`) need v[`TopicConfig::REPLICATION_VERSION`]; against an older server the
+    /// call fails with [`ClientError::ReplicationUnsupported`] and sends nothing. (Tiering is
+    /// checked first.)
     pub fn create_topic(&mut self, name: &str, config: &TopicConfig) -> Result<u64, ClientError> {
         let version = self.api_version(ApiKey::CreateTopic);
+        let addr = || self.conn.addr().to_owned();
         if let (true, Some(field)) = (
             version < TopicConfig::TIERING_VERSION,
             config.first_tiering_field(),
         ) {
             return Err(ClientError::TieringUnsupported {
-                addr: self.conn.addr().to_owned(),
+                addr: addr(),
                 field,
                 negotiated_version: version,
                 required_version: TopicConfig::TIERING_VERSION,
+            });
+        }
+        if let (true, Some(field)) = (
+            version < TopicConfig::REPLICATION_VERSION,
+            config.first_replication_field(),
+        ) {
+            return Err(ClientError::ReplicationUnsupported {
+                addr: addr(),
+                field,
+                negotiated_version: version,
+                required_version: TopicConfig::REPLICATION_VERSION,
             });
         }
         let request = Request::CreateTopic {
@@ -249,6 +266,11 @@ impl Client {
 
     /// Produces one batch and waits for its acknowledgement; `Ok(None)` with `acks = none`,
     /// which the server never answers.
+    ///
+    /// Sent at the negotiated Produce version: v1 (same layout as v0) when the server lists it,
+    /// whose answer to an `acks = all` batch the partition cannot replicate enough is
+    /// [`ClientError::Server`] with [`crate::codec::ErrorCode::NotEnoughReplicas`] (nothing was
+    /// written; retriable). A v0 server answers `TIMEOUT` in that situation instead.
     pub fn produce(
         &mut self,
         topic: &str,

@@ -163,6 +163,33 @@ pub struct ReplicaFetchReply {
     pub batches: Vec<u8>,
 }
 
+/// A partition leader's request to commit a new in-sync replica set
+/// ([`crate::client::Client::alter_in_sync`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterInSyncRequest {
+    pub topic: String,
+    pub partition: u32,
+    /// The asking leader's node id.
+    pub leader: u32,
+    /// The leader epoch the asking leader leads in.
+    pub leader_epoch: u32,
+    /// The in-sync set version the leader last saw; the controller commits only on top of it.
+    pub isr_version: u32,
+    /// The in-sync set to commit (node ids, the leader included); at most
+    /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries, or the call fails with
+    /// [`ClientError::Encode`] and sends nothing.
+    pub in_sync: Vec<u32>,
+}
+
+/// The metadata controller's answer to [`crate::client::Client::alter_in_sync`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterInSyncReply {
+    /// The in-sync set version committed for this change.
+    pub isr_version: u32,
+    /// The in-sync set committed.
+    pub in_sync: Vec<u32>,
+}
+
 /// Records pushed for a subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushBatch {
@@ -187,6 +214,7 @@ pub(crate) enum Reply {
     OffsetFetch(Option<u64>),
     MetaFetch(MetaFetchReply),
     ReplicaFetch(ReplicaFetchReply),
+    AlterInSync(AlterInSyncReply),
     /// DeleteTopic, Credit, Unsubscribe, OffsetCommit, Raft: nothing but success.
     Done,
 }
@@ -337,6 +365,14 @@ pub(crate) fn to_reply(
             diverging: *diverging,
             batch_epochs: batch_epochs.clone(),
             batches: batches.to_vec(),
+        }),
+        Response::AlterInSync {
+            isr_version,
+            in_sync,
+            ..
+        } => Reply::AlterInSync(AlterInSyncReply {
+            isr_version: *isr_version,
+            in_sync: in_sync.clone(),
         }),
         Response::DeleteTopic { .. }
         | Response::Credit { .. }

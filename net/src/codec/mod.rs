@@ -9,10 +9,12 @@
 
 mod error;
 mod header;
+mod in_sync;
 mod placement;
 mod replica;
 mod request;
 mod response;
+mod topic;
 mod types;
 mod wire;
 

@@ -1,8 +1,10 @@
 //! Request bodies (client -> server). Layouts are specified in docs/protocol.md.
 
+use super::in_sync::{read_request as read_alter_in_sync, write_nodes};
+use super::topic::{read_topic_config, write_topic_config};
 use super::types::{Acks, ApiKey, ProducerIdent, RecordView, TopicConfig};
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
-use super::{EncodeError, Malformed};
+use super::Malformed;
 
 /// Minimum encoded size of one produced record: timestamp, ttl, key length, value length,
 /// header count.
@@ -100,6 +102,22 @@ pub enum Request<'a> {
         /// How long the leader may hold the request when it has nothing new (long poll).
         max_wait_ms: u32,
     },
+    /// A partition leader asking the metadata controller to commit a new in-sync replica set
+    /// for the partition (internode).
+    AlterInSync {
+        topic: &'a str,
+        partition: u32,
+        /// The asking leader's node id.
+        leader: u32,
+        /// The leader epoch the asking leader leads in.
+        leader_epoch: u32,
+        /// The in-sync set version the leader last saw; the controller commits only on top of
+        /// that version.
+        isr_version: u32,
+        /// The in-sync set to commit (node ids, the leader included); at most
+        /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries.
+        in_sync: Vec<u32>,
+    },
 }
 
 impl Request<'_> {
@@ -121,6 +139,7 @@ impl Request<'_> {
             Request::Raft { .. } => ApiKey::Raft,
             Request::MetaFetch { .. } => ApiKey::MetaFetch,
             Request::ReplicaFetch { .. } => ApiKey::ReplicaFetch,
+            Request::AlterInSync { .. } => ApiKey::AlterInSync,
         }
     }
 
@@ -265,6 +284,21 @@ impl Request<'_> {
                 w.u32(*max_bytes);
                 w.u32(*max_wait_ms);
             }
+            Request::AlterInSync {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                isr_version,
+                in_sync,
+            } => {
+                w.str("topic", topic)?;
+                w.u32(*partition);
+                w.u32(*leader);
+                w.u32(*leader_epoch);
+                w.u32(*isr_version);
+                write_nodes(w, in_sync)?;
+            }
         }
         Ok(())
     }
@@ -293,6 +327,7 @@ impl Request<'_> {
                 name: r.str("name")?,
             },
             ApiKey::ListTopics => Request::ListTopics,
+            // v0 and v1 share one layout (v1 only widens the answer's error codes).
             ApiKey::Produce => {
                 let topic = r.str("topic")?;
                 let partition = r.u32("partition")?;
@@ -379,6 +414,7 @@ impl Request<'_> {
                 max_bytes: r.u32("max_bytes")?,
                 max_wait_ms: r.u32("max_wait_ms")?,
             },
+            ApiKey::AlterInSync => read_alter_in_sync(r)?,
             ApiKey::Push => {
                 // Push only travels server -> client; as a request it is an unknown api.
                 return Err(FieldError {
@@ -390,55 +426,4 @@ impl Request<'_> {
             }
         })
     }
-}
-
-/// Writes a `TopicConfig` in the layout of CreateTopic / DescribeTopic `version`: the v0 fields,
-/// then from [`TopicConfig::TIERING_VERSION`] on the tiering settings. A tiering setting that is
-/// set in a frame too old to carry it is an error, never silently dropped.
-pub(crate) fn write_topic_config(
-    w: &mut Writer<'_>,
-    c: &TopicConfig,
-    api: ApiKey,
-    version: u16,
-) -> WriteResult {
-    let tiering = version >= TopicConfig::TIERING_VERSION;
-    if let (false, Some(field)) = (tiering, c.first_tiering_field()) {
-        return Err(EncodeError::FieldNeedsVersion {
-            api,
-            version,
-            field,
-            required_version: TopicConfig::TIERING_VERSION,
-        });
-    }
-    w.u32(c.partitions);
-    w.opt_u64(c.retention_ms);
-    w.opt_u64(c.retention_bytes);
-    w.opt_u64(c.segment_bytes);
-    w.bool(c.compacted);
-    w.opt_u64(c.default_ttl_ms);
-    if tiering {
-        w.opt_u64(c.tier_after_ms);
-        w.opt_u64(c.local_retention_bytes);
-    }
-    Ok(())
-}
-
-/// Reads a `TopicConfig` in the layout of CreateTopic / DescribeTopic `version`; the tiering
-/// settings are `None` below [`TopicConfig::TIERING_VERSION`].
-pub(crate) fn read_topic_config(r: &mut Reader<'_>, version: u16) -> ReadResult<TopicConfig> {
-    let mut config = TopicConfig {
-        partitions: r.u32("partitions")?,
-        retention_ms: r.opt_u64("retention_ms")?,
-        retention_bytes: r.opt_u64("retention_bytes")?,
-        segment_bytes: r.opt_u64("segment_bytes")?,
-        compacted: r.bool("compacted")?,
-        default_ttl_ms: r.opt_u64("default_ttl_ms")?,
-        tier_after_ms: None,
-        local_retention_bytes: None,
-    };
-    if version >= TopicConfig::TIERING_VERSION {
-        config.tier_after_ms = r.opt_u64("tier_after_ms")?;
-        config.local_retention_bytes = r.opt_u64("local_retention_bytes")?;
-    }
-    Ok(config)
 }

@@ -4,25 +4,22 @@
 //! [`Response::Error`] body (flag bit 1) can answer any request, including one whose api key or
 //! version the server did not understand.
 
+use super::in_sync::{read_response as read_alter_in_sync, write_nodes};
 use super::placement::{read_partitions, write_partitions};
 use super::replica::{read_response as read_replica_fetch, write_payload as write_replica_payload};
-use super::request::{read_topic_config, write_topic_config};
+use super::topic::{
+    read_partition_infos, read_topic_config, write_partition_info, write_topic_config,
+};
 use super::types::{
     ApiKey, ApiVersionRange, BatchEpoch, Broker, DivergingEpoch, ErrorCode, FetchedRecordView,
-    PartitionInfo, RemoteTierInfo, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
+    TopicDescription, TopicMetadata, TopicSummary,
 };
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
-use super::{EncodeError, Malformed};
+use super::Malformed;
 
 /// Minimum encoded size of one fetched record: offset, timestamp, key length, value length,
 /// header count.
 pub(crate) const FETCHED_RECORD_BYTES_MIN: usize = 8 + 8 + 4 + 4 + 4;
-
-/// Encoded size of one DescribeTopic v0 `PartitionInfo`: partition, start, end and durable
-/// offsets, shard, bytes on disk.
-const PARTITION_INFO_V0_BYTES: usize = 4 + 8 + 8 + 8 + 4 + 8;
-/// Minimum encoded size of a v1 `PartitionInfo`: the v0 fields and the `remote` presence byte.
-const PARTITION_INFO_V1_BYTES_MIN: usize = PARTITION_INFO_V0_BYTES + 1;
 
 /// A decoded response or push, borrowing strings and payloads from the input buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +152,16 @@ pub enum Response<'a> {
         /// disk; opaque to this codec.
         batches: &'a [u8],
     },
+    /// The metadata controller's answer to a leader's AlterInSync (api key 17).
+    AlterInSync {
+        error: ErrorCode,
+        message: &'a str,
+        /// The in-sync set version committed for this change; 0 on error.
+        isr_version: u32,
+        /// The in-sync set committed; empty on error. At most
+        /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries.
+        in_sync: Vec<u32>,
+    },
     /// Subscription data (api key 13, correlation id = subscription id). A push with an error
     /// other than `NONE` ends the subscription.
     Push {
@@ -189,6 +196,7 @@ impl<'a> Response<'a> {
             Response::Raft { .. } => ApiKey::Raft,
             Response::MetaFetch { .. } => ApiKey::MetaFetch,
             Response::ReplicaFetch { .. } => ApiKey::ReplicaFetch,
+            Response::AlterInSync { .. } => ApiKey::AlterInSync,
         })
     }
 
@@ -212,6 +220,7 @@ impl<'a> Response<'a> {
             | Response::OffsetFetch { error, message, .. }
             | Response::MetaFetch { error, message, .. }
             | Response::ReplicaFetch { error, message, .. }
+            | Response::AlterInSync { error, message, .. }
             | Response::Push { error, message, .. } => (error, message),
         }
     }
@@ -343,6 +352,14 @@ impl<'a> Response<'a> {
                 w.u64(*high_watermark);
                 w.u64(*log_start_offset);
                 write_replica_payload(w, diverging.as_ref(), batch_epochs, batches)?;
+            }
+            Response::AlterInSync {
+                isr_version,
+                in_sync,
+                ..
+            } => {
+                w.u32(*isr_version);
+                write_nodes(w, in_sync)?;
             }
             Response::Push {
                 subscription_id,
@@ -486,6 +503,7 @@ impl<'a> Response<'a> {
                 state: r.bytes("state")?,
             },
             ApiKey::ReplicaFetch => read_replica_fetch(r, error, message)?,
+            ApiKey::AlterInSync => read_alter_in_sync(r, error, message)?,
             ApiKey::Push => Response::Push {
                 error,
                 message,
@@ -495,70 +513,6 @@ impl<'a> Response<'a> {
             },
         })
     }
-}
-
-/// The `remote` tier info exists on the wire from this DescribeTopic version on.
-const REMOTE_TIER_VERSION: u16 = TopicConfig::TIERING_VERSION;
-
-fn write_partition_info(w: &mut Writer<'_>, p: &PartitionInfo, version: u16) -> WriteResult {
-    let with_remote = version >= REMOTE_TIER_VERSION;
-    if !with_remote && p.remote.is_some() {
-        return Err(EncodeError::FieldNeedsVersion {
-            api: ApiKey::DescribeTopic,
-            version,
-            field: "remote",
-            required_version: REMOTE_TIER_VERSION,
-        });
-    }
-    w.u32(p.partition);
-    w.u64(p.start_offset);
-    w.u64(p.end_offset);
-    w.u64(p.durable_offset);
-    w.u32(p.shard);
-    w.u64(p.bytes_on_disk);
-    if with_remote {
-        w.bool(p.remote.is_some());
-        if let Some(remote) = &p.remote {
-            w.u64(remote.local_start_offset);
-            w.u64(remote.remote_start_offset);
-            w.u64(remote.remote_end_offset);
-            w.u32(remote.remote_segments);
-            w.u64(remote.remote_data_bytes);
-            w.u64(remote.remote_object_bytes);
-        }
-    }
-    Ok(())
-}
-
-fn read_partition_infos(r: &mut Reader<'_>, version: u16) -> ReadResult<Vec<PartitionInfo>> {
-    let with_remote = version >= REMOTE_TIER_VERSION;
-    let element_bytes_min = if with_remote {
-        PARTITION_INFO_V1_BYTES_MIN
-    } else {
-        PARTITION_INFO_V0_BYTES
-    };
-    r.list("partitions", element_bytes_min, |r| {
-        Ok(PartitionInfo {
-            partition: r.u32("partition")?,
-            start_offset: r.u64("start_offset")?,
-            end_offset: r.u64("end_offset")?,
-            durable_offset: r.u64("durable_offset")?,
-            shard: r.u32("shard")?,
-            bytes_on_disk: r.u64("bytes_on_disk")?,
-            remote: if with_remote && r.bool("remote")? {
-                Some(RemoteTierInfo {
-                    local_start_offset: r.u64("local_start_offset")?,
-                    remote_start_offset: r.u64("remote_start_offset")?,
-                    remote_end_offset: r.u64("remote_end_offset")?,
-                    remote_segments: r.u32("remote_segments")?,
-                    remote_data_bytes: r.u64("remote_data_bytes")?,
-                    remote_object_bytes: r.u64("remote_object_bytes")?,
-                })
-            } else {
-                None
-            },
-        })
-    })
 }
 
 fn write_fetched(w: &mut Writer<'_>, records: &[FetchedRecordView<'_>]) -> WriteResult {

@@ -26,11 +26,14 @@ pub enum ApiKey {
     /// Server-to-server: a follower replica fetching a partition's stored batches from its
     /// leader.
     ReplicaFetch = 16,
+    /// Server-to-server: a partition leader asking the metadata controller to change the
+    /// partition's in-sync replica set.
+    AlterInSync = 17,
 }
 
 impl ApiKey {
     /// Every api key, in wire order.
-    pub const ALL: [ApiKey; 17] = [
+    pub const ALL: [ApiKey; 18] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopic,
@@ -48,6 +51,7 @@ impl ApiKey {
         ApiKey::Raft,
         ApiKey::MetaFetch,
         ApiKey::ReplicaFetch,
+        ApiKey::AlterInSync,
     ];
 
     pub fn from_u16(raw: u16) -> Option<ApiKey> {
@@ -58,10 +62,14 @@ impl ApiKey {
     /// version; old versions stay decodable (and encodable) for as long as they are listed here.
     pub fn supported_versions(self) -> (u16, u16) {
         match self {
-            // v1 appends the tiered-storage settings ([`TopicConfig::TIERING_VERSION`]).
-            ApiKey::CreateTopic | ApiKey::DescribeTopic => (0, TopicConfig::TIERING_VERSION),
+            // v1 appends the tiered-storage settings ([`TopicConfig::TIERING_VERSION`]), v2 the
+            // replication settings ([`TopicConfig::REPLICATION_VERSION`]).
+            ApiKey::CreateTopic | ApiKey::DescribeTopic => (0, TopicConfig::REPLICATION_VERSION),
             // v1 appends each partition's placement ([`PartitionPlacement::VERSION`]).
             ApiKey::Metadata => (0, PartitionPlacement::VERSION),
+            // v1 has the v0 layout; its answers may carry NOT_ENOUGH_REPLICAS
+            // ([`ErrorCode::NOT_ENOUGH_REPLICAS_VERSION`]).
+            ApiKey::Produce => (0, ErrorCode::NOT_ENOUGH_REPLICAS_VERSION),
             _ => (0, 0),
         }
     }
@@ -92,6 +100,7 @@ impl ApiKey {
             ApiKey::Raft => "Raft",
             ApiKey::MetaFetch => "MetaFetch",
             ApiKey::ReplicaFetch => "ReplicaFetch",
+            ApiKey::AlterInSync => "AlterInSync",
         }
     }
 }
@@ -169,6 +178,15 @@ error_codes! {
     ShuttingDown = 18, "SHUTTING_DOWN", true;
     FrameTooLarge = 19, "FRAME_TOO_LARGE", false;
     UnknownSubscription = 20, "UNKNOWN_SUBSCRIPTION", false;
+    NotEnoughReplicas = 21, "NOT_ENOUGH_REPLICAS", true;
+}
+
+impl ErrorCode {
+    /// The Produce version from which an answer may carry [`ErrorCode::NotEnoughReplicas`]. A
+    /// client that sends an older version does not know the code, so a server answers it
+    /// [`ErrorCode::Timeout`] (with a message) in that situation instead. The codec itself
+    /// decodes every code of [`ErrorCode::ALL`] in every response, whatever its api and version.
+    pub const NOT_ENOUGH_REPLICAS_VERSION: u16 = 1;
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -192,11 +210,53 @@ pub struct TopicConfig {
     /// Keep at most this many bytes of sealed segments on local disk (older ones are served from
     /// the object store). On the wire from CreateTopic / DescribeTopic v1 on; `None` at v0.
     pub local_retention_bytes: Option<u64>,
+    /// How many replicas each partition has (the leader included); `None` = the server's
+    /// default, [`TopicConfig::REPLICATION_FACTOR_DEFAULT`]. On the wire from CreateTopic /
+    /// DescribeTopic v2 on; `None` below.
+    pub replication_factor: Option<u16>,
+    /// How many replicas (the leader included) must be in sync for an `acks = all` produce to
+    /// be accepted; `None` = the server's default, `min(2, replication factor)`. On the wire
+    /// from CreateTopic / DescribeTopic v2 on; `None` below.
+    pub min_insync: Option<u16>,
 }
 
 impl TopicConfig {
     /// The CreateTopic and DescribeTopic version that first carries the tiering settings.
     pub const TIERING_VERSION: u16 = 1;
+
+    /// The CreateTopic and DescribeTopic version that first carries the replication settings.
+    pub const REPLICATION_VERSION: u16 = 2;
+    /// The replication factor a server applies when [`TopicConfig::replication_factor`] is
+    /// `None`.
+    pub const REPLICATION_FACTOR_DEFAULT: u16 = 1;
+    /// When [`TopicConfig::min_insync`] is `None`, a server applies `min(this, replication
+    /// factor)`.
+    pub const MIN_INSYNC_DEFAULT_MAX: u16 = 2;
+
+    /// The replication factor with the server default applied.
+    pub fn replication_factor_or_default(&self) -> u16 {
+        self.replication_factor
+            .unwrap_or(Self::REPLICATION_FACTOR_DEFAULT)
+    }
+
+    /// The min-insync count with the server default applied: `min(2, replication factor)`.
+    pub fn min_insync_or_default(&self) -> u16 {
+        self.min_insync.unwrap_or_else(|| {
+            Self::MIN_INSYNC_DEFAULT_MAX.min(self.replication_factor_or_default())
+        })
+    }
+
+    /// The name of the first replication setting that is set, if any: a frame below
+    /// [`TopicConfig::REPLICATION_VERSION`] cannot carry it.
+    pub fn first_replication_field(&self) -> Option<&'static str> {
+        if self.replication_factor.is_some() {
+            Some("replication_factor")
+        } else if self.min_insync.is_some() {
+            Some("min_insync")
+        } else {
+            None
+        }
+    }
 
     /// The name of the first tiered-storage setting that is set, if any: a frame below
     /// [`TopicConfig::TIERING_VERSION`] cannot carry it.
@@ -338,8 +398,9 @@ pub struct PartitionPlacement {
 impl PartitionPlacement {
     /// The Metadata version that first carries [`PartitionMetadata::placement`].
     pub const VERSION: u16 = 1;
-    /// Most node ids `replicas` or `in_sync` may hold on the wire; a larger count is malformed
-    /// (decoding) or refused (encoding).
+    /// Most node ids `replicas` or `in_sync` may hold on the wire (also the cap of an
+    /// AlterInSync `in_sync` list); a larger count is malformed (decoding) or refused
+    /// (encoding).
     pub const NODES_MAX: usize = 255;
 }
 
@@ -450,5 +511,31 @@ mod tests {
             assert_eq!(Acks::from_u8(acks as u8), Some(acks));
         }
         assert_eq!(Acks::from_u8(3), None);
+    }
+
+    #[test]
+    fn replication_defaults_follow_the_replication_factor() {
+        let config = |replication_factor, min_insync| TopicConfig {
+            replication_factor,
+            min_insync,
+            ..TopicConfig::default()
+        };
+        let effective =
+            |c: TopicConfig| (c.replication_factor_or_default(), c.min_insync_or_default());
+        assert_eq!(effective(config(None, None)), (1, 1));
+        assert_eq!(effective(config(Some(1), None)), (1, 1));
+        assert_eq!(effective(config(Some(2), None)), (2, 2));
+        assert_eq!(effective(config(Some(5), None)), (5, 2));
+        assert_eq!(effective(config(Some(5), Some(3))), (5, 3));
+        assert_eq!(effective(config(None, Some(1))), (1, 1));
+        assert_eq!(config(None, None).first_replication_field(), None);
+        assert_eq!(
+            config(Some(3), Some(2)).first_replication_field(),
+            Some("replication_factor")
+        );
+        assert_eq!(
+            config(None, Some(2)).first_replication_field(),
+            Some("min_insync")
+        );
     }
 }

@@ -101,6 +101,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Presence byte (0 or 1) followed by a `u16` when present.
+    pub fn opt_u16(&mut self, field: &'static str) -> ReadResult<Option<u16>> {
+        if self.bool(field)? {
+            self.u16(field).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Presence byte (0 or 1) followed by a `u32` when present.
     pub fn opt_u32(&mut self, field: &'static str) -> ReadResult<Option<u32>> {
         if self.bool(field)? {
@@ -286,6 +295,16 @@ impl Writer<'_> {
             Some(v) => {
                 self.u8(1);
                 self.u64(v);
+            }
+            None => self.u8(0),
+        }
+    }
+
+    pub fn opt_u16(&mut self, v: Option<u16>) {
+        match v {
+            Some(v) => {
+                self.u8(1);
+                self.u16(v);
             }
             None => self.u8(0),
         }

@@ -97,7 +97,7 @@ where
     H: FnMut(u32, &Request<'_>) -> Vec<Vec<u8>> + Send + 'static,
 {
     serve_with_handshake(
-        |cid| versions_reply(cid, (0, 0), Limits::FRAME_BYTES_MAX_DEFAULT),
+        |cid| versions_reply_with(cid, &[], Limits::FRAME_BYTES_MAX_DEFAULT),
         handler,
     )
 }

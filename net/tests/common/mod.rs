@@ -3,6 +3,7 @@
 
 pub mod fake_server;
 pub mod replica_fetch;
+pub mod replication;
 pub mod samples;
 pub mod strategies;
 

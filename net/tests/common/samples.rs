@@ -7,7 +7,7 @@ use net::codec::{
     Response, TopicConfig, TopicDescription, TopicMetadata, TopicSummary,
 };
 
-const CONFIG: TopicConfig = TopicConfig {
+pub const CONFIG: TopicConfig = TopicConfig {
     partitions: 3,
     retention_ms: Some(604_800_000),
     retention_bytes: None,
@@ -16,6 +16,8 @@ const CONFIG: TopicConfig = TopicConfig {
     default_ttl_ms: Some(60_000),
     tier_after_ms: None,
     local_retention_bytes: None,
+    replication_factor: None,
+    min_insync: None,
 };
 
 /// [`CONFIG`] with both tiered-storage settings (CreateTopic / DescribeTopic v1 only).
@@ -100,6 +102,37 @@ fn metadata(placement0: Option<PartitionPlacement>) -> Response<'static> {
     }
 }
 
+/// The batch of `req_produce` (and `req_produce_v1`, the same body at version 1): two records
+/// of an idempotent producer, acks = all.
+pub fn produce_request() -> Request<'static> {
+    Request::Produce {
+        topic: "orders",
+        partition: 2,
+        acks: Acks::All,
+        producer: Some(ProducerIdent {
+            producer_id: 77,
+            epoch: 1,
+            base_sequence: 10,
+        }),
+        records: vec![
+            RecordView {
+                key: Some(b"user-7"),
+                value: b"hello",
+                headers: vec![(b"trace", b"abc")],
+                timestamp_ms: 1_764_460_800_000,
+                ttl_ms: 0,
+            },
+            RecordView {
+                key: None,
+                value: b"world",
+                headers: vec![],
+                timestamp_ms: -1,
+                ttl_ms: 30_000,
+            },
+        ],
+    }
+}
+
 fn fetched() -> Vec<FetchedRecordView<'static>> {
     vec![
         FetchedRecordView {
@@ -124,6 +157,7 @@ fn fetched() -> Vec<FetchedRecordView<'static>> {
 pub fn all() -> Vec<(&'static str, Frame<'static>)> {
     let mut all = up_to_meta_fetch();
     all.extend(super::replica_fetch::samples());
+    all.extend(super::replication::samples());
     all
 }
 
@@ -185,38 +219,7 @@ fn up_to_meta_fetch() -> Vec<(&'static str, Frame<'static>)> {
             req(6, Request::DescribeTopic { name: "orders" }),
         ),
         ("req_list_topics", req(7, Request::ListTopics)),
-        (
-            "req_produce",
-            req(
-                8,
-                Request::Produce {
-                    topic: "orders",
-                    partition: 2,
-                    acks: Acks::All,
-                    producer: Some(ProducerIdent {
-                        producer_id: 77,
-                        epoch: 1,
-                        base_sequence: 10,
-                    }),
-                    records: vec![
-                        RecordView {
-                            key: Some(b"user-7"),
-                            value: b"hello",
-                            headers: vec![(b"trace", b"abc")],
-                            timestamp_ms: 1_764_460_800_000,
-                            ttl_ms: 0,
-                        },
-                        RecordView {
-                            key: None,
-                            value: b"world",
-                            headers: vec![],
-                            timestamp_ms: -1,
-                            ttl_ms: 30_000,
-                        },
-                    ],
-                },
-            ),
-        ),
+        ("req_produce", req(8, produce_request())),
         (
             "req_produce_acks_none",
             req(

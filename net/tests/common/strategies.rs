@@ -66,10 +66,21 @@ fn opt_u64_if(allowed: bool) -> BoxedStrategy<Option<u64>> {
     }
 }
 
+/// `Some` with probability 1/2 when `allowed`, always `None` otherwise.
+fn opt_u16_if(allowed: bool) -> BoxedStrategy<Option<u16>> {
+    if allowed {
+        option::of(any::<u16>()).boxed()
+    } else {
+        Just(None).boxed()
+    }
+}
+
 /// A config a CreateTopic / DescribeTopic frame of `version` can carry: the tiering settings
-/// only from [`TopicConfig::TIERING_VERSION`] on.
+/// only from [`TopicConfig::TIERING_VERSION`] on, the replication settings only from
+/// [`TopicConfig::REPLICATION_VERSION`] on.
 pub fn topic_config(version: u16) -> impl Strategy<Value = TopicConfig> {
     let tiering = version >= TopicConfig::TIERING_VERSION;
+    let replication = version >= TopicConfig::REPLICATION_VERSION;
     (
         any::<u32>(),
         option::of(any::<u64>()),
@@ -77,11 +88,20 @@ pub fn topic_config(version: u16) -> impl Strategy<Value = TopicConfig> {
         option::of(any::<u64>()),
         any::<bool>(),
         option::of(any::<u64>()),
-        opt_u64_if(tiering),
-        opt_u64_if(tiering),
+        (opt_u64_if(tiering), opt_u64_if(tiering)),
+        (opt_u16_if(replication), opt_u16_if(replication)),
     )
         .prop_map(
-            |(partitions, rm, rb, sb, compacted, ttl, tier_after_ms, local_retention_bytes)| {
+            |(
+                partitions,
+                rm,
+                rb,
+                sb,
+                compacted,
+                ttl,
+                (tier_after_ms, local_retention_bytes),
+                (replication_factor, min_insync),
+            )| {
                 TopicConfig {
                     partitions,
                     retention_ms: rm,
@@ -91,6 +111,8 @@ pub fn topic_config(version: u16) -> impl Strategy<Value = TopicConfig> {
                     default_ttl_ms: ttl,
                     tier_after_ms,
                     local_retention_bytes,
+                    replication_factor,
+                    min_insync,
                 }
             },
         )
@@ -155,10 +177,33 @@ pub fn request() -> impl Strategy<Value = (u16, Request<'static>)> {
         // The Metadata request has one layout at every version.
         1 => (version_of(ApiKey::Metadata), option::of(vec(text(), 0..4)))
             .prop_map(|(version, topics)| (version, Request::Metadata { topics })),
+        // Produce v0 and v1 share one layout.
+        1 => (version_of(ApiKey::Produce), produce_request())
+            .prop_map(|(version, request)| (version, request)),
         1 => super::replica_fetch::request_strategy().prop_map(|request| (0, request)),
-        // The other twelve kinds, so every kind stays about equally likely.
-        12 => request_v0().prop_map(|request| (0, request)),
+        1 => super::replication::alter_in_sync_request_strategy().prop_map(|request| (0, request)),
+        // The other eleven kinds, so every kind stays about equally likely.
+        11 => request_v0().prop_map(|request| (0, request)),
     ]
+}
+
+fn produce_request() -> impl Strategy<Value = Request<'static>> {
+    (
+        text(),
+        any::<u32>(),
+        acks(),
+        option::of(producer()),
+        vec(record(), 0..4),
+    )
+        .prop_map(
+            |(topic, partition, acks, producer, records)| Request::Produce {
+                topic,
+                partition,
+                acks,
+                producer,
+                records,
+            },
+        )
 }
 
 /// The requests whose api has only version 0.
@@ -168,22 +213,6 @@ fn request_v0() -> impl Strategy<Value = Request<'static>> {
         any::<u64>().prop_map(|since_version| Request::MetaFetch { since_version }),
         text().prop_map(|name| Request::DeleteTopic { name }),
         Just(Request::ListTopics),
-        (
-            text(),
-            any::<u32>(),
-            acks(),
-            option::of(producer()),
-            vec(record(), 0..4)
-        )
-            .prop_map(
-                |(topic, partition, acks, producer, records)| Request::Produce {
-                    topic,
-                    partition,
-                    acks,
-                    producer,
-                    records,
-                }
-            ),
         (
             text(),
             any::<u32>(),
@@ -410,10 +439,39 @@ pub fn response() -> impl Strategy<Value = (u16, Response<'static>)> {
         1 => version_of(ApiKey::Metadata).prop_flat_map(|version| {
             metadata_response(version).prop_map(move |response| (version, response))
         }),
+        // Produce v0 and v1 share one layout; any code (NOT_ENOUGH_REPLICAS included) decodes
+        // at either version.
+        1 => (version_of(ApiKey::Produce), produce_response())
+            .prop_map(|(version, response)| (version, response)),
         1 => super::replica_fetch::response_strategy().prop_map(|response| (0, response)),
-        // The generic error body and the other thirteen kinds.
-        14 => response_v0().prop_map(|response| (0, response)),
+        1 => super::replication::alter_in_sync_response().prop_map(|response| (0, response)),
+        // The generic error body and the other twelve kinds.
+        13 => response_v0().prop_map(|response| (0, response)),
     ]
+}
+
+fn produce_response() -> impl Strategy<Value = Response<'static>> {
+    (
+        (error_code(), text()),
+        any::<(u64, u32, u64, u32, bool, bool)>(),
+    )
+        .prop_map(
+            |(
+                (error, message),
+                (topic_id, partition, base_offset, record_count, duplicate, durable),
+            )| {
+                Response::Produce {
+                    error,
+                    message,
+                    topic_id,
+                    partition,
+                    base_offset,
+                    record_count,
+                    duplicate,
+                    durable,
+                }
+            },
+        )
 }
 
 /// The responses whose api has only version 0, and the generic error body.
@@ -469,23 +527,6 @@ fn response_v0() -> impl Strategy<Value = Response<'static>> {
                         partitions,
                     })
                     .collect(),
-            }
-        ),
-        (head(), any::<(u64, u32, u64, u32, bool, bool)>()).prop_map(
-            |(
-                (error, message),
-                (topic_id, partition, base_offset, record_count, duplicate, durable),
-            )| {
-                Response::Produce {
-                    error,
-                    message,
-                    topic_id,
-                    partition,
-                    base_offset,
-                    record_count,
-                    duplicate,
-                    durable,
-                }
             }
         ),
         (head(), any::<u64>(), any::<u64>(), vec(fetched(), 0..4)).prop_map(

@@ -8,8 +8,9 @@
 //! Failures are retried up to [`RoutingConfig::retries`] times, each after a doubling wait and
 //! (but for `THROTTLED`) a metadata refresh (at most one per
 //! [`RoutingConfig::metadata_refresh_min_ms`]):
-//! - `NOT_LEADER`, no known leader, or a connection to the leader that cannot be made: always,
-//!   nothing was written;
+//! - `NOT_LEADER`, `NOT_ENOUGH_REPLICAS` (an `acks = all` produce the partition cannot
+//!   replicate enough right now), no known leader, or a connection to the leader that cannot be
+//!   made: always, nothing was written;
 //! - `THROTTLED`: after the server's `retry_after_ms`;
 //! - `UNKNOWN_TOPIC` / `UNKNOWN_PARTITION`: only while the partition is known to exist (this
 //!   client created the topic within [`RoutingConfig::created_topic_grace_ms`], or the routing

@@ -116,8 +116,9 @@ pub(crate) fn classify(error: &ClientError, stage: Stage, resend: Resend) -> Dec
         };
     }
     let outcome_unknown = match error {
+        // Refused before anything was written: resending cannot duplicate the request.
         ClientError::Server {
-            code: ErrorCode::NotLeader,
+            code: ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas,
             ..
         } => return Decision::Refresh,
         ClientError::Server {
@@ -196,6 +197,16 @@ mod tests {
             let decision = classify(&server(ErrorCode::NotLeader), Stage::Sent, resend);
             assert_eq!(decision, Decision::Refresh);
         }
+    }
+
+    #[test]
+    fn not_enough_replicas_is_retried_even_without_a_producer_ident() {
+        let error = server(ErrorCode::NotEnoughReplicas);
+        assert!(error.is_retriable());
+        for resend in [Resend::Safe, Resend::OnlyIfRefused] {
+            assert_eq!(classify(&error, Stage::Sent, resend), Decision::Refresh);
+        }
+        assert!(!drops_connection(&error));
     }
 
     #[test]
