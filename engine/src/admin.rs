@@ -112,6 +112,17 @@ pub async fn create_topic(
     if crate::metadata::cluster_topics(shard) {
         return crate::metadata::create_topic(shard, name, config, settings).await;
     }
+    if config.replication_factor_or_default() > 1 || config.min_insync_or_default() > 1 {
+        return Err(Failure::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "replication factor {} needs a cluster: start the nodes with --controllers \
+                 (docs/cluster.md), or create the topic without --replication-factor / \
+                 --min-insync",
+                config.replication_factor_or_default()
+            ),
+        ));
+    }
     let _guard = shard
         .admin_lock
         .acquire_permit(1)

@@ -367,11 +367,9 @@ async fn dispatch(
                 .set(client_name == crate::metadata::FORWARD_CLIENT_NAME);
             let full = Limits::new(shard.config.frame_bytes_max);
             conn.limits.set(full);
-            // ReplicaFetch has a codec but no server side yet (replication is not built):
-            // not listed, so clients learn it before sending (docs/cluster.md).
             let versions = ApiKey::ALL
                 .iter()
-                .filter(|k| **k != ApiKey::Push && **k != ApiKey::ReplicaFetch)
+                .filter(|k| **k != ApiKey::Push)
                 .map(|k| {
                     let (min, max) = k.supported_versions();
                     ApiVersionRange {
@@ -488,6 +486,8 @@ async fn dispatch(
                     Ok((t, mut partitions)) => {
                         let s = &t.settings;
                         let v1 = header.api_version >= 1;
+                        let v2 = header.api_version >= net::codec::TopicConfig::REPLICATION_VERSION;
+                        let (rf, min_insync) = crate::metadata::replication_of(&shard, &t);
                         if !v1 {
                             // A v0 client has no fields for the cold tier.
                             partitions.iter_mut().for_each(|p| p.remote = None);
@@ -511,6 +511,8 @@ async fn dispatch(
                                         local_retention_bytes: s
                                             .local_retention_bytes
                                             .filter(|_| v1),
+                                        replication_factor: Some(rf).filter(|_| v2),
+                                        min_insync: Some(min_insync).filter(|_| v2),
                                     },
                                     partitions,
                                 }),
@@ -561,11 +563,51 @@ async fn dispatch(
                 )),
             }
         }
-        Request::ReplicaFetch { .. } => err(Failure::new(
-            ErrorCode::UnknownApi,
-            "ReplicaFetch is not served yet: partitions are not replicated in this version \
-             (docs/cluster.md)",
-        )),
+        Request::ReplicaFetch {
+            topic, partition, ..
+        } => match resolve(shard, topic, partition) {
+            Ok(t) => {
+                let owner = shard.owner(t.topic_id, partition);
+                Some(to_owner(shard, owner, frame.clone(), header, true, &limits).await)
+            }
+            Err(f) => err(f),
+        },
+        Request::AlterInSync {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            isr_version,
+            in_sync,
+        } => {
+            let shard = shard.clone();
+            let topic = topic.to_string();
+            Some(Box::pin(async move {
+                let res = crate::replication::isr::handle(
+                    &shard,
+                    &topic,
+                    partition,
+                    leader,
+                    leader_epoch,
+                    isr_version,
+                    &in_sync,
+                )
+                .await;
+                Some(match res {
+                    Ok((isr_version, in_sync)) => encode_response(
+                        header,
+                        Response::AlterInSync {
+                            error: ErrorCode::None,
+                            message: "",
+                            isr_version,
+                            in_sync,
+                        },
+                        &limits,
+                    ),
+                    Err(f) => encode_error(header, &f, 0, &limits),
+                })
+            }))
+        }
         Request::MetaFetch { since_version } => match &shard.controller {
             Some(c) => {
                 let view = c.view();

@@ -409,6 +409,19 @@ impl Run {
                 config: config.clone(),
             },
             TopicChange::Delete { name } => Command::DeleteTopic { name: name.clone() },
+            TopicChange::InSync {
+                topic,
+                partition,
+                leader_epoch,
+                isr_version,
+                in_sync,
+            } => Command::SetInSync {
+                topic: topic.clone(),
+                partition: *partition,
+                leader_epoch: *leader_epoch,
+                isr_version: Some(*isr_version),
+                in_sync: in_sync.clone(),
+            },
         };
         match self.node.propose(&cmd) {
             Ok(id) => {

@@ -405,6 +405,58 @@ pub fn start_frame(shard: &Rc<Shard>, frame: Bytes) -> LocalFut<Option<Bytes>> {
                 })
             })
         }
+        Request::ReplicaFetch {
+            topic,
+            partition,
+            replica,
+            leader_epoch,
+            fetch_offset,
+            last_fetched_epoch,
+            durable_offset,
+            max_bytes,
+            max_wait_ms,
+        } => {
+            let shard = shard.clone();
+            let target =
+                resolve(&shard, topic, partition).and_then(|t| owned(&shard, &t, partition));
+            let req = cluster::FetchRequest {
+                replica,
+                leader_epoch,
+                fetch_offset,
+                last_fetched_epoch,
+                durable_offset,
+            };
+            let max_bytes =
+                max_bytes.clamp(1, limits.frame_bytes_max.saturating_sub(64 << 10).max(1));
+            Box::pin(async move {
+                let served = match target {
+                    Ok(p) => {
+                        crate::replication::leader::serve(&shard, &p, req, max_bytes, max_wait_ms)
+                            .await
+                    }
+                    Err(f) => Err(f),
+                };
+                Some(match served {
+                    Ok(s) => encode_response(
+                        header,
+                        Response::ReplicaFetch {
+                            error: ErrorCode::None,
+                            message: "",
+                            leader_epoch: s.answer.leader_epoch,
+                            fetch_offset: s.answer.fetch_offset,
+                            last_fetched_epoch: s.answer.last_fetched_epoch,
+                            high_watermark: s.high_watermark(),
+                            log_start_offset: s.log_start_offset,
+                            diverging: s.diverging(),
+                            batch_epochs: s.batch_epochs.clone(),
+                            batches: &s.batches,
+                        },
+                        &limits,
+                    ),
+                    Err(f) => encode_error(header, &f, 0, &limits),
+                })
+            })
+        }
         other => {
             let f = Failure::new(
                 ErrorCode::Internal,
@@ -466,6 +518,12 @@ fn produce_start(
             "a produce request needs at least one record",
         ));
     }
+    let replicated_at =
+        match crate::replication::produce_gate(shard, &part, acks == Acks::All, header.api_version)
+        {
+            Ok(epoch) => epoch,
+            Err(f) => return fail(f),
+        };
     let now = now_ms();
     let mut bytes = 0u64;
     let recs: Vec<storage::Record<'_>> = records
@@ -496,6 +554,7 @@ fn produce_start(
             base_offset,
             last_offset,
         }) => {
+            crate::replication::on_append(&part);
             part.appended.notify_all();
             part.prepare_next_segment();
             add(&part.records_in, recs.len() as u64);
@@ -537,15 +596,17 @@ fn produce_start(
             ready(Some(reply(durable)))
         }
         Acks::All => Box::pin(async move {
-            match part.wait_durable(last + 1).await {
-                Ok(()) => Some(reply(true)),
-                Err(msg) => Some(encode_error(
-                    header,
-                    &Failure::new(ErrorCode::StorageError, msg),
-                    0,
-                    &limits,
-                )),
+            if let Err(msg) = part.wait_durable(last + 1).await {
+                let f = Failure::new(ErrorCode::StorageError, msg);
+                return Some(encode_error(header, &f, 0, &limits));
             }
+            if let Some(epoch) = replicated_at {
+                // Also on the disks of the in-sync replicas, below the high watermark.
+                if let Err(f) = crate::replication::wait_acks_all(&part, epoch, last).await {
+                    return Some(encode_error(header, &f, 0, &limits));
+                }
+            }
+            Some(reply(true))
         }),
     }
 }
@@ -600,14 +661,16 @@ pub async fn read_local(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
     let mut offset = args.offset;
     loop {
         let seen = p.appended.generation();
-        let (local_start, end) = {
+        let (local_start, log_end) = {
             let log = p.log.borrow();
             (log.start_offset(), log.end_offset())
         };
+        // A replicated partition shows consumers only what is below its high watermark.
+        let end = crate::replication::visible_end(&p, log_end);
         // A tiered partition's log starts in the object store.
         let remote = p.cold.get().and_then(|c| c.remote_range());
         let start = remote.map_or(local_start, |(rs, _)| rs.min(local_start));
-        if offset < start || offset > end {
+        if offset < start || offset > log_end {
             let tiered_closed = p.cold.get().is_some_and(|c| !c.is_open());
             let hint = if tiered_closed {
                 " (older offsets may be in the object store, whose manifest is not loaded yet: \
@@ -631,8 +694,11 @@ pub async fn read_local(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
                 let result = p.log.borrow().read(offset, args.max_bytes);
                 result.map_err(|e| storage_failure(&e))?
             };
+            let mut records = decode_records(&read, offset, args.max_bytes, now)?;
+            let decoded_any = !records.is_empty();
+            records.retain(|r| r.offset < end);
             let out = ReadOutcome {
-                records: decode_records(&read, offset, args.max_bytes, now)?,
+                records,
                 high_offset: end,
                 start_offset: start,
             };
@@ -643,8 +709,9 @@ pub async fn read_local(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
                 add(&p.bytes_out, bytes as u64);
                 return Ok(out);
             }
-            // Everything in range had expired (TTL): skip past it and keep looking.
-            if read.next_offset > offset {
+            // Everything in range had expired (TTL): skip past it and keep looking (but never
+            // past the high watermark: those records are only not visible yet).
+            if !decoded_any && read.next_offset > offset && read.next_offset <= end {
                 offset = read.next_offset;
                 continue;
             }

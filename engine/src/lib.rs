@@ -50,6 +50,7 @@ pub mod notify;
 pub mod offsets;
 pub mod partition;
 pub mod peer;
+pub mod replication;
 pub mod runtime;
 pub mod shard;
 pub mod stats;

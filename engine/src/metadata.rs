@@ -14,9 +14,10 @@
 //!   controller when this node is one (which forwards to the leader it knows), else to the
 //!   controllers in turn.
 //!
-//! What this does not do yet (docs/cluster.md, status): replicate partitions (topics have one
-//! replica each, so a partition is unavailable while its node is down), move leadership, route in
-//! the client (clients are told the leader's address and must connect there).
+//! Replicated topics (replication factor > 1) are served by `crate::replication`: the partition's
+//! leader takes writes, followers fetch from it, and the controller moves leadership to an
+//! in-sync replica when the leader's node is down. Topics of one replica are unavailable while
+//! their node is down.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -109,6 +110,21 @@ pub fn check_leader(shard: &Shard, t: &TopicMeta, partition: u32) -> Result<(), 
     Err(Failure::new(ErrorCode::NotLeader, message))
 }
 
+/// `(replication factor, min-insync)` of `t`: from the metadata for a cluster topic, `(1, 1)`
+/// for the node's own topics.
+pub fn replication_of(shard: &Shard, t: &TopicMeta) -> (u16, u16) {
+    if !t.cluster {
+        return (1, 1);
+    }
+    shard
+        .meta
+        .get()
+        .topics
+        .get(&t.name)
+        .filter(|m| m.topic_id == t.topic_id)
+        .map_or((1, 1), |m| (m.replication_factor, m.min_insync))
+}
+
 /// The placement Metadata v1 reports for `t`/`partition`: from the metadata for a cluster topic,
 /// this node alone (epoch 0) for the node's own topics; `None` while the metadata lacks it.
 pub fn placement(
@@ -157,12 +173,37 @@ pub async fn create_topic(
              create the topic without --tier-after-ms / --local-retention-bytes",
         ));
     }
+    let (rf, min_insync) = (
+        config.replication_factor_or_default(),
+        config.min_insync_or_default(),
+    );
+    let max = cluster::REPLICATION_FACTOR_MAX;
+    if rf == 0 || usize::from(rf) > max {
+        return Err(Failure::new(
+            ErrorCode::InvalidConfig,
+            format!("replication factor {rf} is out of range: use 1 to {max}"),
+        ));
+    }
+    if min_insync == 0 || min_insync > rf {
+        return Err(Failure::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "min-insync {min_insync} is out of range: use 1 to the replication factor {rf}"
+            ),
+        ));
+    }
+    if rf > 1 && settings.compacted {
+        return Err(Failure::new(
+            ErrorCode::InvalidConfig,
+            "compacted topics cannot be replicated yet (a compacted log has offset gaps that \
+             replica fetches do not carry); create it with replication factor 1",
+        ));
+    }
     let change = TopicChange::Create {
         name: name.to_string(),
         partitions: config.partitions,
-        // Replication is not built yet: one replica per partition, said plainly in the docs.
-        replication_factor: 1,
-        min_insync: 1,
+        replication_factor: rf,
+        min_insync,
         config: settings_to_config(&settings),
     };
     let topic_id = match shard.controller.clone() {
@@ -219,10 +260,12 @@ fn outcome_failure(name: &str, o: ChangeOutcome) -> Failure {
             ),
         ),
         ChangeOutcome::Refused { message } => Failure::new(ErrorCode::InvalidConfig, message),
-        ChangeOutcome::Created { .. } | ChangeOutcome::Deleted => Failure::new(
-            ErrorCode::Internal,
-            "unexpected controller answer".to_string(),
-        ),
+        ChangeOutcome::Created { .. } | ChangeOutcome::Deleted | ChangeOutcome::InSyncCommitted => {
+            Failure::new(
+                ErrorCode::Internal,
+                "unexpected controller answer".to_string(),
+            )
+        }
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Partition {
     /// The cold tier of a tiered topic's partition on a node with an object store; set once,
     /// right after the open.
     pub cold: std::cell::OnceCell<crate::tiering::PartitionCold>,
+    /// Leader or follower state of a replicated partition (`crate::replication`).
+    pub replica: crate::replication::ReplicaSlot,
 }
 
 /// Opens the log and the offsets file of a partition. Blocking: call through [`blocking`].
@@ -138,6 +140,7 @@ impl Partition {
             records_out: Cell::new(0),
             bytes_out: Cell::new(0),
             cold: std::cell::OnceCell::new(),
+            replica: crate::replication::ReplicaSlot::default(),
         });
         if needs_segment {
             // New, or reopened after a clean close: otherwise the first append would create the
@@ -168,6 +171,7 @@ impl Partition {
             Ok(done) => {
                 self.log.borrow_mut().complete_flush(done);
                 *self.flush_error.borrow_mut() = None;
+                crate::replication::on_flushed(self);
             }
             Err(e) => {
                 // The kernel may have dropped the dirty pages: the log fences itself and only a

@@ -183,6 +183,9 @@ pub struct Shard {
     pub meta_next: Cell<usize>,
     /// The last metadata problem reported, so a persisting one is logged once.
     pub meta_fetch_error: RefCell<Option<String>>,
+    /// Connections to partition leaders, by client address, shared by this shard's follower
+    /// fetch loops (`crate::replication::follower`).
+    pub replica_conns: RefCell<HashMap<String, Rc<crate::peer::PeerConn>>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -454,6 +457,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         meta_conn: RefCell::new(None),
         meta_next: Cell::new(0),
         meta_fetch_error: RefCell::new(None),
+        replica_conns: RefCell::new(HashMap::new()),
         client_addr: RefCell::new(
             listener
                 .local_addr()
@@ -472,6 +476,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
     }
     spawn_background(&shard);
     crate::metadata::spawn_follower(&shard);
+    crate::replication::spawn_reconciler(&shard);
     if shard.id == 0 && shard.config.analytics != crate::analytics_shard::Mode::Off {
         let mut config = analytics::Config::default();
         config.hot.partition_capacity_msgs_per_s =

@@ -53,6 +53,12 @@ pub struct CreateArgs {
     /// cold tier: keep at most this many bytes of sealed segments per partition on local disk; older ones are uploaded, then deleted locally (node needs --s3-endpoint)
     #[argh(option)]
     pub local_retention_bytes: Option<u64>,
+    /// replicas per partition (default 1; above 1 needs a cluster started with --controllers)
+    #[argh(option)]
+    pub replication_factor: Option<u16>,
+    /// in-sync replicas (the leader counts) an acks=all write needs (default min(2, replication factor))
+    #[argh(option)]
+    pub min_insync: Option<u16>,
     /// broker address (default 127.0.0.1:7070)
     #[argh(option, default = "DEFAULT_BROKER.to_string()")]
     pub broker: String,
@@ -114,6 +120,8 @@ pub fn run(a: TopicArgs) -> Result<(), String> {
                 default_ttl_ms: c.default_ttl_ms,
                 tier_after_ms: c.tier_after_ms,
                 local_retention_bytes: c.local_retention_bytes,
+                replication_factor: c.replication_factor,
+                min_insync: c.min_insync,
             };
             let id = client
                 .create_topic(&c.name, &config)

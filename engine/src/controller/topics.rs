@@ -36,6 +36,14 @@ pub enum TopicChange {
     Delete {
         name: String,
     },
+    /// A partition leader's in-sync set proposal, fenced by its epoch and the set version it saw.
+    InSync {
+        topic: String,
+        partition: u32,
+        leader_epoch: u32,
+        isr_version: u32,
+        in_sync: Vec<u64>,
+    },
 }
 
 /// The controller's answer.
@@ -46,6 +54,8 @@ pub enum ChangeOutcome {
         topic_id: u64,
     },
     Deleted,
+    /// An in-sync set proposal committed (a newer version of the set exists).
+    InSyncCommitted,
     /// This controller does not lead; the leader it knows (0 = none yet) and its client address.
     NotLeader {
         leader_id: u64,
@@ -82,8 +92,9 @@ pub(super) struct Pending {
 #[derive(Default)]
 pub(super) struct Topics {
     pub pending: Vec<Pending>,
-    /// Partitions whose assignment or leader was proposed, and when.
-    placing: BTreeMap<(String, u32), Instant>,
+    /// Partitions whose assignment, leader or in-sync set was proposed: when, and the partition's
+    /// (leader epoch, in-sync version) then; a committed change makes the entry stale at once.
+    placing: BTreeMap<(String, u32), (Instant, (u32, u32))>,
 }
 
 impl Topics {
@@ -122,6 +133,20 @@ impl Topics {
                     TopicChange::Delete { name } => {
                         (!state.topics.contains_key(name)).then_some(ChangeOutcome::Deleted)
                     }
+                    TopicChange::InSync {
+                        topic,
+                        partition,
+                        isr_version,
+                        ..
+                    } => match state
+                        .topics
+                        .get(topic)
+                        .and_then(|t| t.partitions.get(*partition as usize))
+                    {
+                        None => Some(ChangeOutcome::Unknown),
+                        Some(ps) => (ps.isr_version != *isr_version)
+                            .then_some(ChangeOutcome::InSyncCommitted),
+                    },
                 }
             };
             let outcome = outcome.or_else(|| {
@@ -152,7 +177,7 @@ impl Topics {
     pub fn placements(&mut self, state: &MetadataState, live: &BTreeSet<u64>) -> Vec<Command> {
         let now = Instant::now();
         self.placing
-            .retain(|_, at| now.duration_since(*at) < PLACEMENT_RETRY);
+            .retain(|_, (at, _)| now.duration_since(*at) < PLACEMENT_RETRY);
         let candidates: Vec<cluster::Candidate> = live
             .iter()
             .filter(|id| state.nodes.contains_key(id))
@@ -168,7 +193,12 @@ impl Topics {
                     continue;
                 };
                 let key = (name.clone(), index);
-                if self.placing.contains_key(&key) {
+                let seen = (p.leader_epoch, p.isr_version);
+                if self
+                    .placing
+                    .get(&key)
+                    .is_some_and(|(_, then)| *then == seen)
+                {
                     continue;
                 }
                 let cmd = if p.replicas.is_empty() {
@@ -182,8 +212,9 @@ impl Topics {
                         // Not enough live nodes yet: the create waits (and times out).
                         Err(_) => continue,
                     }
-                } else if p.leader == 0 {
-                    // Only an in-sync replica may lead (no unclean election); a live one.
+                } else if p.leader == 0 || !live.contains(&p.leader) {
+                    // Failover: only an in-sync replica may lead (no unclean election); a live
+                    // one, under a higher epoch that fences the old leader.
                     let Some(&leader) = p
                         .replicas
                         .iter()
@@ -197,10 +228,25 @@ impl Topics {
                         leader,
                         leader_epoch: p.leader_epoch + 1,
                     }
+                } else if p.in_sync.iter().any(|n| !live.contains(n)) {
+                    // A crashed member leaves the in-sync set (the live leader stays, so the set
+                    // is never empty); the leader's pending proposal ends with the new version.
+                    Command::SetInSync {
+                        topic: name.clone(),
+                        partition: index,
+                        leader_epoch: p.leader_epoch,
+                        isr_version: Some(p.isr_version),
+                        in_sync: p
+                            .in_sync
+                            .iter()
+                            .copied()
+                            .filter(|n| live.contains(n))
+                            .collect(),
+                    }
                 } else {
                     continue;
                 };
-                self.placing.insert(key, now);
+                self.placing.insert(key, (now, seen));
                 out.push(cmd);
             }
         }
@@ -311,10 +357,10 @@ mod tests {
             assert!(replicas.len() == 1 && live.contains(&replicas[0]), "{c:?}");
             s.apply(c).unwrap();
         }
-        // Proposed and not yet retried: nothing new until the leaders step.
-        let elect = topics.placements(&s, &live);
-        assert!(elect.is_empty(), "{elect:?}");
-        topics.placing.clear();
+        // Proposed and not committed: nothing is proposed again before the retry interval.
+        let fresh = state_with_topic(1, 8);
+        assert!(topics.placements(&fresh, &live).is_empty());
+        // Committed: the partitions' state moved on, so the leaders are elected at once.
         let elect = topics.placements(&s, &live);
         assert_eq!(elect.len(), 8);
         for c in &elect {
@@ -323,6 +369,54 @@ mod tests {
         assert!(s.topics["t"].partitions.iter().all(|p| p.leader != 0));
         topics.placing.clear();
         assert!(topics.placements(&s, &live).is_empty());
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_by_a_live_in_sync_replica_then_leaves_the_set() {
+        let mut s = state_with_topic(3, 1);
+        let mut topics = Topics::default();
+        let all: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        for c in topics.placements(&s, &all) {
+            s.apply(&c).unwrap();
+        }
+        for c in topics.placements(&s, &all) {
+            s.apply(&c).unwrap();
+        }
+        let p = s.topics["t"].partitions[0].clone();
+        assert!(p.leader != 0 && p.in_sync.len() == 3, "{p:?}");
+        assert!(topics.placements(&s, &all).is_empty());
+
+        // The leader's node is gone: the next in-sync live replica leads at a higher epoch.
+        let live: BTreeSet<u64> = all.iter().copied().filter(|n| *n != p.leader).collect();
+        let elect = topics.placements(&s, &live);
+        let [Command::SetLeader {
+            leader,
+            leader_epoch,
+            ..
+        }] = elect.as_slice()
+        else {
+            panic!("{elect:?}")
+        };
+        assert!(live.contains(leader) && *leader_epoch == p.leader_epoch + 1);
+        s.apply(&elect[0]).unwrap();
+        // Then the dead node leaves the in-sync set, fenced by the new epoch and the version.
+        let shrink = topics.placements(&s, &live);
+        let [Command::SetInSync {
+            in_sync,
+            isr_version,
+            ..
+        }] = shrink.as_slice()
+        else {
+            panic!("{shrink:?}")
+        };
+        assert_eq!(in_sync.iter().copied().collect::<BTreeSet<_>>(), live);
+        assert_eq!(*isr_version, Some(s.topics["t"].partitions[0].isr_version));
+        s.apply(&shrink[0]).unwrap();
+        assert!(topics.placements(&s, &live).is_empty());
+
+        // Never an unclean election: with no live in-sync replica the partition waits.
+        let only_dead: BTreeSet<u64> = [p.leader].into_iter().collect();
+        assert!(topics.placements(&s, &only_dead).is_empty());
     }
 
     #[test]

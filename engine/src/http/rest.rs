@@ -74,6 +74,15 @@ fn field_u64(v: &Value, name: &str) -> Result<Option<u64>> {
     }
 }
 
+fn field_u16(v: &Value, name: &str) -> Result<Option<u16>> {
+    field_u64(v, name)?
+        .map(|n| {
+            u16::try_from(n)
+                .map_err(|_| HttpError::bad(format!("{name} must be an integer from 0 to 65535")))
+        })
+        .transpose()
+}
+
 /// `POST /topics`.
 pub async fn create_topic(shard: &Rc<Shard>, body: &Value) -> Result<Value> {
     let name = body
@@ -96,6 +105,8 @@ pub async fn create_topic(shard: &Rc<Shard>, body: &Value) -> Result<Value> {
         default_ttl_ms: field_u64(body, "default_ttl_ms")?,
         tier_after_ms: field_u64(body, "tier_after_ms")?,
         local_retention_bytes: field_u64(body, "local_retention_bytes")?,
+        replication_factor: field_u16(body, "replication_factor")?,
+        min_insync: field_u16(body, "min_insync")?,
     };
     // Topic admin runs on shard 0, which owns the catalog and the admin lock.
     let reply = call_shard(shard, 0, Request::CreateTopic { name, config }).await?;

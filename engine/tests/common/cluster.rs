@@ -1,5 +1,6 @@
 //! Several real nodes on fixed ports forming one cluster: the first `controllers` of them are
-//! the metadata controllers (`--controllers`), every node joins gossip through the first one.
+//! the metadata controllers (`--controllers`); every node joins gossip through the gossip
+//! addresses the other nodes had when they last started (a restarted node gets a new one).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,8 @@ pub struct Cluster {
     pub dirs: Vec<PathBuf>,
     pub ports: Vec<u16>,
     pub controllers: String,
-    pub seed: Option<String>,
+    /// Each node's gossip address as of its last start.
+    pub gossip: Vec<Option<String>>,
 }
 
 impl Cluster {
@@ -38,7 +40,7 @@ impl Cluster {
             dirs: (1..=nodes).map(|i| root.join(format!("n{i}"))).collect(),
             ports,
             controllers: list,
-            seed: None,
+            gossip: vec![None; nodes],
         }
     }
 
@@ -48,23 +50,28 @@ impl Cluster {
             i + 1,
             self.controllers
         );
-        if let Some(s) = &self.seed {
-            t.push_str(&format!("seeds = [\"{s}\"]\n"));
+        let seeds: Vec<String> = self
+            .gossip
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, g)| g.as_ref().map(|g| format!("\"{g}\"")))
+            .collect();
+        if !seeds.is_empty() {
+            t.push_str(&format!("seeds = [{}]\n", seeds.join(", ")));
         }
         t
     }
 
-    /// Starts node `i` (0-based; node id `i + 1`) on its port; the first node started becomes
-    /// the gossip seed of the others.
+    /// Starts (or restarts) node `i` (0-based; node id `i + 1`) on its port; it joins gossip
+    /// through the other nodes started so far.
     pub fn start(&mut self, i: usize) -> Node {
         let node = Node::start_on_with_config(&self.dirs[i], 1, self.ports[i], &self.toml(i));
-        if self.seed.is_none() {
-            let ports: Value = serde_json::from_str(
-                &std::fs::read_to_string(self.dirs[i].join("ports.json")).unwrap(),
-            )
-            .unwrap();
-            self.seed = Some(ports["gossip"].as_str().unwrap().to_string());
-        }
+        let ports: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dirs[i].join("ports.json")).unwrap(),
+        )
+        .unwrap();
+        self.gossip[i] = Some(ports["gossip"].as_str().unwrap().to_string());
         node
     }
 }

@@ -1,0 +1,182 @@
+//! In-sync set changes a partition leader wants ([`cluster::LeaderState::poll_isr_change`]),
+//! sent to the metadata controller as AlterInSync (api 17) and committed there as `SetInSync`
+//! fenced by leader epoch and in-sync set version. The leader learns the outcome only from the
+//! committed metadata (docs/replication-format.md: a proposal ends only through committed
+//! metadata), so this module only delivers: one proposal in flight per partition, resent at most
+//! every [`RESEND_INTERVAL`] while it stays pending.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use cluster::IsrChange;
+use net::codec::{ErrorCode, Request, Response};
+
+use crate::controller::{ChangeOutcome, TopicChange};
+use crate::handlers::Failure;
+use crate::partition::Partition;
+use crate::peer::{PeerConfig, PeerConn};
+use crate::shard::Shard;
+
+/// A pending proposal is sent again after this long without a newer committed set.
+pub const RESEND_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sends `change` for `p` unless one is in flight or was sent less than [`RESEND_INTERVAL`] ago.
+pub fn propose(shard: &Rc<Shard>, p: &Rc<Partition>, change: IsrChange) {
+    let last = p.replica.isr_sent.get();
+    if p.replica.isr_in_flight.get() || last.is_some_and(|t| t.elapsed() < RESEND_INTERVAL) {
+        return;
+    }
+    p.replica.isr_in_flight.set(true);
+    p.replica.isr_sent.set(Some(Instant::now()));
+    let (s, part) = (shard.clone(), p.clone());
+    glommio::spawn_local(async move {
+        if let Err(f) = send(&s, &part, &change).await {
+            part.replica.report(
+                &part,
+                format!(
+                    "in-sync set change to {:?} not delivered: {}",
+                    change.in_sync, f.message
+                ),
+            );
+        }
+        part.replica.isr_in_flight.set(false);
+    })
+    .detach();
+}
+
+fn to_change(p: &Partition, c: &IsrChange) -> TopicChange {
+    TopicChange::InSync {
+        topic: p.topic.clone(),
+        partition: p.index,
+        leader_epoch: c.leader_epoch,
+        isr_version: c.isr_version,
+        in_sync: c.in_sync.iter().map(|n| u64::from(*n)).collect(),
+    }
+}
+
+async fn send(shard: &Rc<Shard>, p: &Rc<Partition>, c: &IsrChange) -> Result<(), Failure> {
+    if let Some(ctl) = shard.controller.clone() {
+        match ctl.change(to_change(p, c)).await {
+            ChangeOutcome::InSyncCommitted => return Ok(()),
+            ChangeOutcome::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            } => return send_to(shard, &addr, p, c).await,
+            ChangeOutcome::Refused { message } => {
+                return Err(Failure::new(ErrorCode::InvalidRequest, message))
+            }
+            other => {
+                return Err(Failure::new(
+                    ErrorCode::NotLeader,
+                    format!("the controller answered {other:?}"),
+                ))
+            }
+        }
+    }
+    let mut last = None;
+    for (_, addr) in &shard.config.cluster.controllers {
+        match send_to(shard, addr, p, c).await {
+            Ok(()) => return Ok(()),
+            Err(f) if f.code == ErrorCode::NotLeader => last = Some(f),
+            Err(f) => return Err(f),
+        }
+    }
+    Err(last.unwrap_or_else(|| Failure::new(ErrorCode::NotLeader, "no controllers configured")))
+}
+
+async fn send_to(
+    shard: &Rc<Shard>,
+    addr: &str,
+    p: &Partition,
+    c: &IsrChange,
+) -> Result<(), Failure> {
+    let config = PeerConfig {
+        client_name: "sprawl-isr".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(15),
+        ..PeerConfig::default()
+    };
+    let unreachable = |e: crate::peer::PeerError| Failure::new(ErrorCode::NotLeader, e.to_string());
+    let conn = PeerConn::connect(addr, config).await.map_err(unreachable)?;
+    let reply = conn
+        .call(&Request::AlterInSync {
+            topic: &p.topic,
+            partition: p.index,
+            leader: shard.config.node_id,
+            leader_epoch: c.leader_epoch,
+            isr_version: c.isr_version,
+            in_sync: c.in_sync.clone(),
+        })
+        .await
+        .map_err(unreachable)?;
+    match crate::handlers::decode_reply(&reply)? {
+        Response::AlterInSync { .. } => Ok(()),
+        other => Err(Failure::new(
+            ErrorCode::Internal,
+            format!("{addr} answered {:?} to AlterInSync", other.api_key()),
+        )),
+    }
+}
+
+/// A controller's handling of an AlterInSync request from a partition leader: the committed
+/// `(isr_version, in_sync)` once the metadata holds a newer set than the one the leader saw.
+pub async fn handle(
+    shard: &Shard,
+    topic: &str,
+    partition: u32,
+    leader: u32,
+    leader_epoch: u32,
+    isr_version: u32,
+    in_sync: &[u32],
+) -> Result<(u32, Vec<u32>), Failure> {
+    if !in_sync.contains(&leader) {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            format!("the proposed in-sync set {in_sync:?} lacks its leader {leader}"),
+        ));
+    }
+    let Some(ctl) = shard.controller.clone() else {
+        return Err(Failure::new(
+            ErrorCode::NotLeader,
+            format!(
+                "node {} is not a metadata controller; ask one of its --controllers",
+                shard.config.node_id
+            ),
+        ));
+    };
+    let change = TopicChange::InSync {
+        topic: topic.to_string(),
+        partition,
+        leader_epoch,
+        isr_version,
+        in_sync: in_sync.iter().map(|n| u64::from(*n)).collect(),
+    };
+    match ctl.change(change).await {
+        ChangeOutcome::InSyncCommitted => {
+            let state = ctl.view().state.clone();
+            let ps = state
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(partition as usize));
+            Ok(ps.map_or((0, Vec::new()), |ps| {
+                (ps.isr_version, super::ids(&ps.in_sync))
+            }))
+        }
+        ChangeOutcome::NotLeader {
+            leader_id,
+            leader_addr,
+        } => Err(Failure::new(
+            ErrorCode::NotLeader,
+            match leader_addr {
+                Some(a) => format!("the metadata leader is node {leader_id} at {a}"),
+                None => "the metadata controllers have no leader right now; retry".into(),
+            },
+        )),
+        ChangeOutcome::Unknown => Err(crate::handlers::unknown_topic(topic)),
+        ChangeOutcome::Refused { message } => Err(Failure::new(ErrorCode::InvalidRequest, message)),
+        other => Err(Failure::new(
+            ErrorCode::Internal,
+            format!("unexpected controller answer {other:?}"),
+        )),
+    }
+}

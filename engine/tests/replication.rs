@@ -1,0 +1,287 @@
+//! Replicated partitions on three real nodes (all three metadata controllers): a topic with
+//! replication factor 3 and min-insync 2 takes `acks=all` writes on its leaders, every
+//! acknowledged record survives a kill -9 of a partition leader (a follower takes over under a
+//! new epoch and serves them), the killed node comes back as a follower, catches up and rejoins
+//! the in-sync set, and consumers never see a record twice or out of order.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::{cluster_doc, controller, Cluster};
+use common::Node;
+use net::client::{ClientError, ClusterClient};
+use net::codec::{Acks, TopicConfig};
+use serde_json::Value;
+
+const TOPIC: &str = "replicated";
+const PARTITIONS: u32 = 2;
+
+fn wait_registered(node: &Node, nodes: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = controller(node);
+        if v["leader_id"].as_u64().unwrap_or(0) != 0
+            && v["nodes"].as_array().unwrap().len() == nodes
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader with {nodes} nodes: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The topic's partitions in `/cluster` of `node`.
+fn partitions(node: &Node) -> Vec<Value> {
+    cluster_doc(node)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == TOPIC)
+        .cloned()
+        .collect()
+}
+
+/// Waits until every partition, as `node` sees it, satisfies `ok`.
+fn wait_partitions(node: &Node, what: &str, limit: Duration, ok: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let ps = partitions(node);
+        if ps.len() == PARTITIONS as usize && ps.iter().all(&ok) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {ps:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn isr_len(p: &Value) -> usize {
+    p["isr"].as_array().map_or(0, |a| a.len())
+}
+
+/// Produces `value` to `partition` with acks=all, retrying through leader changes for up to
+/// `limit`; returns the acknowledged offset and how long it took.
+fn produce_retrying(
+    addrs: &[String],
+    partition: u32,
+    value: &str,
+    limit: Duration,
+) -> (u64, Duration) {
+    let started = Instant::now();
+    let boot: Vec<&str> = addrs.iter().map(|s| s.as_str()).collect();
+    let mut last: Option<ClientError> = None;
+    while started.elapsed() < limit {
+        if let Ok(mut cc) = ClusterClient::connect(&boot, Default::default()) {
+            let rec = common::records(&[value.as_bytes()]);
+            match cc.produce(TOPIC, partition, Acks::All, None, &rec) {
+                Ok(Some(ack)) => return (ack.base_offset, started.elapsed()),
+                Ok(None) => panic!("acks=all produce got no acknowledgement"),
+                Err(e) => last = Some(e),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no acks=all write to partition {partition} within {limit:?}: {last:?}");
+}
+
+/// Every record of `partition`, read from its current leader.
+fn read_partition(addrs: &[String], partition: u32) -> Vec<(u64, Vec<u8>)> {
+    let boot: Vec<&str> = addrs.iter().map(|s| s.as_str()).collect();
+    let mut cc = ClusterClient::connect(&boot, Default::default()).unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let f = cc.fetch(TOPIC, partition, offset, 1 << 20, 0).unwrap();
+        if f.records.is_empty() {
+            return out;
+        }
+        for r in f.records {
+            offset = r.offset + 1;
+            out.push((r.offset, r.value));
+        }
+    }
+}
+
+#[test]
+fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
+    let root = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(root.path(), 3, 3);
+    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().addr.clone())
+        .collect();
+    wait_registered(nodes[0].as_ref().unwrap(), 3);
+
+    let config = TopicConfig {
+        partitions: PARTITIONS,
+        replication_factor: Some(3),
+        min_insync: Some(2),
+        ..TopicConfig::default()
+    };
+    nodes[1]
+        .as_ref()
+        .unwrap()
+        .client()
+        .create_topic(TOPIC, &config)
+        .unwrap();
+    let first = nodes[0].as_ref().unwrap();
+    wait_partitions(
+        first,
+        "placed on 3 replicas",
+        Duration::from_secs(20),
+        |p| p["replicas"].as_array().unwrap().len() == 3 && isr_len(p) == 3,
+    );
+
+    // acks=all writes, acknowledged once on the leader's disk and on min-insync disks.
+    let mut acked: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
+    for i in 0..200u32 {
+        let partition = i % PARTITIONS;
+        let value = format!("before-{i}");
+        let (offset, _) = produce_retrying(&addrs, partition, &value, Duration::from_secs(20));
+        acked.entry(partition).or_default().push((offset, value));
+    }
+
+    // kill -9 the leader of partition 0: a follower takes over under a higher epoch.
+    let before: Vec<Value> = partitions(first);
+    let p0 = before.iter().find(|p| p["partition"] == 0).unwrap();
+    let (leader, epoch) = (p0["leader"].as_u64().unwrap(), p0["leader_epoch"].as_u64());
+    let victim = leader as usize - 1;
+    nodes[victim].as_mut().unwrap().kill9();
+    let survivor_index = (victim + 1) % 3;
+    let survivors: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, a)| a.clone())
+        .collect();
+    let (offset, took) = produce_retrying(&survivors, 0, "after-kill", Duration::from_secs(60));
+    eprintln!("writes to partition 0 resumed {took:?} after its leader was killed");
+    acked
+        .get_mut(&0)
+        .unwrap()
+        .push((offset, "after-kill".into()));
+    let after = partitions(nodes[survivor_index].as_ref().unwrap());
+    let p0 = after.iter().find(|p| p["partition"] == 0).unwrap();
+    assert_ne!(p0["leader"].as_u64().unwrap(), leader, "{p0}");
+    assert!(
+        p0["leader_epoch"].as_u64() > epoch,
+        "{p0} vs epoch {epoch:?}"
+    );
+
+    // Nothing acknowledged is lost, nothing is duplicated, offsets are the acknowledged ones.
+    for partition in 0..PARTITIONS {
+        let stored = read_partition(&survivors, partition);
+        let want = &acked[&partition];
+        assert_eq!(stored.len(), want.len(), "partition {partition}");
+        for ((o, v), (wo, wv)) in stored.iter().zip(want) {
+            assert_eq!(
+                (o, v.as_slice()),
+                (wo, wv.as_bytes()),
+                "partition {partition}"
+            );
+        }
+    }
+
+    // The killed node restarts, follows, catches up and rejoins every in-sync set.
+    nodes[victim] = Some(c.start(victim));
+    let survivor = nodes[survivor_index].as_ref().unwrap();
+    wait_partitions(survivor, "rejoined in sync", Duration::from_secs(90), |p| {
+        isr_len(p) == 3
+    });
+    let (offset, _) = produce_retrying(&addrs, 1, "after-rejoin", Duration::from_secs(20));
+    acked
+        .get_mut(&1)
+        .unwrap()
+        .push((offset, "after-rejoin".into()));
+    for partition in 0..PARTITIONS {
+        let stored = read_partition(&addrs, partition);
+        let values: Vec<&[u8]> = stored.iter().map(|(_, v)| v.as_slice()).collect();
+        let want: Vec<&[u8]> = acked[&partition]
+            .iter()
+            .map(|(_, v)| v.as_bytes())
+            .collect();
+        assert_eq!(values, want, "partition {partition} after the rejoin");
+    }
+}
+
+#[test]
+fn a_lost_follower_leaves_the_in_sync_set_and_min_insync_refuses_writes_until_it_returns() {
+    let root = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(root.path(), 3, 3);
+    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().addr.clone())
+        .collect();
+    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let config = TopicConfig {
+        partitions: PARTITIONS,
+        replication_factor: Some(3),
+        min_insync: Some(3),
+        ..TopicConfig::default()
+    };
+    nodes[0]
+        .as_ref()
+        .unwrap()
+        .client()
+        .create_topic(TOPIC, &config)
+        .unwrap();
+    wait_partitions(
+        nodes[0].as_ref().unwrap(),
+        "all in sync",
+        Duration::from_secs(20),
+        |p| isr_len(p) == 3,
+    );
+    let (first, _) = produce_retrying(&addrs, 1, "all three", Duration::from_secs(20));
+
+    // kill -9 a node that does not lead partition 1: it leaves partition 1's in-sync set.
+    let p1 = partitions(nodes[0].as_ref().unwrap())
+        .into_iter()
+        .find(|p| p["partition"] == 1)
+        .unwrap();
+    let leader = p1["leader"].as_u64().unwrap() as usize - 1;
+    let victim = (leader + 1) % 3;
+    nodes[victim].as_mut().unwrap().kill9();
+    let watcher = nodes[leader].as_ref().unwrap();
+    wait_partitions(
+        watcher,
+        "victim out of sync",
+        Duration::from_secs(60),
+        |p| p["partition"] != 1 || isr_len(p) == 2,
+    );
+
+    // Two in sync, three required: refused up front with NOT_ENOUGH_REPLICAS, nothing written.
+    let mut lc = net::client::Client::connect(&addrs[leader], Default::default()).unwrap();
+    let rec = common::records(&[b"refused"]);
+    let err = lc.produce(TOPIC, 1, Acks::All, None, &rec).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::Server {
+                code: net::codec::ErrorCode::NotEnoughReplicas,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // The node returns, catches up and rejoins: writes are taken again, gap-free.
+    nodes[victim] = Some(c.start(victim));
+    let watcher = nodes[leader].as_ref().unwrap();
+    wait_partitions(
+        watcher,
+        "victim back in sync",
+        Duration::from_secs(60),
+        |p| isr_len(p) == 3,
+    );
+    let (next, _) = produce_retrying(&addrs, 1, "back to three", Duration::from_secs(20));
+    assert_eq!(next, first + 1, "the refused write left no record");
+    let stored = read_partition(&addrs, 1);
+    let values: Vec<&[u8]> = stored.iter().map(|(_, v)| v.as_slice()).collect();
+    assert_eq!(values, vec![&b"all three"[..], b"back to three"]);
+}
