@@ -12,9 +12,11 @@
 //! `sprawl_partition_sync_segment_creations_total`, and installing a compaction renames files. Backpressure is budget-based: a connection that has spent its in-flight budget is
 //! simply not read until replies go out.
 //!
-//! Cluster membership (gossip, `membership`) and the Raft metadata controllers (`controller`) run
-//! in the node; what it deliberately does not do (yet): replicated partitions, forwarding between
-//! nodes, tiered storage. `docs/cluster.md` says what exists.
+//! Cluster membership (gossip, `membership`), the Raft metadata controllers (`controller`), the
+//! metadata every node follows (`metadata`) and partition replication (`replication`) run in the
+//! node; what it deliberately does not do (yet): forward data requests between nodes (clients go
+//! to the leader), reassign replicas after a node loss, consumer groups across nodes.
+//! `docs/cluster.md` says what exists.
 //!
 //! Modules: [`config`] (flags > env > TOML), [`runtime`] (executors, limits, signals), [`shard`]
 //! (routing, mesh calls), [`conn`] (one connection), [`handlers`] (requests on the owning shard),
