@@ -412,9 +412,34 @@ impl Run {
             TopicChange::InSync {
                 topic,
                 partition,
+                leader,
+                leader_epoch,
+                ..
+            } if matches!(&change, TopicChange::InSync { in_sync, .. } if in_sync.is_empty()) => {
+                let live: std::collections::BTreeSet<u64> =
+                    self.members.iter().map(|(id, _)| *id).collect();
+                match topics::reelection(
+                    self.node.state(),
+                    &live,
+                    topic,
+                    *partition,
+                    *leader,
+                    *leader_epoch,
+                ) {
+                    Ok(cmd) => cmd,
+                    Err(message) => {
+                        let _ = reply.try_send(ChangeOutcome::Refused { message });
+                        return;
+                    }
+                }
+            }
+            TopicChange::InSync {
+                topic,
+                partition,
                 leader_epoch,
                 isr_version,
                 in_sync,
+                ..
             } => Command::SetInSync {
                 topic: topic.clone(),
                 partition: *partition,

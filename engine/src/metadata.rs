@@ -260,6 +260,7 @@ fn outcome_failure(name: &str, o: ChangeOutcome) -> Failure {
             ),
         ),
         ChangeOutcome::Refused { message } => Failure::new(ErrorCode::InvalidConfig, message),
+        ChangeOutcome::TimedOut { message } => Failure::new(ErrorCode::Timeout, message),
         ChangeOutcome::Created { .. } | ChangeOutcome::Deleted | ChangeOutcome::InSyncCommitted => {
             Failure::new(
                 ErrorCode::Internal,

@@ -285,3 +285,74 @@ fn a_lost_follower_leaves_the_in_sync_set_and_min_insync_refuses_writes_until_it
     let values: Vec<&[u8]> = stored.iter().map(|(_, v)| v.as_slice()).collect();
     assert_eq!(values, vec![&b"all three"[..], b"back to three"]);
 }
+
+#[test]
+fn a_leader_restarted_at_once_never_leads_twice_at_one_epoch_and_writes_resume() {
+    let root = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(root.path(), 3, 3);
+    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().addr.clone())
+        .collect();
+    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let config = TopicConfig {
+        partitions: PARTITIONS,
+        replication_factor: Some(3),
+        ..TopicConfig::default()
+    };
+    nodes[2]
+        .as_ref()
+        .unwrap()
+        .client()
+        .create_topic(TOPIC, &config)
+        .unwrap();
+    wait_partitions(
+        nodes[0].as_ref().unwrap(),
+        "all in sync",
+        Duration::from_secs(20),
+        |p| isr_len(p) == 3,
+    );
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let v = format!("first-{i}");
+        acked.push((
+            produce_retrying(&addrs, 0, &v, Duration::from_secs(20)).0,
+            v,
+        ));
+    }
+    let p0 = partitions(nodes[0].as_ref().unwrap())
+        .into_iter()
+        .find(|p| p["partition"] == 0)
+        .unwrap();
+    let (leader, epoch) = (
+        p0["leader"].as_u64().unwrap() as usize - 1,
+        p0["leader_epoch"].as_u64().unwrap(),
+    );
+
+    // kill -9 and start again at once, typically before failure detection: the node is still
+    // named leader at an epoch its leader-epochs file holds, so it asks for a new election.
+    nodes[leader].as_mut().unwrap().kill9();
+    nodes[leader] = Some(c.start(leader));
+    let (offset, took) = produce_retrying(&addrs, 0, "after-restart", Duration::from_secs(30));
+    eprintln!("writes to partition 0 resumed {took:?} after its leader restarted");
+    acked.push((offset, "after-restart".into()));
+    let watcher = nodes[(leader + 1) % 3].as_ref().unwrap();
+    let p0 = partitions(watcher)
+        .into_iter()
+        .find(|p| p["partition"] == 0)
+        .unwrap();
+    assert!(p0["leader_epoch"].as_u64().unwrap() > epoch, "{p0}");
+    let stored = read_partition(&addrs, 0);
+    let want: Vec<(u64, Vec<u8>)> = acked
+        .iter()
+        .map(|(o, v)| (*o, v.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(stored, want);
+    let out = nodes[leader].take().unwrap().terminate();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "restarted leader asked for a new election: {}",
+        err.contains("asked the controller for a new election")
+    );
+}

@@ -37,9 +37,12 @@ pub enum TopicChange {
         name: String,
     },
     /// A partition leader's in-sync set proposal, fenced by its epoch and the set version it saw.
+    /// An empty `in_sync` asks for a new election instead: the leader cannot lead at
+    /// `leader_epoch` (its epoch history holds it already, after a fast restart).
     InSync {
         topic: String,
         partition: u32,
+        leader: u64,
         leader_epoch: u32,
         isr_version: u32,
         in_sync: Vec<u64>,
@@ -65,8 +68,12 @@ pub enum ChangeOutcome {
     Exists,
     /// No topic of that name.
     Unknown,
-    /// Refused by the metadata rules (a bad setting) or not done in time.
+    /// Refused by the metadata rules (a bad setting or a stale epoch or version).
     Refused {
+        message: String,
+    },
+    /// Not committed (or not placed) within [`PROPOSAL_TIMEOUT`]; it may still take effect.
+    TimedOut {
         message: String,
     },
 }
@@ -136,7 +143,9 @@ impl Topics {
                     TopicChange::InSync {
                         topic,
                         partition,
+                        leader_epoch,
                         isr_version,
+                        in_sync,
                         ..
                     } => match state
                         .topics
@@ -144,13 +153,15 @@ impl Topics {
                         .and_then(|t| t.partitions.get(*partition as usize))
                     {
                         None => Some(ChangeOutcome::Unknown),
+                        Some(ps) if in_sync.is_empty() => (ps.leader_epoch > *leader_epoch)
+                            .then_some(ChangeOutcome::InSyncCommitted),
                         Some(ps) => (ps.isr_version != *isr_version)
                             .then_some(ChangeOutcome::InSyncCommitted),
                     },
                 }
             };
             let outcome = outcome.or_else(|| {
-                (now >= p.deadline).then(|| ChangeOutcome::Refused {
+                (now >= p.deadline).then(|| ChangeOutcome::TimedOut {
                     message: format!(
                         "the metadata change did not complete within {} s (are enough nodes \
                          alive and registered for the replication factor? see `sprawl cluster \
@@ -252,6 +263,46 @@ impl Topics {
         }
         out
     }
+}
+
+/// The election a leader asks for when it cannot lead at `leader_epoch`: the first live in-sync
+/// replica other than the asker (else the asker itself) at the next epoch. `Err` names why none
+/// is proposed: the request is stale or nobody can lead.
+pub fn reelection(
+    state: &MetadataState,
+    live: &BTreeSet<u64>,
+    topic: &str,
+    partition: u32,
+    asker: u64,
+    leader_epoch: u32,
+) -> Result<Command, String> {
+    let ps = state
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .ok_or_else(|| format!("unknown partition {topic}/{partition}"))?;
+    if ps.leader != asker || ps.leader_epoch != leader_epoch {
+        return Err(format!(
+            "stale re-election request: {topic}/{partition} is led by node {} at epoch {}, not \
+             by node {asker} at epoch {leader_epoch}",
+            ps.leader, ps.leader_epoch
+        ));
+    }
+    let electable = |n: &&u64| ps.in_sync.contains(n) && (live.contains(n) || **n == asker);
+    let leader = ps
+        .replicas
+        .iter()
+        .filter(electable)
+        .find(|n| **n != asker)
+        .or_else(|| ps.replicas.iter().find(|n| **n == asker))
+        .copied()
+        .ok_or_else(|| format!("no in-sync replica of {topic}/{partition} can lead"))?;
+    Ok(Command::SetLeader {
+        topic: topic.to_string(),
+        partition,
+        leader,
+        leader_epoch: leader_epoch + 1,
+    })
 }
 
 /// Config keys of the metadata's topic record for the node's topic settings.
@@ -420,6 +471,61 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_that_cannot_lead_at_its_epoch_gets_a_new_election() {
+        let mut s = state_with_topic(3, 1);
+        let mut topics = Topics::default();
+        let all: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        for _ in 0..2 {
+            for c in topics.placements(&s, &all) {
+                s.apply(&c).unwrap();
+            }
+        }
+        let p = s.topics["t"].partitions[0].clone();
+        let (asker, epoch) = (p.leader, p.leader_epoch);
+        // Stale: another node, or another epoch.
+        let other = p.replicas.iter().copied().find(|n| *n != asker).unwrap();
+        assert!(reelection(&s, &all, "t", 0, other, epoch).is_err());
+        assert!(reelection(&s, &all, "t", 0, asker, epoch + 1).is_err());
+        assert!(reelection(&s, &all, "t", 1, asker, epoch).is_err());
+        // Another live in-sync replica takes over at the next epoch.
+        let cmd = reelection(&s, &all, "t", 0, asker, epoch).unwrap();
+        let Command::SetLeader {
+            leader,
+            leader_epoch,
+            ..
+        } = &cmd
+        else {
+            panic!("{cmd:?}")
+        };
+        assert!(*leader != asker && p.in_sync.contains(leader));
+        assert_eq!(*leader_epoch, epoch + 1);
+        s.apply(&cmd).unwrap();
+        // Alone in sync: the asker itself is elected again, at a new epoch.
+        let mut alone = state_with_topic(3, 1);
+        for _ in 0..2 {
+            for c in Topics::default().placements(&alone, &all) {
+                alone.apply(&c).unwrap();
+            }
+        }
+        let q = alone.topics["t"].partitions[0].clone();
+        alone
+            .apply(&Command::SetInSync {
+                topic: "t".into(),
+                partition: 0,
+                leader_epoch: q.leader_epoch,
+                isr_version: Some(q.isr_version),
+                in_sync: vec![q.leader],
+            })
+            .unwrap();
+        let cmd = reelection(&alone, &all, "t", 0, q.leader, q.leader_epoch).unwrap();
+        assert!(
+            matches!(cmd, Command::SetLeader { leader, leader_epoch, .. }
+                if leader == q.leader && leader_epoch == q.leader_epoch + 1),
+            "{cmd:?}"
+        );
+    }
+
+    #[test]
     fn too_few_live_nodes_leave_partitions_unplaced() {
         let s = state_with_topic(3, 2);
         let mut topics = Topics::default();
@@ -446,7 +552,7 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), ChangeOutcome::Deleted);
         assert!(matches!(
             rx.try_recv().unwrap(),
-            ChangeOutcome::Refused { .. }
+            ChangeOutcome::TimedOut { .. }
         ));
         assert_eq!(topics.pending.len(), 1);
         topics.resolve(&[], &s, Some((2, Some("h2:7070".into()))));

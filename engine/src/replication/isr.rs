@@ -20,6 +20,18 @@ use crate::shard::Shard;
 /// A pending proposal is sent again after this long without a newer committed set.
 pub const RESEND_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Asks the controller for a new election of `p`: this node is named leader at `leader_epoch`
+/// but its epoch history already holds that epoch (it restarted before the controller noticed),
+/// and a node never leads twice at one epoch. Sent as an AlterInSync with an empty set.
+pub fn request_election(shard: &Rc<Shard>, p: &Rc<Partition>, leader_epoch: u32, isr_version: u32) {
+    let change = IsrChange {
+        leader_epoch,
+        isr_version,
+        in_sync: Vec::new(),
+    };
+    propose(shard, p, change);
+}
+
 /// Sends `change` for `p` unless one is in flight or was sent less than [`RESEND_INTERVAL`] ago.
 pub fn propose(shard: &Rc<Shard>, p: &Rc<Partition>, change: IsrChange) {
     let last = p.replica.isr_sent.get();
@@ -44,10 +56,11 @@ pub fn propose(shard: &Rc<Shard>, p: &Rc<Partition>, change: IsrChange) {
     .detach();
 }
 
-fn to_change(p: &Partition, c: &IsrChange) -> TopicChange {
+fn to_change(shard: &Shard, p: &Partition, c: &IsrChange) -> TopicChange {
     TopicChange::InSync {
         topic: p.topic.clone(),
         partition: p.index,
+        leader: u64::from(shard.config.node_id),
         leader_epoch: c.leader_epoch,
         isr_version: c.isr_version,
         in_sync: c.in_sync.iter().map(|n| u64::from(*n)).collect(),
@@ -56,7 +69,7 @@ fn to_change(p: &Partition, c: &IsrChange) -> TopicChange {
 
 async fn send(shard: &Rc<Shard>, p: &Rc<Partition>, c: &IsrChange) -> Result<(), Failure> {
     if let Some(ctl) = shard.controller.clone() {
-        match ctl.change(to_change(p, c)).await {
+        match ctl.change(to_change(shard, p, c)).await {
             ChangeOutcome::InSyncCommitted => return Ok(()),
             ChangeOutcome::NotLeader {
                 leader_addr: Some(addr),
@@ -64,6 +77,9 @@ async fn send(shard: &Rc<Shard>, p: &Rc<Partition>, c: &IsrChange) -> Result<(),
             } => return send_to(shard, &addr, p, c).await,
             ChangeOutcome::Refused { message } => {
                 return Err(Failure::new(ErrorCode::InvalidRequest, message))
+            }
+            ChangeOutcome::TimedOut { message } => {
+                return Err(Failure::new(ErrorCode::Timeout, message))
             }
             other => {
                 return Err(Failure::new(
@@ -129,7 +145,8 @@ pub async fn handle(
     isr_version: u32,
     in_sync: &[u32],
 ) -> Result<(u32, Vec<u32>), Failure> {
-    if !in_sync.contains(&leader) {
+    // An empty set is the leader's request for a new election (it cannot lead at its epoch).
+    if !in_sync.is_empty() && !in_sync.contains(&leader) {
         return Err(Failure::new(
             ErrorCode::InvalidRequest,
             format!("the proposed in-sync set {in_sync:?} lacks its leader {leader}"),
@@ -147,6 +164,7 @@ pub async fn handle(
     let change = TopicChange::InSync {
         topic: topic.to_string(),
         partition,
+        leader: u64::from(leader),
         leader_epoch,
         isr_version,
         in_sync: in_sync.iter().map(|n| u64::from(*n)).collect(),

@@ -423,7 +423,7 @@ async fn reconcile(shard: &Rc<Shard>, p: &Rc<Partition>, w: Wanted) {
         Steady::Idle => return,
     }
     p.replica.busy.set(true);
-    let result = change_role(p, w, now, shard.config.node_id).await;
+    let result = change_role(shard, p, w, now).await;
     p.replica.busy.set(false);
     watermark_moved(p);
     match result {
@@ -485,7 +485,13 @@ fn steady_pass(p: &Partition, w: &Wanted, now: u64) -> Steady {
 
 /// Moves `p` into the role `w` asks for. On failure the partition has no role (it serves
 /// nothing) and the next pass tries again.
-async fn change_role(p: &Rc<Partition>, w: Wanted, now_ms: u64, me: u32) -> Result<(), String> {
+async fn change_role(
+    shard: &Rc<Shard>,
+    p: &Rc<Partition>,
+    w: Wanted,
+    now_ms: u64,
+) -> Result<(), String> {
+    let me = shard.config.node_id;
     let local = take_local(p).await?;
     match w {
         Wanted::Nothing => Ok(()),
@@ -509,9 +515,18 @@ async fn change_role(p: &Rc<Partition>, w: Wanted, now_ms: u64, me: u32) -> Resu
                 replica_lag_max_ms: REPLICA_LAG_MAX_MS,
                 min_insync,
             };
-            let epoch = init.leader_epoch;
-            let l = LeaderState::new(init, local, config, now_ms)
-                .map_err(|e| format!("cannot lead at epoch {epoch}: {e}"))?;
+            let (epoch, isr_version) = (init.leader_epoch, init.isr_version);
+            let l = match LeaderState::new(init, local, config, now_ms) {
+                Ok(l) => l,
+                Err(e @ cluster::BecomeLeaderError::EpochNotNew { .. }) => {
+                    isr::request_election(shard, p, epoch, isr_version);
+                    return Err(format!(
+                        "cannot lead at epoch {epoch} ({e}); asked the controller for a new \
+                         election"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot lead at epoch {epoch}: {e}")),
+            };
             // The new epoch is on disk before the first produce of it is accepted.
             persist_epochs(p, l.local().epochs.clone()).await?;
             eprintln!(
