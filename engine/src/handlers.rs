@@ -595,19 +595,30 @@ fn produce_start(
             let durable = part.log.borrow().durable_offset() > last;
             ready(Some(reply(durable)))
         }
-        Acks::All => Box::pin(async move {
-            if let Err(msg) = part.wait_durable(last + 1).await {
-                let f = Failure::new(ErrorCode::StorageError, msg);
-                return Some(encode_error(header, &f, 0, &limits));
-            }
-            if let Some(epoch) = replicated_at {
-                // Also on the disks of the in-sync replicas, below the high watermark.
-                if let Err(f) = crate::replication::wait_acks_all(&part, epoch, last).await {
+        Acks::All => {
+            let shard = shard.clone();
+            Box::pin(async move {
+                if let Err(msg) = part.wait_durable(last + 1).await {
+                    let f = Failure::new(ErrorCode::StorageError, msg);
                     return Some(encode_error(header, &f, 0, &limits));
                 }
-            }
-            Some(reply(true))
-        }),
+                if let Some(epoch) = replicated_at {
+                    // Also on the disks of the in-sync replicas, below the high watermark.
+                    if let Err(f) = crate::replication::wait_acks_all(
+                        &shard,
+                        &part,
+                        epoch,
+                        last,
+                        header.api_version,
+                    )
+                    .await
+                    {
+                        return Some(encode_error(header, &f, 0, &limits));
+                    }
+                }
+                Some(reply(true))
+            })
+        }
     }
 }
 
@@ -975,6 +986,7 @@ pub fn local_stats_taking_keys(
                 rolls: st.rolls,
                 lag_msgs: p.lag_msgs(),
                 tier: p.cold.get().and_then(|c| c.stats()),
+                replica: crate::replication::stats(p),
                 key_sample: if take_keys {
                     std::mem::take(&mut *p.key_sample.borrow_mut())
                 } else {

@@ -69,6 +69,8 @@ pub struct PartitionMetrics {
     pub key_sample: Vec<(u64, u64)>,
     /// Cold-tier counters of a tiered partition whose manifest is loaded.
     pub tier: Option<storage::cold::TierStats>,
+    /// Replication state of a partition of a replicated topic.
+    pub replica: Option<crate::replication::ReplicaStats>,
 }
 
 impl ShardMetrics {

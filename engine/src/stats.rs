@@ -23,10 +23,19 @@ pub enum Op {
     Fetch,
     EndToEnd,
     Fsync,
+    /// An `acks=all` produce to a replicated partition: from the leader's fdatasync to the
+    /// in-sync replicas having it on disk (below the high watermark).
+    Replicate,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Produce, Op::Fetch, Op::EndToEnd, Op::Fsync];
+    pub const ALL: [Op; 5] = [
+        Op::Produce,
+        Op::Fetch,
+        Op::EndToEnd,
+        Op::Fsync,
+        Op::Replicate,
+    ];
 
     /// Name used in `/stats`, `/stats/hdr?metric=` and Prometheus.
     pub fn name(self) -> &'static str {
@@ -35,6 +44,7 @@ impl Op {
             Op::Fetch => "fetch",
             Op::EndToEnd => "e2e",
             Op::Fsync => "fsync",
+            Op::Replicate => "replicate",
         }
     }
 

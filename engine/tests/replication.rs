@@ -207,6 +207,43 @@ fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
             .collect();
         assert_eq!(values, want, "partition {partition} after the rejoin");
     }
+
+    // The stats port shows it: the new leader of partition 0 took over once, its followers
+    // replicated records, and acks=all waits are in the replicate histogram.
+    let p0 = partitions(survivor)
+        .into_iter()
+        .find(|p| p["partition"] == 0)
+        .unwrap();
+    let new_leader = nodes[p0["leader"].as_u64().unwrap() as usize - 1]
+        .as_ref()
+        .unwrap();
+    let (code, text) = common::http_get(&new_leader.http, "/metrics");
+    assert_eq!(code, 200);
+    let metric = |text: &str, name: &str| -> Option<u64> {
+        let prefix = format!("sprawl_{name}{{");
+        text.lines()
+            .find(|l| {
+                l.starts_with(&prefix) && l.contains(&format!("topic=\"{TOPIC}\",partition=\"0\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(metric(&text, "replica_role"), Some(1), "{text}");
+    assert!(metric(&text, "replica_leaderships_total") >= Some(1));
+    assert!(metric(&text, "replica_fetches_served_total") > Some(0));
+    assert!(metric(&text, "replica_high_watermark") > Some(0));
+    let follower = nodes
+        .iter()
+        .flatten()
+        .find(|n| n.addr != new_leader.addr)
+        .unwrap();
+    let (_, text) = common::http_get(&follower.http, "/metrics");
+    assert_eq!(metric(&text, "replica_role"), Some(2), "{text}");
+    let (_, stats) = common::http_get(&new_leader.http, "/stats");
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert!(
+        stats["ops"]["replicate"]["count"].as_u64() > Some(0),
+        "{stats}"
+    );
 }
 
 #[test]
@@ -254,6 +291,24 @@ fn a_lost_follower_leaves_the_in_sync_set_and_min_insync_refuses_writes_until_it
         Duration::from_secs(60),
         |p| p["partition"] != 1 || isr_len(p) == 2,
     );
+
+    // The leader itself has applied the smaller set (its /metrics shows what it enforces).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = common::http_get(&watcher.http, "/metrics");
+        let want = format!(
+            "sprawl_replica_in_sync{{node=\"{}\",topic=\"{TOPIC}\",partition=\"1\"}} 2",
+            leader + 1
+        );
+        if text.lines().any(|l| l == want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader still enforces 3 in sync:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Two in sync, three required: refused up front with NOT_ENOUGH_REPLICAS, nothing written.
     let mut lc = net::client::Client::connect(&addrs[leader], Default::default()).unwrap();

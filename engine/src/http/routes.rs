@@ -501,6 +501,14 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
             .collect();
         crate::tiering::render_metrics(&mut out, node, &tiered);
     }
+    let replicas: Vec<_> = all
+        .iter()
+        .flat_map(|(_, m)| &m.partitions)
+        .filter_map(|p| Some((p.topic.as_str(), p.partition, p.replica.as_ref()?)))
+        .collect();
+    if !replicas.is_empty() {
+        crate::replication::render_metrics(&mut out, node, &replicas);
+    }
     let _ = writeln!(out, "# TYPE sprawl_latency_us summary");
     for op in Op::ALL {
         let mut h = new_histogram();

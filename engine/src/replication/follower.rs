@@ -55,7 +55,9 @@ async fn run(shard: &Rc<Shard>, p: &Rc<Partition>) {
             glommio::timer::sleep(RETRY_PAUSE).await;
             continue;
         };
+        crate::metrics::add(&p.replica.fetches_sent, 1);
         if let Err(e) = fetch_once(shard, p, req).await {
+            crate::metrics::add(&p.replica.fetch_errors, 1);
             p.replica.report(p, e);
             glommio::timer::sleep(RETRY_PAUSE).await;
         }
@@ -225,7 +227,11 @@ fn append(p: &Rc<Partition>, blob: &Bytes, spans: &[BatchSpan]) -> Result<(), St
             blob.len() - at
         ));
     }
-    if !spans.is_empty() {
+    if let (Some(first), Some(last)) = (spans.first(), spans.last()) {
+        crate::metrics::add(
+            &p.replica.records_replicated,
+            last.next_offset - first.base_offset,
+        );
         p.appended.notify_all();
         p.prepare_next_segment();
     }
@@ -254,6 +260,7 @@ async fn truncate(p: &Rc<Partition>, offset: u64) -> Result<(), String> {
         let result = p.log.borrow_mut().truncate_to(offset);
         match result {
             Ok(()) => {
+                crate::metrics::add(&p.replica.truncations, 1);
                 eprintln!(
                     "sprawl: replica {}/{}: truncated to offset {offset} to match the leader",
                     p.topic, p.index

@@ -69,6 +69,7 @@ fn on_fetch(p: &Partition, req: &FetchRequest) -> Result<FetchAnswer, Failure> {
     };
     let before = l.high_watermark();
     let answer = l.on_fetch(req, now).map_err(|r| refusal(p, r))?;
+    crate::metrics::add(&p.replica.fetches_served, 1);
     let moved = l.high_watermark() != before;
     drop(role);
     if moved {

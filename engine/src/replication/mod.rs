@@ -70,6 +70,111 @@ pub struct ReplicaSlot {
     isr_in_flight: Cell<bool>,
     /// When the last proposal was sent.
     isr_sent: Cell<Option<std::time::Instant>>,
+    /// Times this node took over leadership of the partition.
+    pub leaderships: Cell<u64>,
+    /// Times the follower cut its log back to match its leader.
+    pub truncations: Cell<u64>,
+    /// ReplicaFetch requests this node answered as leader.
+    pub fetches_served: Cell<u64>,
+    /// ReplicaFetch requests this node sent as follower, and how many failed.
+    pub fetches_sent: Cell<u64>,
+    pub fetch_errors: Cell<u64>,
+    /// Records the follower appended from its leader.
+    pub records_replicated: Cell<u64>,
+}
+
+/// Replication numbers of one partition for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaStats {
+    /// 1 leader, 2 follower, 0 neither (taking over, or not a replica).
+    pub role: u64,
+    pub leader_epoch: u64,
+    pub high_watermark: u64,
+    pub in_sync: u64,
+    /// Leader only: the largest distance of a follower's log end behind the leader's.
+    pub follower_lag_max: u64,
+    pub leaderships: u64,
+    pub truncations: u64,
+    pub fetches_served: u64,
+    pub fetches_sent: u64,
+    pub fetch_errors: u64,
+    pub records_replicated: u64,
+}
+
+/// The replication numbers of `p`, `None` when it has never had a role.
+pub fn stats(p: &Partition) -> Option<ReplicaStats> {
+    let r = &p.replica;
+    let mut s = ReplicaStats {
+        leaderships: r.leaderships.get(),
+        truncations: r.truncations.get(),
+        fetches_served: r.fetches_served.get(),
+        fetches_sent: r.fetches_sent.get(),
+        fetch_errors: r.fetch_errors.get(),
+        records_replicated: r.records_replicated.get(),
+        ..ReplicaStats::default()
+    };
+    match &*r.role.borrow() {
+        Some(Role::Leader(l)) => {
+            let end = l.local().log_end_offset;
+            s.role = 1;
+            s.leader_epoch = u64::from(l.leader_epoch());
+            s.high_watermark = l.high_watermark();
+            s.in_sync = l.in_sync().len() as u64;
+            s.follower_lag_max = l
+                .replicas()
+                .iter()
+                .filter(|n| **n != l.node_id())
+                .map(|n| {
+                    let have = l.follower(*n).and_then(|f| f.log_end_offset).unwrap_or(0);
+                    end.saturating_sub(have)
+                })
+                .max()
+                .unwrap_or(0);
+        }
+        Some(Role::Follower(f)) => {
+            s.role = 2;
+            s.leader_epoch = u64::from(f.leader_epoch());
+            s.high_watermark = f.local().high_watermark;
+        }
+        None if s.leaderships + s.fetches_sent == 0 => return None,
+        None => {}
+    }
+    Some(s)
+}
+
+/// Renders the replication lines of `/metrics`.
+pub fn render_metrics(out: &mut String, node: u32, parts: &[(&str, u32, &ReplicaStats)]) {
+    use std::fmt::Write;
+    type Field = fn(&ReplicaStats) -> u64;
+    let fields: [(&str, &str, Field); 11] = [
+        ("replica_role", "gauge", |s| s.role),
+        ("replica_leader_epoch", "gauge", |s| s.leader_epoch),
+        ("replica_high_watermark", "gauge", |s| s.high_watermark),
+        ("replica_in_sync", "gauge", |s| s.in_sync),
+        ("replica_follower_lag_max_offsets", "gauge", |s| {
+            s.follower_lag_max
+        }),
+        ("replica_leaderships_total", "counter", |s| s.leaderships),
+        ("replica_truncations_total", "counter", |s| s.truncations),
+        ("replica_fetches_served_total", "counter", |s| {
+            s.fetches_served
+        }),
+        ("replica_fetches_total", "counter", |s| s.fetches_sent),
+        ("replica_fetch_errors_total", "counter", |s| s.fetch_errors),
+        ("replica_records_replicated_total", "counter", |s| {
+            s.records_replicated
+        }),
+    ];
+    for (name, kind, get) in fields {
+        let _ = writeln!(out, "# TYPE sprawl_{name} {kind}");
+        for (topic, partition, s) in parts {
+            let _ = writeln!(
+                out,
+                "sprawl_{name}{{node=\"{node}\",topic=\"{topic}\",partition=\"{partition}\"}} {}",
+                get(s)
+            );
+        }
+    }
 }
 
 impl ReplicaSlot {
@@ -241,14 +346,35 @@ pub fn watermark_moved(p: &Partition) {
 /// Waits until the record at `last` satisfies `acks=all` at `epoch`: on the leader's disk, on
 /// `min_insync` in-sync disks, below the high watermark. Fails when leadership moves or after
 /// [`ACKS_ALL_TIMEOUT`].
-pub async fn wait_acks_all(p: &Rc<Partition>, epoch: u32, last: u64) -> Result<(), Failure> {
-    let deadline = std::time::Instant::now() + ACKS_ALL_TIMEOUT;
+pub async fn wait_acks_all(
+    shard: &Shard,
+    p: &Rc<Partition>,
+    epoch: u32,
+    last: u64,
+    api_version: u16,
+) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    let deadline = started + ACKS_ALL_TIMEOUT;
     loop {
         let seen = p.replica.changed.generation();
         match &*p.replica.role.borrow() {
             Some(Role::Leader(l)) if l.leader_epoch() == epoch => {
                 if l.acks_all_satisfied(last) {
+                    let us = started.elapsed().as_micros() as u64;
+                    shard.stats.record(crate::stats::Op::Replicate, us);
                     return Ok(());
+                }
+                // The set shrank below min-insync after the append: the write cannot be
+                // acknowledged until it grows back, so say so now instead of timing out.
+                if let Err(e) = l.check_min_insync() {
+                    return Err(Failure::new(
+                        not_enough_replicas_code(api_version),
+                        format!(
+                            "{e} for partition {}/{} after offset {last} was appended; the write \
+                             may or may not be kept: retry (idempotent producers are safe)",
+                            p.topic, p.index
+                        ),
+                    ));
                 }
             }
             _ => {
@@ -536,6 +662,7 @@ async fn change_role(
                 l.epoch_start_offset()
             );
             *p.replica.role.borrow_mut() = Some(Role::Leader(l));
+            crate::metrics::add(&p.replica.leaderships, 1);
             Ok(())
         }
     }
