@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use meta::{Command, DirBackend, MetaConfig, MetaNode, MetadataState, ProposeError, Role};
 
+mod reassign;
 mod topics;
 pub use topics::{
     config_to_settings, settings_to_config, ChangeOutcome, TopicChange, PROPOSAL_TIMEOUT,
@@ -105,6 +106,7 @@ impl Controller {
         voters: &[(u64, String)],
         dir: PathBuf,
         message_bytes_max: u64,
+        node_loss_grace: Duration,
     ) -> Result<Controller, String> {
         let ids: Vec<u64> = voters.iter().map(|(id, _)| *id).collect();
         let mut config = MetaConfig::new(node_id, ids.clone(), seed(node_id));
@@ -137,6 +139,7 @@ impl Controller {
             registering: BTreeMap::new(),
             last_error: None,
             topics: topics::Topics::default(),
+            reassign: reassign::Reassigner::new(node_loss_grace),
         };
         let thread = std::thread::Builder::new()
             .name("controller".into())
@@ -235,6 +238,7 @@ struct Run {
     registering: BTreeMap<u64, Instant>,
     last_error: Option<String>,
     topics: topics::Topics,
+    reassign: reassign::Reassigner,
 }
 
 impl Run {
@@ -487,7 +491,8 @@ impl Run {
         }
         let live: std::collections::BTreeSet<u64> =
             self.members.iter().map(|(id, _)| *id).collect();
-        let cmds = self.topics.placements(self.node.state(), &live);
+        let mut cmds = self.topics.placements(self.node.state(), &live);
+        cmds.extend(self.reassign.pass(self.node.state(), &live, Instant::now()));
         for cmd in cmds {
             if self.node.propose(&cmd).is_err() {
                 break;

@@ -352,6 +352,7 @@ fn start_controller(
         &cfg.cluster.controllers,
         cfg.data_dir.join("meta"),
         u64::from(cfg.frame_bytes_max),
+        std::time::Duration::from_millis(cfg.cluster.node_loss_grace_ms),
     )
     .map(Some)
     .map_err(ServeError::Controller)

@@ -55,6 +55,9 @@ pub enum StorageError {
     /// written. Truncate to the leader's epoch boundary or fetch from `expected`.
     #[error("replica batch starts at offset {got}, but the log ends at {expected}")]
     ReplicaOffsetMismatch { expected: u64, got: u64 },
+    /// `reset_empty_to` on a log that holds records.
+    #[error("the log holds offsets {start}..{end}; only an empty log can be re-based")]
+    NotEmpty { start: u64, end: u64 },
     /// `truncate_to` was asked to cut inside a batch; batches are never split.
     #[error("offset {offset} is not a batch boundary")]
     NotBatchBoundary { offset: u64 },

@@ -276,6 +276,53 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Re-bases an empty log at `offset`: a new replica of a partition whose leader's log starts
+    /// there (older records are gone by retention) begins its copy at the same offset. The log
+    /// must hold no record (truncate it to its start first); its empty segments are replaced by
+    /// one durable, empty segment at `offset`, so the start survives a reopen.
+    ///
+    /// Errors: [`StorageError::NotEmpty`] when the log holds records, `FlushInFlight` while a
+    /// flush runs, and the I/O errors of the change (after which the log is fenced).
+    pub fn reset_empty_to(&mut self, offset: u64) -> Result<(), StorageError> {
+        if self.fenced {
+            return Err(StorageError::FlushFailed);
+        }
+        if self.end_offset != self.start_offset || self.segments.iter().any(|s| !s.is_empty()) {
+            return Err(StorageError::NotEmpty {
+                start: self.start_offset,
+                end: self.end_offset,
+            });
+        }
+        if offset == self.end_offset {
+            return Ok(());
+        }
+        if self.flush_in_flight {
+            return Err(StorageError::FlushInFlight);
+        }
+        let dropped: Vec<Segment> = self.segments.drain(..).collect();
+        self.pending_seals.clear();
+        self.ring.discard_from(0);
+        self.generation += 1;
+        self.start_offset = offset;
+        self.end_offset = offset;
+        self.durable_offset = self.durable_offset.min(offset);
+        let result = (|| {
+            for seg in &dropped {
+                drop_segment_files(&self.io, &self.dir, seg)?;
+            }
+            sync_dir(&self.io, &self.dir)?;
+            self.roll_at(offset)?;
+            write_checkpoint(&self.io, &self.dir, offset)?;
+            self.checkpoint_offset = offset;
+            self.durable_offset = offset;
+            self.rebuild_producer_state()
+        })();
+        if result.is_err() {
+            self.fenced = true;
+        }
+        result
+    }
+
     fn roll_at(&mut self, offset: u64) -> Result<(), StorageError> {
         debug_assert_eq!(self.end_offset, offset);
         let created_ms = self.segments.last().map_or(0, |s| s.header.created_ms);

@@ -127,6 +127,52 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_replica_starts_at_the_leaders_log_start_and_keeps_it_across_a_reopen() {
+        let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut leader, _) = PartitionLog::open(ld.path(), config()).unwrap();
+        fill(&mut leader, 200);
+        // The leader's log as if retention had removed everything before the 120th batch.
+        let all = batches(&leader, 0);
+        let from = crate::format::BatchHeader::decode(&all[120])
+            .unwrap()
+            .base_offset;
+        let (mut follower, _) = PartitionLog::open(fd.path(), config()).unwrap();
+        fill(&mut follower, 3);
+        assert!(matches!(
+            follower.reset_empty_to(from),
+            Err(StorageError::NotEmpty { start: 0, end: 6 })
+        ));
+        // A follower holding records below the leader's start drops them first.
+        follower.truncate_to(0).unwrap();
+        follower.reset_empty_to(from).unwrap();
+        assert_eq!(
+            (follower.start_offset(), follower.end_offset()),
+            (from, from)
+        );
+        assert!(matches!(
+            follower.append_replica(&all[119], 9_999),
+            Err(StorageError::ReplicaOffsetMismatch { .. })
+        ));
+        for b in &all[120..150] {
+            follower.append_replica(b, 9_999).unwrap();
+        }
+        follower.close().unwrap();
+        let (mut follower, _) = PartitionLog::open(fd.path(), config()).unwrap();
+        assert_eq!(follower.start_offset(), from);
+        for b in &all[150..] {
+            follower.append_replica(b, 9_999).unwrap();
+        }
+        assert_eq!(batches(&follower, from), all[120..].to_vec());
+        // Re-basing an empty log that starts elsewhere survives a reopen without any append.
+        let ed = tempfile::tempdir().unwrap();
+        let (mut empty, _) = PartitionLog::open(ed.path(), config()).unwrap();
+        empty.reset_empty_to(77).unwrap();
+        drop(empty);
+        let (empty, _) = PartitionLog::open(ed.path(), config()).unwrap();
+        assert_eq!((empty.start_offset(), empty.end_offset()), (77, 77));
+    }
+
+    #[test]
     fn a_replica_is_byte_identical_across_rolls_and_a_reopen() {
         let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (mut leader, _) = PartitionLog::open(ld.path(), config()).unwrap();

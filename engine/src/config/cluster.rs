@@ -25,9 +25,15 @@ pub struct ClusterConfig {
     pub advertise: Option<String>,
     /// Metadata controllers (Raft voters): node id and client address (`host:port`).
     pub controllers: Vec<(u64, String)>,
+    /// How long a registered node may be out of gossip's live set before the controller gives
+    /// its replicas to other nodes (file key `node_loss_grace_ms`).
+    pub node_loss_grace_ms: u64,
     /// True when any cluster setting was given.
     pub enabled: bool,
 }
+
+/// Default of [`ClusterConfig::node_loss_grace_ms`]: well above a restart or a short partition.
+pub const NODE_LOSS_GRACE_MS_DEFAULT: u64 = 30_000;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -36,6 +42,7 @@ impl Default for ClusterConfig {
             gossip_port: DEFAULT_GOSSIP_PORT,
             advertise: None,
             controllers: Vec::new(),
+            node_loss_grace_ms: NODE_LOSS_GRACE_MS_DEFAULT,
             enabled: false,
         }
     }

@@ -172,6 +172,7 @@ struct FileConfig {
     gossip_port: Option<u16>,
     advertise: Option<String>,
     controllers: Option<Vec<String>>,
+    node_loss_grace_ms: Option<u64>,
     s3_endpoint: Option<String>,
     s3_bucket: Option<String>,
     s3_region: Option<String>,
@@ -263,6 +264,7 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
     if let Some(v) = file.controllers {
         cfg.cluster.set_controller_list(&v, &src)?;
     }
+    set(&mut cfg.cluster.node_loss_grace_ms, file.node_loss_grace_ms);
     cfg.cold.apply(&ColdOverrides {
         endpoint: file.s3_endpoint,
         bucket: file.s3_bucket,

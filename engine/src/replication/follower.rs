@@ -132,6 +132,11 @@ async fn fetch_once(shard: &Rc<Shard>, p: &Rc<Partition>, req: FetchRequest) -> 
             // The metadata moves on its own; the next pass follows the new leader.
             return Err(format!("leader {leader} refused the fetch: {}", f.message));
         }
+        Err(f) if f.code == ErrorCode::OffsetOutOfRange => {
+            return rebase(&conn, p, req.fetch_offset)
+                .await
+                .map_err(|e| format!("{}; {e}", f.message));
+        }
         Err(f) => return Err(format!("fetch from leader {leader} failed: {}", f.message)),
     })
     else {
@@ -251,6 +256,53 @@ fn next_batch(blob: &[u8], at: usize) -> Result<usize, String> {
         ));
     }
     Ok(len)
+}
+
+/// The leader no longer stores `fetch_offset` (retention removed it, or this replica is new and
+/// the leader's log starts later): drop this replica's records and start the copy at the leader's
+/// log start, with an empty epoch history. Only for a fetch offset below the leader's start.
+async fn rebase(conn: &PeerConn, p: &Rc<Partition>, fetch_offset: u64) -> Result<(), String> {
+    let reply = conn
+        .call(&Request::DescribeTopic { name: &p.topic })
+        .await
+        .map_err(|e| e.to_string())?;
+    let start = match crate::handlers::decode_reply(&reply) {
+        Ok(Response::DescribeTopic {
+            topic: Some(info), ..
+        }) => info
+            .partitions
+            .iter()
+            .find(|i| i.partition == p.index)
+            .map(|i| i.start_offset),
+        Ok(_) => None,
+        Err(f) => {
+            return Err(format!(
+                "cannot ask the leader for its log start: {}",
+                f.message
+            ))
+        }
+    };
+    let Some(start) = start.filter(|s| *s > fetch_offset) else {
+        return Err("the leader's log start is not above the fetch offset".into());
+    };
+    p.replica.role.borrow_mut().take();
+    let own_start = p.log.borrow().start_offset();
+    truncate(p, own_start).await?;
+    loop {
+        let seen = p.flushed.generation();
+        let result = p.log.borrow_mut().reset_empty_to(start);
+        match result {
+            Ok(()) => break,
+            Err(storage::StorageError::FlushInFlight) => p.flushed.changed_since(seen).await,
+            Err(e) => return Err(format!("cannot start the copy at offset {start}: {e}")),
+        }
+    }
+    persist_epochs(p, cluster::LeaderEpochs::new()).await?;
+    eprintln!(
+        "sprawl: replica {}/{}: the leader's log starts at {start}; copying from there",
+        p.topic, p.index
+    );
+    Ok(())
 }
 
 /// Cuts the log back to `offset` (waiting out a running flush).

@@ -24,6 +24,8 @@ pub struct Cluster {
     pub controllers: String,
     /// Each node's gossip address as of its last start.
     pub gossip: Vec<Option<String>>,
+    /// More TOML lines for every node's configuration file.
+    pub extra: String,
 }
 
 impl Cluster {
@@ -41,6 +43,7 @@ impl Cluster {
             ports,
             controllers: list,
             gossip: vec![None; nodes],
+            extra: String::new(),
         }
     }
 
@@ -60,6 +63,7 @@ impl Cluster {
         if !seeds.is_empty() {
             t.push_str(&format!("seeds = [{}]\n", seeds.join(", ")));
         }
+        t.push_str(&self.extra);
         t
     }
 
