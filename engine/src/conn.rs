@@ -707,7 +707,9 @@ async fn dispatch(
             offset,
             credits,
         } => {
-            let t = match resolve(shard, topic, partition) {
+            let t = match resolve(shard, topic, partition)
+                .and_then(|t| crate::metadata::check_leader(shard, &t, partition).map(|()| t))
+            {
                 Ok(t) => t,
                 Err(f) => return err(f),
             };

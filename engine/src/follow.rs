@@ -1,7 +1,8 @@
 //! Following one partition from an offset: the loop behind push subscriptions, WebSocket and
 //! Server-Sent Events. It long-polls the owning shard, goes on through a partition move (the old
-//! owner answers `NOT_LEADER` until the routing table reaches this shard), and hands back
-//! non-empty batches with the offset advanced past them.
+//! owner answers `NOT_LEADER` until the routing table reaches this shard), ends with `NOT_LEADER`
+//! when the cluster moves the partition's leadership to another node, and hands back non-empty
+//! batches with the offset advanced past them.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -44,6 +45,19 @@ impl Follow {
         }
     }
 
+    /// True when the cluster metadata names another node (or none) as the partition's leader.
+    fn led_elsewhere(&self) -> bool {
+        let t = self
+            .shard
+            .catalog
+            .borrow()
+            .topics
+            .values()
+            .find(|t| t.topic_id == self.topic_id)
+            .cloned();
+        t.is_some_and(|t| crate::metadata::check_leader(&self.shard, &t, self.partition).is_err())
+    }
+
     /// The next batch: at most `limit()` records, `limit` being asked once the read is back (so
     /// credits spent by another reader meanwhile count). `Ok(Next::NoCredit)` when `limit()` is 0
     /// then (nothing is delivered, the offset does not move), `Ok(Next::Stopped)` once `stop()`
@@ -68,6 +82,11 @@ impl Follow {
             let mut out = match handlers::read_anywhere(&self.shard, args).await {
                 Ok(out) => out,
                 Err(f) if f.code == ErrorCode::NotLeader => {
+                    // Another node leads the partition now: the follower must go there. A move
+                    // between this node's shards also answers NOT_LEADER, briefly: wait it out.
+                    if self.led_elsewhere() {
+                        return Err(f);
+                    }
                     glommio::timer::sleep(MOVE_RETRY).await;
                     continue;
                 }

@@ -1,29 +1,36 @@
-//! `sprawl pub` and `sprawl sub`.
+//! `sprawl pub` and `sprawl sub`, against one node or any node(s) of a cluster.
+//!
+//! Both load the routing table (Metadata) from the first `--broker` address that answers and
+//! send each partition's traffic to its leader; a single node leads everything itself.
 //!
 //! `pub` is an idempotent producer: it picks a random producer id, numbers its batches per
-//! partition, pipelines them, and after a retriable failure reconnects and resends everything not
-//! yet acknowledged in order; the server drops the copies it already has, so a retry never
-//! duplicates. `sub` uses push subscriptions with credit-based flow control, one per partition.
+//! partition, pipelines them to the leaders, and after a retriable failure (`NOT_LEADER`,
+//! `NOT_ENOUGH_REPLICAS`, a lost connection, ...) reloads the routing table and resends
+//! everything not yet acknowledged in order; the server drops the copies it already has, so a
+//! retry never duplicates. `sub` uses push subscriptions with credit-based flow control, one per
+//! partition at its leader, and follows leadership changes from the next offset not printed.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, Write};
-use std::time::{Duration, Instant};
+mod consume;
+mod produce;
+
+use std::io::BufRead;
+use std::time::Duration;
 
 use argh::FromArgs;
-use base64::Engine as _;
-use net::client::{Client, ClientError, ProduceAck, PushBatch};
-use net::codec::{message_id, Acks, ErrorCode, ProducerIdent, RecordView};
+use net::client::{ClientConfig, ClientError, ClusterClient};
+use net::codec::{Acks, ErrorCode};
 
-use super::{connect, parse_output, Output, DEFAULT_BROKER};
+use super::{parse_output, Output, DEFAULT_BROKER};
+use consume::{Consumer, ConsumerSettings};
+use produce::{Producer, ProducerSettings};
 
 /// Records per produce batch when reading stdin.
 const BATCH_RECORDS_MAX: usize = 512;
 /// Payload bytes per produce batch when reading stdin.
 const BATCH_BYTES_MAX: usize = 512 << 10;
-/// How long `pub` keeps retrying after a retriable failure.
+/// How long `pub` keeps retrying after a retriable failure, and how long `sub` keeps trying to
+/// subscribe a partition again, before giving up with an error naming the partition.
 const RETRY_FOR: Duration = Duration::from_secs(30);
-/// Records a subscription may receive before it is granted more.
-const SUB_CREDITS: u32 = 1000;
 
 fn parse_acks(v: &str) -> Result<Acks, String> {
     match v {
@@ -56,7 +63,8 @@ pub struct PubArgs {
     /// output: text (a summary on stderr) or json (one object per acknowledged record)
     #[argh(option, default = "Output::Text", from_str_fn(parse_output))]
     pub output: Output,
-    /// broker address (default 127.0.0.1:7070)
+    /// broker address, or a comma-separated list of bootstrap nodes of a cluster: each
+    /// partition is reached at its leader whichever node is given (default 127.0.0.1:7070)
     #[argh(option, default = "DEFAULT_BROKER.to_string()")]
     pub broker: String,
     /// the message; without it, each line of standard input is one record
@@ -89,231 +97,76 @@ pub struct SubArgs {
     /// output: raw (values, one per line) or json (one object per record)
     #[argh(option, default = "Output::Text", from_str_fn(parse_output))]
     pub output: Output,
-    /// broker address (default 127.0.0.1:7070)
+    /// broker address, or a comma-separated list of bootstrap nodes of a cluster: each
+    /// partition is reached at its leader whichever node is given (default 127.0.0.1:7070)
     #[argh(option, default = "DEFAULT_BROKER.to_string()")]
     pub broker: String,
-}
-
-struct Batch {
-    partition: u32,
-    base_sequence: u32,
-    records: Vec<Vec<u8>>,
-    correlation_id: Option<u32>,
-}
-
-struct Producer {
-    broker: String,
-    client: Client,
-    topic: String,
-    key: Option<Vec<u8>>,
-    acks: Acks,
-    ttl_ms: u32,
-    output: Output,
-    producer_id: u64,
-    next_sequence: HashMap<u32, u32>,
-    unacked: VecDeque<Batch>,
-    acked_records: u64,
 }
 
 fn random_u64() -> u64 {
     crate::catalog::new_topic_id()
 }
 
-impl Producer {
-    fn send(&mut self, batch: &mut Batch) -> Result<(), ClientError> {
-        let key = self.key.as_deref();
-        let views: Vec<RecordView<'_>> = batch
-            .records
-            .iter()
-            .map(|v| RecordView {
-                key,
-                value: v,
-                headers: Vec::new(),
-                timestamp_ms: 0,
-                ttl_ms: self.ttl_ms,
-            })
-            .collect();
-        let ident = ProducerIdent {
-            producer_id: self.producer_id,
-            epoch: 0,
-            base_sequence: batch.base_sequence,
-        };
-        batch.correlation_id = self.client.send_produce(
-            &self.topic,
-            batch.partition,
-            self.acks,
-            Some(ident),
-            &views,
-        )?;
-        Ok(())
-    }
-
-    fn publish(&mut self, partition: u32, records: Vec<Vec<u8>>) -> Result<(), String> {
-        let seq = self.next_sequence.entry(partition).or_insert(0);
-        let mut batch = Batch {
-            partition,
-            base_sequence: *seq,
-            records,
-            correlation_id: None,
-        };
-        *seq = seq.wrapping_add(batch.records.len() as u32);
-        // No more in flight than the server's dedup window: a retry after a crash must find
-        // every unacknowledged batch still remembered there.
-        while self.client.produce_in_flight() >= storage::PRODUCER_BATCHES_KEPT {
-            self.receive_one()?;
-        }
-        match self.send(&mut batch) {
-            Ok(()) => {}
-            Err(e) if retriable(&e) => {
-                self.unacked.push_back(batch);
-                return self.recover(e);
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-        if self.acks == Acks::None {
-            self.acked_records += batch.records.len() as u64;
-        } else {
-            self.unacked.push_back(batch);
-        }
-        Ok(())
-    }
-
-    fn receive_one(&mut self) -> Result<(), String> {
-        match self.client.recv_produce() {
-            Ok((cid, Ok(ack))) => {
-                self.acknowledge(cid, &ack);
-                Ok(())
-            }
-            Ok((_, Err(e))) if retriable(&e) => self.recover(e),
-            Ok((_, Err(e))) => Err(e.to_string()),
-            Err(e) if retriable(&e) => self.recover(e),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn acknowledge(&mut self, cid: u32, ack: &ProduceAck) {
-        let Some(pos) = self
-            .unacked
-            .iter()
-            .position(|b| b.correlation_id == Some(cid))
-        else {
-            return;
-        };
-        let batch = self.unacked.remove(pos).unwrap_or_else(|| unreachable!());
-        self.acked_records += batch.records.len() as u64;
-        if self.output == Output::Json {
-            let mut out = std::io::stdout().lock();
-            for i in 0..u64::from(ack.record_count) {
-                let offset = ack.base_offset + i;
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({
-                        "topic": self.topic,
-                        "partition": ack.partition,
-                        "offset": offset,
-                        "id": message_id(ack.topic_id, ack.partition, offset),
-                    })
-                );
-            }
-        }
-    }
-
-    /// Reconnects and resends every unacknowledged batch, in order, until acknowledged.
-    fn recover(&mut self, first: ClientError) -> Result<(), String> {
-        let started = Instant::now();
-        let mut last = first.to_string();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            if started.elapsed() > RETRY_FOR {
-                return Err(format!(
-                    "gave up after {} s of retries; last error: {last}",
-                    RETRY_FOR.as_secs()
-                ));
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-            match connect(&self.broker) {
-                Ok(c) => self.client = c,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            }
-            match self.resend_all() {
-                Ok(()) => return Ok(()),
-                Err(e) if retriable(&e) => last = e.to_string(),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
-    fn resend_all(&mut self) -> Result<(), ClientError> {
-        // One at a time: after a failure nothing may overtake the batch that failed.
-        while let Some(mut b) = self.unacked.pop_front() {
-            if let Err(e) = self.send(&mut b) {
-                self.unacked.push_front(b);
-                return Err(e);
-            }
-            let reply = self.client.recv_produce();
-            match reply {
-                Ok((cid, Ok(ack))) => {
-                    self.unacked.push_front(b);
-                    self.acknowledge(cid, &ack);
-                }
-                Ok((
-                    _,
-                    Err(ClientError::Server {
-                        code: ErrorCode::DuplicateSequence,
-                        ..
-                    }),
-                )) => {
-                    // Written before the crash; the server no longer knows its offsets.
-                    self.acked_records += b.records.len() as u64;
-                }
-                Ok((_, Err(e))) | Err(e) => {
-                    self.unacked.push_front(b);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), String> {
-        while !self.unacked.is_empty() && self.client.produce_in_flight() > 0 {
-            self.receive_one()?;
-        }
-        if !self.unacked.is_empty() {
-            let e = ClientError::Closed {
-                addr: self.broker.clone(),
-            };
-            self.recover(e)?;
-        }
-        Ok(())
-    }
-}
-
+/// True when the request may succeed if sent again, possibly elsewhere after a metadata refresh.
 fn retriable(e: &ClientError) -> bool {
     match e {
-        ClientError::Io { .. } | ClientError::Closed { .. } | ClientError::Connect { .. } => true,
+        ClientError::Io { .. }
+        | ClientError::Closed { .. }
+        | ClientError::Connect { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::NoLeader { .. }
+        | ClientError::PushQueueFull { .. } => true,
         ClientError::Server { code, .. } => {
             code.is_retriable() || *code == ErrorCode::OutOfOrderSequence
         }
-        ClientError::Timeout { .. } => true,
         _ => false,
     }
 }
 
+/// True when the connection that produced `e` must not be used again: it is broken, the server
+/// closes it, a late reply may still arrive on it, or pushes were dropped from it.
+fn breaks_connection(e: &ClientError) -> bool {
+    match e {
+        ClientError::Server { code, .. } => {
+            matches!(code, ErrorCode::Throttled | ErrorCode::ShuttingDown)
+        }
+        ClientError::Io { .. }
+        | ClientError::Closed { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Protocol { .. }
+        | ClientError::UnexpectedReply { .. }
+        | ClientError::BadReply { .. }
+        | ClientError::UnknownCorrelation { .. }
+        | ClientError::PushQueueFull { .. } => true,
+        _ => false,
+    }
+}
+
+/// The addresses of a comma-separated `--broker` list, blanks dropped.
+fn bootstrap_addrs(broker: &str) -> Vec<&str> {
+    broker
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Connects to the first address of the comma-separated `broker` list that answers and loads
+/// the routing table from it.
+fn connect_cluster(broker: &str) -> Result<ClusterClient, String> {
+    let bootstrap = bootstrap_addrs(broker);
+    let config = ClientConfig {
+        client_name: format!("sprawl-cli/{}", env!("CARGO_PKG_VERSION")),
+        ..ClientConfig::default()
+    };
+    ClusterClient::connect(&bootstrap, config).map_err(|e| e.to_string())
+}
+
 pub fn run_pub(a: PubArgs) -> Result<(), String> {
-    let mut client = connect(&a.broker).map_err(|e| e.to_string())?;
-    let meta = client
-        .metadata(Some(&[a.topic.as_str()]))
-        .map_err(|e| e.to_string())?;
-    let partitions = meta
-        .topics
-        .iter()
-        .find(|t| t.name == a.topic)
+    let cluster = connect_cluster(&a.broker)?;
+    let partitions = cluster
+        .metadata()
+        .topic(&a.topic)
         .map(|t| t.partitions.len() as u32)
         .ok_or_else(|| {
             format!(
@@ -333,19 +186,14 @@ pub fn run_pub(a: PubArgs) -> Result<(), String> {
     let fixed = a
         .partition
         .or_else(|| key.as_ref().map(|k| crc32c::crc32c(k) % partitions));
-    let mut p = Producer {
-        broker: a.broker,
-        client,
+    let settings = ProducerSettings {
         topic: a.topic,
         key,
         acks: a.acks,
         ttl_ms: a.ttl_ms,
         output: a.output,
-        producer_id: random_u64(),
-        next_sequence: HashMap::new(),
-        unacked: VecDeque::new(),
-        acked_records: 0,
     };
+    let mut p = Producer::new(cluster, settings, random_u64());
     let mut rr = (random_u64() % u64::from(partitions)) as u32;
     let mut next_partition = || {
         fixed.unwrap_or_else(|| {
@@ -389,13 +237,14 @@ pub fn run_pub(a: PubArgs) -> Result<(), String> {
         }
     }
     p.finish()?;
-    if p.output == Output::Text {
+    let settings = p.settings();
+    if settings.output == Output::Text {
         eprintln!(
             "published {} record{} to {} (acks={})",
             p.acked_records,
             if p.acked_records == 1 { "" } else { "s" },
-            p.topic,
-            match p.acks {
+            settings.topic,
+            match settings.acks {
                 Acks::None => "none, not confirmed",
                 Acks::Leader => "leader",
                 Acks::All => "all",
@@ -405,22 +254,14 @@ pub fn run_pub(a: PubArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn text_or_base64(bytes: &[u8]) -> (String, bool) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => (s.to_string(), false),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(bytes),
-            true,
-        ),
-    }
-}
-
 pub fn run_sub(a: SubArgs) -> Result<(), String> {
     if a.from_beginning && a.offset.is_some() {
         return Err("use either --from-beginning or --offset, not both".into());
     }
-    let mut client = connect(&a.broker).map_err(|e| e.to_string())?;
-    let info = client.describe_topic(&a.topic).map_err(|e| e.to_string())?;
+    let mut cluster = connect_cluster(&a.broker)?;
+    let info = cluster
+        .describe_topic(&a.topic)
+        .map_err(|e| e.to_string())?;
     let partitions: Vec<_> = match a.partition {
         Some(p) => {
             let part = info
@@ -437,12 +278,12 @@ pub fn run_sub(a: SubArgs) -> Result<(), String> {
         }
         None => info.partitions.clone(),
     };
-    let mut subs = HashMap::new();
+    let mut starts = Vec::with_capacity(partitions.len());
     for part in &partitions {
         let committed = match &a.group {
-            Some(g) => client
+            Some(g) => cluster
                 .fetch_offset(g, &a.topic, part.partition)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| format!("partition {}/{}: {e}", a.topic, part.partition))?,
             None => None,
         };
         let start = a.offset.or(committed).unwrap_or(if a.from_beginning {
@@ -450,83 +291,78 @@ pub fn run_sub(a: SubArgs) -> Result<(), String> {
         } else {
             part.end_offset
         });
-        let id = client
-            .subscribe(&a.topic, part.partition, start, SUB_CREDITS)
-            .map_err(|e| e.to_string())?;
-        subs.insert(id, part.partition);
+        starts.push((part.partition, start));
     }
-    let mut printed = 0u64;
-    let mut out = std::io::stdout().lock();
-    loop {
-        if a.count.is_some_and(|c| printed >= c) {
-            return Ok(());
+    let settings = ConsumerSettings {
+        topic: a.topic,
+        topic_id: info.topic_id,
+        group: a.group,
+        count: a.count,
+        output: a.output,
+    };
+    Consumer::new(cluster, settings, starts).run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: ErrorCode) -> ClientError {
+        ClientError::Server {
+            code,
+            message: String::new(),
+            retry_after_ms: None,
         }
-        let Some(batch) = client
-            .next_push(Duration::from_secs(1))
-            .map_err(|e| e.to_string())?
-        else {
-            continue;
+    }
+
+    #[test]
+    fn broker_lists_split_on_commas_and_drop_blanks() {
+        assert_eq!(bootstrap_addrs("127.0.0.1:7070"), ["127.0.0.1:7070"]);
+        assert_eq!(bootstrap_addrs(" a:1, b:2,,c:3 ,"), ["a:1", "b:2", "c:3"]);
+        assert!(bootstrap_addrs(" , ").is_empty());
+    }
+
+    #[test]
+    fn leadership_and_replica_refusals_are_retried_other_refusals_are_not() {
+        for code in [
+            ErrorCode::NotLeader,
+            ErrorCode::NotEnoughReplicas,
+            ErrorCode::Timeout,
+            ErrorCode::ShuttingDown,
+            ErrorCode::OutOfOrderSequence,
+        ] {
+            assert!(retriable(&server(code)), "{code}");
+        }
+        for code in [
+            ErrorCode::UnknownTopic,
+            ErrorCode::InvalidRequest,
+            ErrorCode::OffsetOutOfRange,
+            ErrorCode::DuplicateSequence,
+        ] {
+            assert!(!retriable(&server(code)), "{code}");
+        }
+        let no_leader = ClientError::NoLeader {
+            topic: "t".into(),
+            partition: 3,
+            leader_node_id: 0,
         };
-        let PushBatch {
-            subscription_id,
-            records,
-            ended,
-            ..
-        } = batch;
-        let Some(&partition) = subs.get(&subscription_id) else {
-            continue;
+        assert!(retriable(&no_leader));
+        assert!(!breaks_connection(&no_leader));
+    }
+
+    #[test]
+    fn only_broken_or_desynchronised_connections_are_dropped() {
+        let closed = ClientError::Closed {
+            addr: "127.0.0.1:1".into(),
         };
-        if let Some((code, message)) = ended {
-            return Err(format!(
-                "subscription to {}/{partition} ended: {code}: {message}",
-                a.topic
-            ));
-        }
-        let mut last = None;
-        let mut consumed = 0u32;
-        for r in &records {
-            if a.count.is_some_and(|c| printed >= c) {
-                break;
-            }
-            match a.output {
-                Output::Text => {
-                    let _ = out.write_all(&r.value);
-                    let _ = out.write_all(b"\n");
-                }
-                Output::Json => {
-                    let (value, b64) = text_or_base64(&r.value);
-                    let mut obj = serde_json::json!({
-                        "topic": a.topic,
-                        "partition": partition,
-                        "offset": r.offset,
-                        "id": message_id(info.topic_id, partition, r.offset),
-                        "key": r.key.as_deref().map(|k| text_or_base64(k).0),
-                        "value": value,
-                        "timestamp": r.timestamp_ms,
-                    });
-                    if b64 {
-                        obj["encoding"] = "base64".into();
-                    }
-                    if r.key.as_deref().is_some_and(|k| text_or_base64(k).1) {
-                        obj["key_encoding"] = "base64".into();
-                    }
-                    let _ = writeln!(out, "{obj}");
-                }
-            }
-            printed += 1;
-            consumed += 1;
-            last = Some(r.offset);
-        }
-        let _ = out.flush();
-        if let (Some(g), Some(off)) = (&a.group, last) {
-            client
-                .commit_offset(g, &a.topic, partition, off + 1)
-                .map_err(|e| e.to_string())?;
-        }
-        if consumed > 0 {
-            client
-                .credit(subscription_id, consumed)
-                .map_err(|e| e.to_string())?;
-        }
+        let queue_full = ClientError::PushQueueFull {
+            queued: 1024,
+            limit: 1024,
+        };
+        assert!(breaks_connection(&closed));
+        assert!(breaks_connection(&queue_full));
+        assert!(breaks_connection(&server(ErrorCode::ShuttingDown)));
+        assert!(!breaks_connection(&server(ErrorCode::NotLeader)));
+        assert!(!breaks_connection(&server(ErrorCode::UnknownSubscription)));
     }
 }
