@@ -34,6 +34,17 @@ pub async fn move_partition(
         .await
         .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "node is shutting down"))?;
     let t = resolve(shard, topic, partition)?;
+    if crate::metadata::replication_of(shard, &t).0 > 1 {
+        // The leader or follower state lives on the owning shard; a move would drop it and make
+        // the node ask the cluster for a new election.
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "partition {topic}/{partition} is replicated; replicated partitions do not move \
+                 between shards yet"
+            ),
+        ));
+    }
     let from = shard.owner(t.topic_id, partition);
     if from == to {
         return Ok(MoveOutcome {
