@@ -398,59 +398,14 @@ impl Run {
             });
             return;
         }
-        let cmd = match &change {
-            TopicChange::Create {
-                name,
-                partitions,
-                replication_factor,
-                min_insync,
-                config,
-            } => Command::CreateTopic {
-                name: name.clone(),
-                partitions: *partitions,
-                replication_factor: *replication_factor,
-                min_insync: *min_insync,
-                config: config.clone(),
-            },
-            TopicChange::Delete { name } => Command::DeleteTopic { name: name.clone() },
-            TopicChange::InSync {
-                topic,
-                partition,
-                leader,
-                leader_epoch,
-                ..
-            } if matches!(&change, TopicChange::InSync { in_sync, .. } if in_sync.is_empty()) => {
-                let live: std::collections::BTreeSet<u64> =
-                    self.members.iter().map(|(id, _)| *id).collect();
-                match topics::reelection(
-                    self.node.state(),
-                    &live,
-                    topic,
-                    *partition,
-                    *leader,
-                    *leader_epoch,
-                ) {
-                    Ok(cmd) => cmd,
-                    Err(message) => {
-                        let _ = reply.try_send(ChangeOutcome::Refused { message });
-                        return;
-                    }
-                }
+        let live: std::collections::BTreeSet<u64> =
+            self.members.iter().map(|(id, _)| *id).collect();
+        let cmd = match topics::command_for(&change, self.node.state(), &live) {
+            Ok(cmd) => cmd,
+            Err(message) => {
+                let _ = reply.try_send(ChangeOutcome::Refused { message });
+                return;
             }
-            TopicChange::InSync {
-                topic,
-                partition,
-                leader_epoch,
-                isr_version,
-                in_sync,
-                ..
-            } => Command::SetInSync {
-                topic: topic.clone(),
-                partition: *partition,
-                leader_epoch: *leader_epoch,
-                isr_version: Some(*isr_version),
-                in_sync: in_sync.clone(),
-            },
         };
         match self.node.propose(&cmd) {
             Ok(id) => {
