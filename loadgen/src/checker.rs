@@ -6,9 +6,16 @@
 //! within a partition one producer's sequence numbers must increase (else **reordered**). A
 //! record the server refused with a "not written" error must be absent (else
 //! **refused_but_stored**). Records without a stamp, or from a producer the ledger does not know,
-//! are violations too: the check covers the whole topic.
+//! are violations too: the check covers the whole topic. A record its producer sent more than
+//! once (see [`crate::verify::ProducerLedger::resent`]) is exempt from the order check, and from
+//! the duplicate check when an earlier send may have been written; such records are counted apart.
+//!
+//! Each partition is read from its leader ([`ClusterClient`]), so a cluster is checked through
+//! any one node's address.
 
-use net::client::{Client, ClientConfig};
+use std::time::{Duration, Instant};
+
+use net::client::{ClientConfig, ClusterClient};
 use serde_json::{json, Value};
 
 use crate::verify::{Ledger, SeqRange, Stamp};
@@ -19,6 +26,11 @@ pub const RECORDS_PER_PRODUCER_MAX: u64 = 1 << 30;
 const EXAMPLES_MAX: usize = 20;
 /// Bytes asked for per fetch.
 const FETCH_BYTES: u32 = 1 << 20;
+/// How long a partition may return nothing below its end offset (a replicated partition's
+/// consumers read up to the high watermark, which can trail the end briefly).
+const STALL_MAX: Duration = Duration::from_secs(10);
+/// Long-poll of a fetch that returned nothing.
+const STALL_WAIT_MS: u32 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -62,6 +74,8 @@ struct ProducerState {
     last: Vec<Option<u64>>,
     refused: Vec<SeqRange>,
     in_doubt: Vec<SeqRange>,
+    resent: Vec<SeqRange>,
+    resent_maybe_twice: Vec<SeqRange>,
 }
 
 fn in_ranges(ranges: &[SeqRange], seq: u64) -> bool {
@@ -85,6 +99,10 @@ pub struct Verdict {
     pub refused: u64,
     pub in_doubt_stored: u64,
     pub in_doubt_absent: u64,
+    /// Resent records stored out of order (allowed: see the module docs).
+    pub resent_reordered: u64,
+    /// Second copies of records resent after a send that may have been written (allowed).
+    pub resent_duplicated: u64,
     pub examples: Vec<String>,
 }
 
@@ -115,6 +133,8 @@ impl Verdict {
             "refused_absent": self.refused,
             "in_doubt_stored": self.in_doubt_stored,
             "in_doubt_absent": self.in_doubt_absent,
+            "resent_reordered": self.resent_reordered,
+            "resent_duplicated": self.resent_duplicated,
             "examples": self.examples,
         })
     }
@@ -160,14 +180,24 @@ impl Checker {
             }
             // Refusals are noted in the order answers arrive, which need not be send order.
             let (mut refused, mut in_doubt) = (p.refused.clone(), p.in_doubt.clone());
-            refused.sort_unstable_by_key(|r| r.first);
-            in_doubt.sort_unstable_by_key(|r| r.first);
+            let (mut resent, mut resent_maybe_twice) =
+                (p.resent.clone(), p.resent_maybe_twice.clone());
+            for list in [
+                &mut refused,
+                &mut in_doubt,
+                &mut resent,
+                &mut resent_maybe_twice,
+            ] {
+                list.sort_unstable_by_key(|r| r.first);
+            }
             producers[index] = Some(ProducerState {
                 records_sent: p.records_sent,
                 seen: vec![0; p.records_sent.div_ceil(64) as usize],
                 last: vec![None; ledger.partitions as usize],
                 refused,
                 in_doubt,
+                resent,
+                resent_maybe_twice,
             });
         }
         Ok(Checker {
@@ -203,6 +233,12 @@ impl Checker {
             v.example(|| format!("partition {partition} offset {offset}: {stamp:?} was sent to another partition"));
         }
         let (word, bit) = ((stamp.seq / 64) as usize, 1u64 << (stamp.seq % 64));
+        let maybe_twice = in_ranges(&state.resent_maybe_twice, stamp.seq);
+        let resent = maybe_twice || in_ranges(&state.resent, stamp.seq);
+        if state.seen[word] & bit != 0 && maybe_twice {
+            v.resent_duplicated += 1;
+            return;
+        }
         if state.seen[word] & bit != 0 {
             v.duplicated += 1;
             v.example(|| {
@@ -214,6 +250,14 @@ impl Checker {
             return;
         }
         state.seen[word] |= bit;
+        if resent {
+            // Resent records may land after later ones; they do not move the order mark either.
+            let last = state.last.get(partition as usize).copied().flatten();
+            if last.is_some_and(|prev| stamp.seq < prev) {
+                v.resent_reordered += 1;
+            }
+            return;
+        }
         if let Some(last) = state.last.get_mut(partition as usize) {
             match *last {
                 Some(prev) if stamp.seq < prev => {
@@ -265,8 +309,8 @@ impl Checker {
     }
 }
 
-/// Reads every partition of the ledger's topic from its start on the Sprawl node at `addr` and
-/// checks it.
+/// Reads every partition of the ledger's topic from its start, each from its leader (found
+/// through the Sprawl node at `addr`), and checks it.
 pub fn check_topic(addr: &str, ledger: &Ledger) -> Result<Verdict, CheckError> {
     let mut checker = Checker::new(ledger)?;
     let topic = ledger.topic.clone();
@@ -274,10 +318,11 @@ pub fn check_topic(addr: &str, ledger: &Ledger) -> Result<Verdict, CheckError> {
         client_name: format!("loadgen-checker/{}", env!("CARGO_PKG_VERSION")),
         ..ClientConfig::default()
     };
-    let mut client = Client::connect(addr, config).map_err(|source| CheckError::Describe {
-        topic: topic.clone(),
-        source: Box::new(source),
-    })?;
+    let mut client =
+        ClusterClient::connect(&[addr], config).map_err(|source| CheckError::Describe {
+            topic: topic.clone(),
+            source: Box::new(source),
+        })?;
     let info = client
         .describe_topic(&topic)
         .map_err(|source| CheckError::Describe {
@@ -286,9 +331,15 @@ pub fn check_topic(addr: &str, ledger: &Ledger) -> Result<Verdict, CheckError> {
         })?;
     for p in &info.partitions {
         let mut offset = p.start_offset;
+        let mut stalled_since: Option<Instant> = None;
         while offset < p.end_offset {
+            let wait_ms = if stalled_since.is_some() {
+                STALL_WAIT_MS
+            } else {
+                0
+            };
             let fetched = client
-                .fetch(&topic, p.partition, offset, FETCH_BYTES, 0)
+                .fetch(&topic, p.partition, offset, FETCH_BYTES, wait_ms)
                 .map_err(|source| CheckError::Read {
                     topic: topic.clone(),
                     partition: p.partition,
@@ -296,6 +347,10 @@ pub fn check_topic(addr: &str, ledger: &Ledger) -> Result<Verdict, CheckError> {
                     source: Box::new(source),
                 })?;
             let Some(last) = fetched.records.last() else {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < STALL_MAX {
+                    continue;
+                }
                 return Err(CheckError::Stalled {
                     topic: topic.clone(),
                     partition: p.partition,
@@ -303,6 +358,7 @@ pub fn check_topic(addr: &str, ledger: &Ledger) -> Result<Verdict, CheckError> {
                     end_offset: p.end_offset,
                 });
             };
+            stalled_since = None;
             offset = last.offset + 1;
             for r in &fetched.records {
                 checker.observe(p.partition, r.offset, &r.value);
@@ -380,6 +436,38 @@ mod tests {
         assert_eq!(v.unstamped, 1);
         assert_eq!(v.unknown_producer, 1);
         assert!(!v.examples.is_empty());
+    }
+
+    #[test]
+    fn resent_records_may_land_late_and_twice_only_when_the_ledger_says_so() {
+        // seqs 0..6 on partition 0: 1 resent after a refusal, 2 resent after a broken connection.
+        let mut l = ledger(6, &[], &[]);
+        l.producers[0].note_resent(1, 1, false);
+        l.producers[0].note_resent(2, 1, true);
+        let mut c = Checker::new(&l).unwrap();
+        for (offset, seq) in [0u64, 2, 3, 4, 1, 2, 5].into_iter().enumerate() {
+            c.observe(0, offset as u64, &value(0, seq, 0));
+        }
+        let v = c.finish();
+        assert!(v.ok(), "{v:?}");
+        assert_eq!((v.resent_reordered, v.resent_duplicated), (1, 1));
+
+        // The same log without the resends in the ledger: 1 is reordered, 2 duplicated.
+        let mut c = Checker::new(&ledger(6, &[], &[])).unwrap();
+        for (offset, seq) in [0u64, 2, 3, 4, 1, 2, 5].into_iter().enumerate() {
+            c.observe(0, offset as u64, &value(0, seq, 0));
+        }
+        let v = c.finish();
+        assert_eq!((v.reordered, v.duplicated), (1, 1), "{v:?}");
+
+        // A record resent after a plain refusal may not be stored twice.
+        let mut l = ledger(2, &[], &[]);
+        l.producers[0].note_resent(1, 1, false);
+        let mut c = Checker::new(&l).unwrap();
+        for (offset, seq) in [0u64, 1, 1].into_iter().enumerate() {
+            c.observe(0, offset as u64, &value(0, seq, 0));
+        }
+        assert_eq!(c.finish().duplicated, 1);
     }
 
     #[test]

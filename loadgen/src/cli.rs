@@ -67,6 +67,8 @@ fn drive(
         window: config.window,
         batch: config.batch,
         value_bytes_max: config.size.max_bytes(),
+        replication_factor: config.replication_factor,
+        min_insync: config.min_insync,
     };
     let target: Box<dyn Target> = driver::open(endpoint).map_err(|e| e.to_string())?;
     let server_version = target.server_version().map_err(|e| e.to_string())?;

@@ -95,6 +95,13 @@ pub struct Args {
     /// create the topic first (an existing topic is an error on Sprawl)
     #[argh(switch)]
     pub create_topic: bool,
+    /// copies of each partition when --create-topic makes a Sprawl topic (default: the server's, 1)
+    #[argh(option)]
+    pub replication_factor: Option<u16>,
+    /// in-sync copies an acks=all produce needs, for --create-topic on Sprawl (default: the
+    /// server's, min(2, replication factor))
+    #[argh(option)]
+    pub min_insync: Option<u16>,
     /// producer connections, one thread each (default 1)
     #[argh(option, default = "1")]
     pub producers: u32,
@@ -181,6 +188,9 @@ pub struct Config {
     pub topic: String,
     pub partitions: u32,
     pub create_topic: bool,
+    /// Topic creation on Sprawl: replication factor and min-insync (`None` = server default).
+    pub replication_factor: Option<u16>,
+    pub min_insync: Option<u16>,
     pub producers: u32,
     pub consumers: u32,
     pub consume_from: ConsumeFrom,
@@ -335,6 +345,30 @@ impl Args {
         if self.topic.is_empty() || self.topic.len() > 200 {
             return Err(bad("topic", &self.topic, "must be 1..=200 bytes"));
         }
+        if self.replication_factor.is_some() || self.min_insync.is_some() {
+            if !matches!(target, TargetKind::Sprawl | TargetKind::Http) {
+                return Err(bad(
+                    "replication-factor",
+                    target.name(),
+                    "--replication-factor and --min-insync apply to Sprawl topics",
+                ));
+            }
+            if self.replication_factor == Some(0) {
+                return Err(bad("replication-factor", 0, "must be at least 1"));
+            }
+            if self.min_insync == Some(0) {
+                return Err(bad("min-insync", 0, "must be at least 1"));
+            }
+            if let (Some(rf), Some(min)) = (self.replication_factor, self.min_insync) {
+                if min > rf {
+                    return Err(bad(
+                        "min-insync",
+                        min,
+                        "must not exceed --replication-factor",
+                    ));
+                }
+            }
+        }
         let stamp_sequences = self.verify || self.seq_ledger.is_some();
         if stamp_sequences {
             let smallest = match size {
@@ -365,6 +399,8 @@ impl Args {
             topic: self.topic.clone(),
             partitions: self.partitions,
             create_topic: self.create_topic || self.spawn,
+            replication_factor: self.replication_factor,
+            min_insync: self.min_insync,
             producers: self.producers,
             consumers: self.consumers,
             consume_from,
@@ -419,6 +455,12 @@ mod tests {
         assert_eq!(c.size, SizeDist::Fixed { bytes: 1024 });
         assert_eq!(c.duration_ms, 10_000);
         assert_eq!(c.acks, AckLevel::Leader);
+        assert_eq!((c.replication_factor, c.min_insync), (None, None));
+        let replicated = args(&["--replication-factor", "3", "--min-insync", "2"]).unwrap();
+        assert_eq!(
+            (replicated.replication_factor, replicated.min_insync),
+            (Some(3), Some(2))
+        );
         let spawn = args(&["--spawn"]).unwrap();
         assert_eq!(spawn.duration_ms, 5_000);
         assert!(spawn.create_topic);
@@ -489,6 +531,9 @@ mod tests {
             &["--producers", "0"],
             &["--duration-secs", "0"],
             &["--spawn", "--target", "nats"],
+            &["--replication-factor", "0"],
+            &["--replication-factor", "2", "--min-insync", "3"],
+            &["--target", "redis", "--replication-factor", "3"],
         ] {
             assert!(args(bad_line).is_err(), "{bad_line:?} accepted");
         }

@@ -68,6 +68,10 @@ pub struct Counters {
     pub records_failed: AtomicU64,
     /// Open loop: scheduled records never sent because the target fell too far behind.
     pub records_unsent: AtomicU64,
+    /// Resends of batches (see [`crate::driver::Ack::resends`]).
+    pub batches_resent: AtomicU64,
+    /// Answered batches that may be stored twice (see [`crate::driver::Ack::maybe_twice`]).
+    pub batches_maybe_twice: AtomicU64,
     pub records_consumed: AtomicU64,
     pub measured_records_consumed: AtomicU64,
     pub measured_bytes_consumed: AtomicU64,

@@ -8,8 +8,15 @@
 //! line, an HDR interval log, a JSON report and SVG plots. The same generator drives Sprawl and
 //! its peers (Redis Streams, NATS JetStream, Kafka) through the small traits in [`driver`].
 //!
-//! What it deliberately does not do: retry failed batches (a failure is counted, not hidden),
-//! reconnect, coordinate several loadgen processes, or depend on any workspace crate but `net`.
+//! Against a Sprawl cluster, `--broker` is any one node: producers send each partition's batches
+//! to its leader (Metadata v1) over one socket per leader, and resend a batch answered
+//! `NOT_LEADER` / `NOT_ENOUGH_REPLICAS` or stranded by a broken connection (counted as resends in
+//! the report; without an idempotent producer identity such a resend can store a batch twice,
+//! which `--verify` tells apart); consumers and the checker read each partition from its leader.
+//!
+//! What it deliberately does not do: retry batches refused for any other reason (a failure is
+//! counted, not hidden), reconnect to peers other than Sprawl, coordinate several loadgen
+//! processes, or depend on any workspace crate but `net`.
 //!
 //! ```
 //! use loadgen::hist::{new_histogram, record_latency, LatencySummary};

@@ -65,6 +65,8 @@ pub fn config_json(c: &Config) -> Value {
         "topic": c.topic,
         "partitions": c.partitions,
         "create_topic": c.create_topic,
+        "replication_factor": c.replication_factor,
+        "min_insync": c.min_insync,
         "producers": c.producers,
         "consumers": c.consumers,
         "consume_from": format!("{:?}", c.consume_from).to_lowercase(),
@@ -160,6 +162,8 @@ pub fn report_json(config: &Config, result: &RunResult, ctx: &ReportContext<'_>)
                 "bytes_acked": result.bytes_acked,
                 "records_failed": result.records_failed,
                 "records_unsent": result.records_unsent,
+                "batches_resent": result.batches_resent,
+                "batches_maybe_stored_twice": result.batches_maybe_twice,
                 "records_consumed": result.records_consumed,
                 "latency_samples_clipped": result.latency_clipped,
             },
@@ -228,6 +232,13 @@ pub fn table(config: &Config, result: &RunResult) -> String {
             result.records_unsent
         );
     }
+    if result.batches_resent > 0 {
+        let _ = writeln!(
+            out,
+            "resent {} time(s) after NOT_LEADER / NOT_ENOUGH_REPLICAS / a broken connection; {} batch(es) may be stored twice",
+            result.batches_resent, result.batches_maybe_twice
+        );
+    }
     if let Some(e) = &result.first_refusal {
         let _ = writeln!(out, "first refused batch: {e}");
     }
@@ -257,6 +268,8 @@ mod tests {
             bytes_acked: 1_228_800,
             records_failed: 0,
             records_unsent: 0,
+            batches_resent: 0,
+            batches_maybe_twice: 0,
             records_consumed: 0,
             measured_records_acked: 1_000,
             measured_bytes_acked: 1_024_000,

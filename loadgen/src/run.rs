@@ -46,6 +46,10 @@ pub struct RunResult {
     pub bytes_acked: u64,
     pub records_failed: u64,
     pub records_unsent: u64,
+    /// Resends of batches (Sprawl: after NOT_LEADER, NOT_ENOUGH_REPLICAS, a broken connection).
+    pub batches_resent: u64,
+    /// Answered batches an earlier send of which may have been written too.
+    pub batches_maybe_twice: u64,
     pub records_consumed: u64,
     pub measured_records_acked: u64,
     pub measured_bytes_acked: u64,
@@ -173,6 +177,8 @@ pub fn run(
             bytes_acked: Counters::get(&c.bytes_acked),
             records_failed: Counters::get(&c.records_failed),
             records_unsent: Counters::get(&c.records_unsent),
+            batches_resent: Counters::get(&c.batches_resent),
+            batches_maybe_twice: Counters::get(&c.batches_maybe_twice),
             records_consumed: Counters::get(&c.records_consumed),
             measured_records_acked: Counters::get(&c.measured_records_acked),
             measured_bytes_acked: Counters::get(&c.measured_bytes_acked),

@@ -1,5 +1,6 @@
 //! `--spawn`: a local `sprawl serve --port 0 --http-port 0` in a temporary data directory, stopped
-//! with SIGTERM.
+//! with SIGTERM. [`SpawnedNode::start_with`] starts one on a given port with extra flags (a
+//! cluster member: `--node-id`, `--controllers`, `--seeds`, `--gossip-port`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +49,16 @@ pub fn default_binary() -> Option<PathBuf> {
 
 impl SpawnedNode {
     pub fn start(binary: &Path, shards: u32) -> Result<Self, SpawnError> {
+        Self::start_with(binary, shards, 0, &[])
+    }
+
+    /// A node on client port `port` (0 = any free one) with `extra` flags after the usual ones.
+    pub fn start_with(
+        binary: &Path,
+        shards: u32,
+        port: u16,
+        extra: &[String],
+    ) -> Result<Self, SpawnError> {
         if !binary.is_file() {
             return Err(SpawnError::NoBinary {
                 path: binary.to_owned(),
@@ -64,7 +75,7 @@ impl SpawnedNode {
             .arg("serve")
             .args([
                 "--port",
-                "0",
+                &port.to_string(),
                 "--http-port",
                 "0",
                 "--shards",
@@ -72,6 +83,7 @@ impl SpawnedNode {
             ])
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -116,6 +128,14 @@ impl SpawnedNode {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A field of the node's `ports.json` (e.g. "gossip"), once written.
+    pub fn port_file_field(&self, field: &str) -> Option<String> {
+        let path = self.data_dir.path().join("data").join("ports.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(value.get(field)?.as_str()?.to_owned())
     }
 
     pub fn pid(&self) -> Option<u32> {

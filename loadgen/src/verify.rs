@@ -9,7 +9,10 @@
 //! Each producer keeps a [`ProducerLedger`]: how many records it sent, which ranges the server
 //! refused with an error that means "not written" (they must be absent), and which ranges ended in
 //! doubt (no answer by the end of the drain, a broken connection, or an error after which the
-//! batch may or may not be stored). [`crate::checker`] reads the topic back and holds it to that.
+//! batch may or may not be stored), and which ranges were sent more than once (a Sprawl producer
+//! resends after `NOT_LEADER`, `NOT_ENOUGH_REPLICAS` or a broken connection): those may land after
+//! records sent later and, when an earlier send may have been written too, be stored twice.
+//! [`crate::checker`] reads the topic back and holds it to that.
 
 use std::sync::Mutex;
 
@@ -84,6 +87,11 @@ pub struct ProducerLedger {
     pub refused: Vec<SeqRange>,
     /// May or may not be stored.
     pub in_doubt: Vec<SeqRange>,
+    /// Sent again after a refusal that means "not written": may be stored out of order.
+    pub resent: Vec<SeqRange>,
+    /// Sent again after an earlier send that may have been written: may be stored out of order
+    /// and twice.
+    pub resent_maybe_twice: Vec<SeqRange>,
     /// More than [`LEDGER_RANGES_MAX`] ranges of one kind: the ledger cannot be checked.
     pub incomplete: bool,
 }
@@ -111,6 +119,16 @@ impl ProducerLedger {
         push_range(&mut self.in_doubt, &mut self.incomplete, first, count);
     }
 
+    /// Records that the batch `first..first + count` was sent more than once.
+    pub fn note_resent(&mut self, first: u64, count: u32, maybe_twice: bool) {
+        let list = if maybe_twice {
+            &mut self.resent_maybe_twice
+        } else {
+            &mut self.resent
+        };
+        push_range(list, &mut self.incomplete, first, count);
+    }
+
     /// Records a refusal: definite ("not written") errors go to `refused`, the rest in doubt.
     pub fn refusal(&mut self, first: u64, count: u32, message: &str) {
         if refusal_is_definite(message) {
@@ -128,6 +146,8 @@ impl ProducerLedger {
             "records_sent": self.records_sent,
             "refused": ranges(&self.refused),
             "in_doubt": ranges(&self.in_doubt),
+            "resent": ranges(&self.resent),
+            "resent_maybe_twice": ranges(&self.resent_maybe_twice),
             "incomplete": self.incomplete,
         })
     }
@@ -169,6 +189,15 @@ impl ProducerLedger {
             records_sent: u64_of("records_sent")?,
             refused: ranges("refused")?,
             in_doubt: ranges("in_doubt")?,
+            // Absent from ledgers written before resending existed.
+            resent: match v.get("resent") {
+                Some(_) => ranges("resent")?,
+                None => Vec::new(),
+            },
+            resent_maybe_twice: match v.get("resent_maybe_twice") {
+                Some(_) => ranges("resent_maybe_twice")?,
+                None => Vec::new(),
+            },
             incomplete: field("incomplete")?
                 .as_bool()
                 .ok_or(LedgerError::Malformed {
@@ -201,6 +230,7 @@ fn push_range(list: &mut Vec<SeqRange>, incomplete: &mut bool, first: u64, count
 /// refusals are reported as `NAME(code): message`.
 const DEFINITE_REFUSALS: &[&str] = &[
     "NOT_LEADER(",
+    "NOT_ENOUGH_REPLICAS(",
     "THROTTLED(",
     "UNKNOWN_TOPIC(",
     "UNKNOWN_PARTITION(",
@@ -209,9 +239,11 @@ const DEFINITE_REFUSALS: &[&str] = &[
     "FRAME_TOO_LARGE(",
 ];
 
-/// True when a refusal message names an error that means "not written".
+/// True when a refusal message names an error that means "not written". A deposed leader
+/// answers pending `acks=all` writes `NOT_LEADER` with a message saying the write "may or may
+/// not be kept": that one is not definite.
 pub fn refusal_is_definite(message: &str) -> bool {
-    DEFINITE_REFUSALS.iter().any(|p| message.starts_with(p))
+    DEFINITE_REFUSALS.iter().any(|p| message.starts_with(p)) && !message.contains("may or may not")
 }
 
 /// Every producer's ledger of one run.
@@ -332,6 +364,15 @@ mod tests {
         assert_eq!(l.in_doubt, [SeqRange { first: 4, count: 1 }]);
         assert!(l.refused[0].contains(3) && !l.refused[0].contains(4));
         assert!(!refusal_is_definite("TIMEOUT(15): slow"));
+        assert!(refusal_is_definite("NOT_ENOUGH_REPLICAS(21): 1 in sync"));
+        assert!(!refusal_is_definite(
+            "NOT_LEADER(14): leadership moved; the write may or may not be kept: retry"
+        ));
+        l.note_resent(0, 2, false);
+        l.note_resent(2, 2, false);
+        l.note_resent(6, 1, true);
+        assert_eq!(l.resent, [SeqRange { first: 0, count: 4 }]);
+        assert_eq!(l.resent_maybe_twice, [SeqRange { first: 6, count: 1 }]);
     }
 
     #[test]
@@ -340,6 +381,8 @@ mod tests {
         p.next_seqs(10);
         p.refuse(2, 3);
         p.doubt(9, 1);
+        p.note_resent(4, 2, false);
+        p.note_resent(7, 1, true);
         let ledger = Ledger {
             topic: "t".into(),
             partitions: 3,

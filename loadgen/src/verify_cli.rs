@@ -76,7 +76,7 @@ fn print_verdict(v: &Verdict) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "verify: {} records read, {} expected; lost {}, duplicated {}, reordered {}, misplaced {}, refused-but-stored {}; refused and absent {}, in doubt {} stored / {} absent: {}",
+        "verify: {} records read, {} expected; lost {}, duplicated {}, reordered {}, misplaced {}, refused-but-stored {}; refused and absent {}, in doubt {} stored / {} absent; resent and stored again {}, resent and out of order {}: {}",
         v.records_read,
         v.records_expected,
         v.lost,
@@ -87,6 +87,8 @@ fn print_verdict(v: &Verdict) {
         v.refused,
         v.in_doubt_stored,
         v.in_doubt_absent,
+        v.resent_duplicated,
+        v.resent_reordered,
         if v.ok() { "ok" } else { "FAILED" }
     );
     for e in &v.examples {

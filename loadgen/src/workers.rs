@@ -113,6 +113,15 @@ pub fn run_producer(
                 reason: format!("acknowledgement for token {} not in flight", ack.token),
             });
         };
+        if ack.resends > 0 {
+            Counters::add(&counters.batches_resent, u64::from(ack.resends));
+            if ack.maybe_twice {
+                Counters::add(&counters.batches_maybe_twice, 1);
+            }
+            if let Some(l) = ledger.as_mut() {
+                l.note_resent(sent.first_seq, sent.records, ack.maybe_twice);
+            }
+        }
         match ack.outcome {
             Ok(()) => {
                 Counters::add(&counters.records_acked, u64::from(sent.records));
@@ -127,7 +136,12 @@ pub fn run_producer(
             Err(message) => {
                 Counters::add(&counters.records_failed, u64::from(sent.records));
                 if let Some(l) = ledger.as_mut() {
-                    l.refusal(sent.first_seq, sent.records, &message);
+                    if ack.maybe_twice {
+                        // An earlier send of the batch may have been written.
+                        l.doubt(sent.first_seq, sent.records);
+                    } else {
+                        l.refusal(sent.first_seq, sent.records, &message);
+                    }
                 }
                 spec.shared.note_refusal(message);
             }

@@ -119,7 +119,13 @@ impl Target for HttpTarget {
 
     fn create_topic(&self) -> Result<(), DriverError> {
         let mut c = self.connect()?;
-        let body = serde_json::json!({"name": self.endpoint.topic, "partitions": self.endpoint.partitions});
+        let mut body = serde_json::json!({"name": self.endpoint.topic, "partitions": self.endpoint.partitions});
+        if let Some(rf) = self.endpoint.replication_factor {
+            body["replication_factor"] = rf.into();
+        }
+        if let Some(min) = self.endpoint.min_insync {
+            body["min_insync"] = min.into();
+        }
         let (status, v) = call(&mut c, "POST", "/topics", Some(&body.to_string()))?;
         match status {
             201 | 409 => Ok(()),
@@ -252,7 +258,7 @@ impl ProducerConn for HttpProducer {
         } else {
             Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)))
         };
-        Ok(Some(Ack { token, outcome }))
+        Ok(Some(Ack::once(token, outcome)))
     }
 }
 

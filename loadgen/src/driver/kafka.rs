@@ -247,10 +247,10 @@ impl ProducerConn for KafkaProducer {
                     .trim_end()
                     .to_owned()
             });
-        Ok(Some(Ack {
-            token: correlation_id as u32 as u64,
-            outcome: refusal.map_or(Ok(()), Err),
-        }))
+        Ok(Some(Ack::once(
+            correlation_id as u32 as u64,
+            refusal.map_or(Ok(()), Err),
+        )))
     }
 }
 

@@ -14,6 +14,10 @@ pub mod nats;
 pub mod redis;
 mod resp;
 pub mod sprawl;
+pub mod sprawl_consumer;
+pub mod sprawl_follow;
+mod sprawl_link;
+pub mod sprawl_producer;
 
 use std::time::Duration;
 
@@ -37,6 +41,23 @@ pub struct Ack {
     pub token: u64,
     /// `Err` = the server refused the batch (the connection is still usable).
     pub outcome: Result<(), String>,
+    /// Times the batch was sent again before this answer (Sprawl: after `NOT_LEADER`,
+    /// `NOT_ENOUGH_REPLICAS` or a broken connection); 0 for drivers that never resend.
+    pub resends: u32,
+    /// An earlier send of the batch may have been written as well: it may be stored twice.
+    pub maybe_twice: bool,
+}
+
+impl Ack {
+    /// The answer to a batch sent once.
+    pub fn once(token: u64, outcome: Result<(), String>) -> Self {
+        Ack {
+            token,
+            outcome,
+            resends: 0,
+            maybe_twice: false,
+        }
+    }
 }
 
 /// A consumed record: the send timestamp it carried (if any) and its value size.
@@ -135,6 +156,10 @@ pub struct Endpoint {
     /// Records per batch (to size buffers).
     pub batch: u32,
     pub value_bytes_max: u32,
+    /// Sprawl topic creation: copies of each partition (`None` = the server's default).
+    pub replication_factor: Option<u16>,
+    /// Sprawl topic creation: in-sync copies an `acks=all` produce needs (`None` = default).
+    pub min_insync: Option<u16>,
 }
 
 /// The control plane of one target and a factory for its connections.

@@ -482,10 +482,7 @@ impl ProducerConn for NatsProducer {
             }
             if entry.0 == 0 {
                 let (_, error) = self.in_flight.remove(&token).unwrap_or_default();
-                return Ok(Some(Ack {
-                    token,
-                    outcome: error.map_or(Ok(()), Err),
-                }));
+                return Ok(Some(Ack::once(token, error.map_or(Ok(()), Err))));
             }
         }
     }

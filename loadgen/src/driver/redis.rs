@@ -219,10 +219,7 @@ impl ProducerConn for RedisProducer {
             };
             if front.1 == 0 {
                 let (token, _, error) = self.batches.pop_front().unwrap_or_default();
-                return Ok(Some(Ack {
-                    token,
-                    outcome: error.map_or(Ok(()), Err),
-                }));
+                return Ok(Some(Ack::once(token, error.map_or(Ok(()), Err))));
             }
             let Some(reply) = read_reply(&mut self.conn, deadline)? else {
                 return Ok(None);
