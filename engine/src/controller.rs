@@ -45,7 +45,7 @@ const REGISTER_RETRY: Duration = Duration::from_secs(2);
 
 enum Input {
     Step(Vec<u8>),
-    Members(Vec<(u64, String)>),
+    Members(Vec<(u64, String)>, Vec<u64>),
     Change(TopicChange, flume::Sender<ChangeOutcome>),
     Stop,
 }
@@ -136,6 +136,7 @@ impl Controller {
             view: view.clone(),
             counters: counters.clone(),
             members: Vec::new(),
+            suspect: std::collections::BTreeSet::new(),
             registering: BTreeMap::new(),
             last_error: None,
             topics: topics::Topics::default(),
@@ -166,9 +167,10 @@ impl Controller {
         }
     }
 
-    /// The live members (id, client address) the leader should register.
-    pub fn set_members(&self, members: Vec<(u64, String)>) {
-        let _ = self.inbox.try_send(Input::Members(members));
+    /// The live members (id, client address) the leader should register, and the members gossip
+    /// suspects (not answering for a moment, not declared down).
+    pub fn set_members(&self, members: Vec<(u64, String)>, suspect: Vec<u64>) {
+        let _ = self.inbox.try_send(Input::Members(members, suspect));
     }
 
     /// Asks the controller for a topic change and waits for the outcome (at most
@@ -234,6 +236,9 @@ struct Run {
     view: Arc<Mutex<Arc<ControllerView>>>,
     counters: Arc<ControllerCounters>,
     members: Vec<(u64, String)>,
+    /// Members gossip suspects: not live (leadership moves away from them) but not gone either
+    /// (they keep their place in in-sync sets and replica sets).
+    suspect: std::collections::BTreeSet<u64>,
     /// Members whose registration was proposed, and when (retried after REGISTER_RETRY).
     registering: BTreeMap<u64, Instant>,
     last_error: Option<String>,
@@ -254,7 +259,10 @@ impl Run {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Ok(Input::Members(m)) => self.members = m,
+                Ok(Input::Members(m, suspect)) => {
+                    self.members = m;
+                    self.suspect = suspect.into_iter().collect();
+                }
                 Ok(Input::Change(change, reply)) => self.change(change, reply),
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -446,8 +454,12 @@ impl Run {
         }
         let live: std::collections::BTreeSet<u64> =
             self.members.iter().map(|(id, _)| *id).collect();
-        let mut cmds = self.topics.placements(self.node.state(), &live);
-        cmds.extend(self.reassign.pass(self.node.state(), &live, Instant::now()));
+        let present: std::collections::BTreeSet<u64> = live.union(&self.suspect).copied().collect();
+        let mut cmds = self.topics.placements(self.node.state(), &live, &present);
+        cmds.extend(
+            self.reassign
+                .pass(self.node.state(), &live, &present, Instant::now()),
+        );
         for cmd in cmds {
             if self.node.propose(&cmd).is_err() {
                 break;

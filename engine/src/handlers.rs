@@ -668,6 +668,7 @@ pub async fn read_local(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
         .cloned()
         .ok_or_else(|| Failure::new(ErrorCode::UnknownTopic, "topic was deleted"))?;
     let p = owned(shard, &t, args.partition)?;
+    crate::replication::read_gate(shard, &p)?;
     let deadline = std::time::Instant::now() + Duration::from_millis(args.wait_ms.into());
     let mut offset = args.offset;
     loop {

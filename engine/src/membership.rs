@@ -89,8 +89,15 @@ fn spawn_member_feeder(shard: Rc<Shard>) {
                     m
                 })
             };
+            let suspect: Vec<u64> = shard.gossip.borrow().as_ref().map_or_else(Vec::new, |h| {
+                h.members()
+                    .into_iter()
+                    .filter(|s| s.state == MemberState::Suspect)
+                    .map(|s| u64::from(s.member.node_id()))
+                    .collect()
+            });
             if let (Some(m), Some(c)) = (members, shard.controller.as_ref()) {
-                c.set_members(m);
+                c.set_members(m, suspect);
             }
             glommio::timer::sleep(MEMBER_FEED_EVERY).await;
         }

@@ -48,17 +48,18 @@ impl Reassigner {
             .collect()
     }
 
-    /// Notes who is live at `now` and returns the reassignment commands to propose: for each
-    /// partition moved, `AssignReplicas` with the lost members replaced, then `SetLeader` of the
-    /// same leader at the next epoch.
+    /// Notes who is present (live or only suspected) at `now` and returns the reassignment
+    /// commands to propose: for each partition moved, `AssignReplicas` with the lost members
+    /// replaced by `live` nodes, then `SetLeader` of the same leader at the next epoch.
     pub fn pass(
         &mut self,
         state: &MetadataState,
         live: &BTreeSet<u64>,
+        present: &BTreeSet<u64>,
         now: Instant,
     ) -> Vec<Command> {
         for id in state.nodes.keys() {
-            if live.contains(id) {
+            if present.contains(id) {
                 self.down_since.remove(id);
             } else {
                 self.down_since.entry(*id).or_insert(now);
@@ -163,7 +164,7 @@ mod tests {
         let all: BTreeSet<u64> = (1..=3).collect();
         let mut topics = super::super::topics::Topics::default();
         for _ in 0..2 {
-            for c in topics.placements(&s, &all) {
+            for c in topics.placements(&s, &all, &all) {
                 s.apply(&c).unwrap();
             }
         }
@@ -177,12 +178,16 @@ mod tests {
         let mut r = Reassigner::new(grace);
         let t0 = Instant::now();
         let all: BTreeSet<u64> = (1..=4).collect();
-        assert!(r.pass(&s, &all, t0).is_empty());
+        assert!(r.pass(&s, &all, &all, t0).is_empty());
         // Node 2 goes: nothing before the grace period ends.
         let live: BTreeSet<u64> = [1, 3, 4].into_iter().collect();
-        assert!(r.pass(&s, &live, t0 + Duration::from_secs(1)).is_empty());
-        assert!(r.pass(&s, &live, t0 + Duration::from_secs(20)).is_empty());
-        let cmds = r.pass(&s, &live, t0 + Duration::from_secs(32));
+        assert!(r
+            .pass(&s, &live, &live, t0 + Duration::from_secs(1))
+            .is_empty());
+        assert!(r
+            .pass(&s, &live, &live, t0 + Duration::from_secs(20))
+            .is_empty());
+        let cmds = r.pass(&s, &live, &live, t0 + Duration::from_secs(32));
         let with_2 = s.topics["t"]
             .partitions
             .iter()
@@ -216,7 +221,9 @@ mod tests {
             }
         }
         // Done: nothing more, and a retry is not proposed while the first is in flight.
-        assert!(r.pass(&s, &live, t0 + Duration::from_secs(33)).is_empty());
+        assert!(r
+            .pass(&s, &live, &live, t0 + Duration::from_secs(33))
+            .is_empty());
     }
 
     #[test]
@@ -225,12 +232,16 @@ mod tests {
         let mut r = Reassigner::new(Duration::ZERO);
         let live: BTreeSet<u64> = [1, 3].into_iter().collect();
         let t0 = Instant::now();
-        r.pass(&s, &live, t0);
-        assert!(r.pass(&s, &live, t0 + Duration::from_secs(1)).is_empty());
+        r.pass(&s, &live, &live, t0);
+        assert!(r
+            .pass(&s, &live, &live, t0 + Duration::from_secs(1))
+            .is_empty());
         let s = state(4, 1);
         let mut r = Reassigner::new(Duration::ZERO);
-        r.pass(&s, &live, t0);
-        assert!(r.pass(&s, &live, t0 + Duration::from_secs(1)).is_empty());
+        r.pass(&s, &live, &live, t0);
+        assert!(r
+            .pass(&s, &live, &live, t0 + Duration::from_secs(1))
+            .is_empty());
         assert_eq!(
             r.lost(t0 + Duration::from_secs(1)),
             [2, 4].into_iter().collect()

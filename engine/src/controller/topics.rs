@@ -184,8 +184,14 @@ impl Topics {
     }
 
     /// Placement commands for partitions without replicas or without a leader, on `live`
-    /// registered nodes. Skips what was proposed less than `PLACEMENT_RETRY` ago.
-    pub fn placements(&mut self, state: &MetadataState, live: &BTreeSet<u64>) -> Vec<Command> {
+    /// registered nodes, and in-sync shrinks for members that are not `present` (neither live
+    /// nor only suspected by gossip). Skips what was proposed less than `PLACEMENT_RETRY` ago.
+    pub fn placements(
+        &mut self,
+        state: &MetadataState,
+        live: &BTreeSet<u64>,
+        present: &BTreeSet<u64>,
+    ) -> Vec<Command> {
         let now = Instant::now();
         self.placing
             .retain(|_, (at, _)| now.duration_since(*at) < PLACEMENT_RETRY);
@@ -239,9 +245,12 @@ impl Topics {
                         leader,
                         leader_epoch: p.leader_epoch + 1,
                     }
-                } else if p.in_sync.iter().any(|n| !live.contains(n)) {
+                } else if p.in_sync.iter().any(|n| !present.contains(n)) {
                     // A crashed member leaves the in-sync set (the live leader stays, so the set
                     // is never empty); the leader's pending proposal ends with the new version.
+                    // A member gossip only suspects keeps its place: the leader drops it if it
+                    // really lags (10 s), and a healthy node that gossip keeps suspecting (seen
+                    // after healed partitions) can be added back by its leader.
                     Command::SetInSync {
                         topic: name.clone(),
                         partition: index,
@@ -251,7 +260,7 @@ impl Topics {
                             .in_sync
                             .iter()
                             .copied()
-                            .filter(|n| live.contains(n))
+                            .filter(|n| present.contains(n))
                             .collect(),
                     }
                 } else {

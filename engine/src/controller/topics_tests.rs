@@ -47,7 +47,7 @@ fn placement_assigns_then_elects_on_live_nodes_only() {
     let mut s = state_with_topic(1, 8);
     let mut topics = Topics::default();
     let live: BTreeSet<u64> = [1, 2].into_iter().collect();
-    let assign = topics.placements(&s, &live);
+    let assign = topics.placements(&s, &live, &live);
     assert_eq!(assign.len(), 8);
     for c in &assign {
         let Command::AssignReplicas { replicas, .. } = c else {
@@ -58,16 +58,16 @@ fn placement_assigns_then_elects_on_live_nodes_only() {
     }
     // Proposed and not committed: nothing is proposed again before the retry interval.
     let fresh = state_with_topic(1, 8);
-    assert!(topics.placements(&fresh, &live).is_empty());
+    assert!(topics.placements(&fresh, &live, &live).is_empty());
     // Committed: the partitions' state moved on, so the leaders are elected at once.
-    let elect = topics.placements(&s, &live);
+    let elect = topics.placements(&s, &live, &live);
     assert_eq!(elect.len(), 8);
     for c in &elect {
         s.apply(c).unwrap();
     }
     assert!(s.topics["t"].partitions.iter().all(|p| p.leader != 0));
     topics.placing.clear();
-    assert!(topics.placements(&s, &live).is_empty());
+    assert!(topics.placements(&s, &live, &live).is_empty());
 }
 
 #[test]
@@ -75,19 +75,19 @@ fn a_dead_leader_is_replaced_by_a_live_in_sync_replica_then_leaves_the_set() {
     let mut s = state_with_topic(3, 1);
     let mut topics = Topics::default();
     let all: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
-    for c in topics.placements(&s, &all) {
+    for c in topics.placements(&s, &all, &all) {
         s.apply(&c).unwrap();
     }
-    for c in topics.placements(&s, &all) {
+    for c in topics.placements(&s, &all, &all) {
         s.apply(&c).unwrap();
     }
     let p = s.topics["t"].partitions[0].clone();
     assert!(p.leader != 0 && p.in_sync.len() == 3, "{p:?}");
-    assert!(topics.placements(&s, &all).is_empty());
+    assert!(topics.placements(&s, &all, &all).is_empty());
 
     // The leader's node is gone: the next in-sync live replica leads at a higher epoch.
     let live: BTreeSet<u64> = all.iter().copied().filter(|n| *n != p.leader).collect();
-    let elect = topics.placements(&s, &live);
+    let elect = topics.placements(&s, &live, &live);
     let [Command::SetLeader {
         leader,
         leader_epoch,
@@ -99,7 +99,7 @@ fn a_dead_leader_is_replaced_by_a_live_in_sync_replica_then_leaves_the_set() {
     assert!(live.contains(leader) && *leader_epoch == p.leader_epoch + 1);
     s.apply(&elect[0]).unwrap();
     // Then the dead node leaves the in-sync set, fenced by the new epoch and the version.
-    let shrink = topics.placements(&s, &live);
+    let shrink = topics.placements(&s, &live, &live);
     let [Command::SetInSync {
         in_sync,
         isr_version,
@@ -111,11 +111,11 @@ fn a_dead_leader_is_replaced_by_a_live_in_sync_replica_then_leaves_the_set() {
     assert_eq!(in_sync.iter().copied().collect::<BTreeSet<_>>(), live);
     assert_eq!(*isr_version, Some(s.topics["t"].partitions[0].isr_version));
     s.apply(&shrink[0]).unwrap();
-    assert!(topics.placements(&s, &live).is_empty());
+    assert!(topics.placements(&s, &live, &live).is_empty());
 
     // Never an unclean election: with no live in-sync replica the partition waits.
     let only_dead: BTreeSet<u64> = [p.leader].into_iter().collect();
-    assert!(topics.placements(&s, &only_dead).is_empty());
+    assert!(topics.placements(&s, &only_dead, &only_dead).is_empty());
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn a_leader_that_cannot_lead_at_its_epoch_gets_a_new_election() {
     let mut topics = Topics::default();
     let all: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
     for _ in 0..2 {
-        for c in topics.placements(&s, &all) {
+        for c in topics.placements(&s, &all, &all) {
             s.apply(&c).unwrap();
         }
     }
@@ -151,7 +151,7 @@ fn a_leader_that_cannot_lead_at_its_epoch_gets_a_new_election() {
     // Alone in sync: the asker itself is elected again, at a new epoch.
     let mut alone = state_with_topic(3, 1);
     for _ in 0..2 {
-        for c in Topics::default().placements(&alone, &all) {
+        for c in Topics::default().placements(&alone, &all, &all) {
             alone.apply(&c).unwrap();
         }
     }
@@ -178,7 +178,7 @@ fn too_few_live_nodes_leave_partitions_unplaced() {
     let s = state_with_topic(3, 2);
     let mut topics = Topics::default();
     let live: BTreeSet<u64> = [1, 2].into_iter().collect();
-    assert!(topics.placements(&s, &live).is_empty());
+    assert!(topics.placements(&s, &live, &live).is_empty());
 }
 
 #[test]

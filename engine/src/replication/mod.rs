@@ -261,6 +261,21 @@ pub fn visible_end(p: &Partition, log_end: u64) -> u64 {
     }
 }
 
+/// Checks a read of a replicated partition: only an established leader answers (while it takes
+/// over, its role is not set and its log may hold records above the watermark).
+pub fn read_gate(shard: &Shard, p: &Partition) -> Result<(), Failure> {
+    if !is_replicated(shard, p) || p.replica.leading_epoch().is_some() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        ErrorCode::NotLeader,
+        format!(
+            "partition {}/{} is taking over leadership on this node; retry",
+            p.topic, p.index
+        ),
+    ))
+}
+
 /// Checks a produce against the partition's role before anything is appended. Returns the leader
 /// epoch when the partition is replicated (the produce must then follow the replication rules).
 pub fn produce_gate(
