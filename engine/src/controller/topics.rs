@@ -102,6 +102,9 @@ pub(super) struct Topics {
     /// Partitions whose assignment, leader or in-sync set was proposed: when, and the partition's
     /// (leader epoch, in-sync version) then; a committed change makes the entry stale at once.
     placing: BTreeMap<(String, u32), (Instant, (u32, u32))>,
+    /// Leaders replaced because they were not live: (old leader, the epoch that replaced it).
+    /// The old leader leaves the in-sync set at that epoch while it is still not live.
+    deposed: BTreeMap<(String, u32), (u64, u32)>,
 }
 
 impl Topics {
@@ -239,11 +242,23 @@ impl Topics {
                     else {
                         continue;
                     };
+                    if p.leader != 0 {
+                        self.deposed
+                            .insert(key.clone(), (p.leader, p.leader_epoch + 1));
+                    }
                     Command::SetLeader {
                         topic: name.clone(),
                         partition: index,
                         leader,
                         leader_epoch: p.leader_epoch + 1,
+                    }
+                } else if let Some(in_sync) = self.shrink(&key, p, live, present) {
+                    Command::SetInSync {
+                        topic: name.clone(),
+                        partition: index,
+                        leader_epoch: p.leader_epoch,
+                        isr_version: Some(p.isr_version),
+                        in_sync,
                     }
                 } else if p.in_sync.iter().any(|n| !present.contains(n)) {
                     // A crashed member leaves the in-sync set (the live leader stays, so the set
@@ -271,6 +286,32 @@ impl Topics {
             }
         }
         out
+    }
+
+    /// The in-sync set without the leader this partition's current epoch replaced, while that
+    /// node is still not live: it failed as a leader (acknowledgements would otherwise wait for
+    /// its fetches until its successor's 10 s lag rule removes it).
+    fn shrink(
+        &mut self,
+        key: &(String, u32),
+        p: &meta::PartitionState,
+        live: &BTreeSet<u64>,
+        present: &BTreeSet<u64>,
+    ) -> Option<Vec<u64>> {
+        let &(old, epoch) = self.deposed.get(key)?;
+        if p.leader_epoch != epoch || live.contains(&old) || !p.in_sync.contains(&old) {
+            if p.leader_epoch >= epoch {
+                self.deposed.remove(key);
+            }
+            return None;
+        }
+        Some(
+            p.in_sync
+                .iter()
+                .copied()
+                .filter(|n| *n != old && present.contains(n))
+                .collect(),
+        )
     }
 }
 

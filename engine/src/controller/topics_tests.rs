@@ -98,8 +98,9 @@ fn a_dead_leader_is_replaced_by_a_live_in_sync_replica_then_leaves_the_set() {
     };
     assert!(live.contains(leader) && *leader_epoch == p.leader_epoch + 1);
     s.apply(&elect[0]).unwrap();
-    // Then the dead node leaves the in-sync set, fenced by the new epoch and the version.
-    let shrink = topics.placements(&s, &live, &live);
+    // Then the failed leader leaves the in-sync set, fenced by the new epoch and the version,
+    // even while gossip only suspects it (present, not live).
+    let shrink = topics.placements(&s, &live, &all);
     let [Command::SetInSync {
         in_sync,
         isr_version,
