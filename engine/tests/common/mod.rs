@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod history;
+pub mod netns;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -28,8 +28,10 @@ use super::sprawl_link::{wait_readable, Link, TARGET};
 use super::{Ack, DriverError, Endpoint, OutRecord, ProducerConn, SEND_TS_HEADER};
 use crate::config::AckLevel;
 
-/// How long a batch is resent before it is reported as refused.
-pub const RETRY_FOR: Duration = Duration::from_secs(8);
+/// How long a batch is resent before it is reported as refused. A failover whose victim also led
+/// the metadata controllers takes a Raft election first (5-15 s measured in
+/// `docs/fault-tests.md`), so this is well above that.
+pub const RETRY_FOR: Duration = Duration::from_secs(30);
 /// Frames kept for resending, in bytes, per producer.
 pub const RETAINED_BYTES_MAX: usize = 256 << 20;
 /// The first wait before a resend; doubles per resend of the same batch.
