@@ -126,6 +126,9 @@ pub struct Membership {
     foca: Foca<Member, WireCodec, SplitMix64, NoCustomBroadcast>,
     recorder: Recorder,
     refuted_suspicions_total: u64,
+    /// The timer token of foca's latest timer; see [`Membership::rearm_suspicions`].
+    timer_token: Option<foca::TimerToken>,
+    suspect_to_down_after: Duration,
 }
 
 impl core::fmt::Debug for Membership {
@@ -183,10 +186,13 @@ impl Membership {
 
     /// A node with `identity`, not yet part of any cluster; call [`Membership::join`].
     pub fn new(identity: Member, config: foca::Config, seed: u64) -> Self {
+        let suspect_to_down_after = config.suspect_to_down_after;
         Self {
             foca: Foca::new(identity, config, SplitMix64::new(seed), WireCodec),
             recorder: Recorder::default(),
             refuted_suspicions_total: 0,
+            timer_token: None,
+            suspect_to_down_after,
         }
     }
 
@@ -323,7 +329,57 @@ impl Membership {
         !still_suspect
     }
 
+    /// foca drops every pending timer when it renews this node's identity, goes idle or rejoins
+    /// (it moves to a new timer token), including the suspect-to-down timers of members it
+    /// suspects. A suspicion that then never reaches its subject (its piggyback transmissions were
+    /// spent while the two were cut off) would stay forever: the subject never refutes it and no
+    /// timer ends it. Seen after healed network partitions: the isolated node declared the others
+    /// down, they renewed their identities and lost their timers on it, and kept it `Suspect`
+    /// (`tests/simulation.rs`, isolation test). So on every token change every member still
+    /// suspected gets a fresh timer under the new token: it is declared down after the usual
+    /// delay unless it refutes, and the down notice makes it rejoin.
+    fn rearm_suspicions(&mut self) {
+        let token = self
+            .recorder
+            .timers
+            .iter()
+            .rev()
+            .find_map(|(t, _)| match t {
+                Timer::ProbeRandomMember(token)
+                | Timer::PeriodicAnnounce(token)
+                | Timer::PeriodicAnnounceDown(token)
+                | Timer::PeriodicGossip(token)
+                | Timer::SendIndirectProbe { token, .. }
+                | Timer::ChangeSuspectToDown { token, .. } => Some(*token),
+                Timer::RemoveDown(_) => None,
+            });
+        let Some(token) = token else {
+            return;
+        };
+        let changed = self.timer_token.is_some_and(|t| t != token);
+        self.timer_token = Some(token);
+        if !changed {
+            return;
+        }
+        let delay = self.suspect_to_down_after;
+        let rearmed: Vec<(Timer, Duration)> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Suspect)
+            .map(|m| {
+                let timer = Timer::ChangeSuspectToDown {
+                    member_id: m.id().clone(),
+                    incarnation: m.incarnation(),
+                    token,
+                };
+                (timer, delay)
+            })
+            .collect();
+        self.recorder.timers.extend(rearmed);
+    }
+
     fn drain(&mut self, now: Duration) -> Effects {
+        self.rearm_suspicions();
         let timers = self
             .recorder
             .timers
