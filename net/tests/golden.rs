@@ -56,7 +56,11 @@ fn golden_vectors_match() {
     if std::env::var_os("SPRAWL_UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(&dir).expect("create golden dir");
         for (name, contents) in &files {
-            std::fs::write(dir.join(name), contents).expect("write golden file");
+            // Write aside, then rename: the other tests of this file read the vectors at the
+            // same time and must never see a half-written one.
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, contents).expect("write golden file");
+            std::fs::rename(&tmp, dir.join(name)).expect("replace golden file");
         }
     }
     let mut mismatched = Vec::new();
