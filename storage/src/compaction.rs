@@ -286,13 +286,22 @@ impl PartitionLog {
     /// if the topic is not compacted, a pass is in flight, or no segment was sealed since the last
     /// pass. `now_ms` drives TTL expiry during the rewrite.
     pub fn compaction_job(&mut self, now_ms: i64) -> Option<CompactionJob> {
+        self.compaction_job_below(now_ms, u64::MAX)
+    }
+
+    /// [`Self::compaction_job`] that sees only whole segments below `bound`: their records make
+    /// the key map and only they are rewritten. A replicated partition passes its high
+    /// watermark, so a record that a follower may still truncate (above the watermark) never
+    /// decides that an older, committed value of its key is gone.
+    pub fn compaction_job_below(&mut self, now_ms: i64, bound: u64) -> Option<CompactionJob> {
         if !self.config.compacted || self.compaction_in_flight || self.fenced {
             return None;
         }
         let newest = self.segments.len().checked_sub(1)?;
+        let below = self.checkpoint_offset.min(bound);
         let targets = self.segments[..newest]
             .iter()
-            .take_while(|s| s.is_sealed() && s.next_offset <= self.checkpoint_offset)
+            .take_while(|s| s.is_sealed() && s.next_offset <= below)
             .count();
         if targets == 0 || self.segments[targets - 1].next_offset <= self.compacted_through {
             return None;
@@ -300,6 +309,7 @@ impl PartitionLog {
         let snapshots = self
             .segments
             .iter()
+            .take_while(|s| bound == u64::MAX || s.next_offset <= bound)
             .map(|s| Snapshot {
                 seq: s.seq,
                 header: s.header,

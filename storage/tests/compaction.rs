@@ -325,3 +325,50 @@ fn crash_between_install_renames_is_recovered() {
         assert_eq!(log.end_offset(), original.last().unwrap().offset + 1);
     }
 }
+
+/// A replicated partition compacts only below its high watermark: a newer value of a key above
+/// the bound (which a follower may still truncate) must not remove the older, committed value.
+#[test]
+fn compaction_below_a_bound_keeps_values_superseded_only_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    fill(&mut log, 30);
+    let bound = log.end_offset();
+    fill(&mut log, 30);
+    flush(&mut log);
+    let before = read_all(&log, 0, 0);
+    let latest_below = |records: &[storage::StoredRecord]| {
+        let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
+        for r in records.iter().filter(|r| r.offset < bound) {
+            latest.insert(r.key.as_ref().unwrap().to_vec(), r.offset);
+        }
+        latest
+    };
+    let expected = latest_below(&before);
+    assert_eq!(expected.len(), 5);
+    assert!(
+        log.compaction_job_below(0, 0).is_none(),
+        "nothing lies below offset 0"
+    );
+
+    let job = log
+        .compaction_job_below(0, bound)
+        .expect("a job below the bound");
+    let done = std::thread::spawn(move || job.run())
+        .join()
+        .unwrap()
+        .unwrap();
+    let stats = log.install_compaction(done).unwrap();
+    assert!(stats.records_removed > 0, "{stats:?}");
+    let after = read_all(&log, 0, 0);
+    let kept: std::collections::HashSet<u64> = after.iter().map(|r| r.offset).collect();
+    for (key, offset) in &expected {
+        assert!(
+            kept.contains(offset),
+            "latest value of {key:?} below the bound (offset {offset}) was removed"
+        );
+    }
+    // Above the bound nothing was touched.
+    let above = |rs: &[storage::StoredRecord]| rs.iter().filter(|r| r.offset >= bound).count();
+    assert_eq!(above(&after), above(&before));
+}
