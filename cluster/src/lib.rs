@@ -11,6 +11,8 @@
 //! fetches, answers, appends and fdatasyncs it performs. Keeping all of it here, free of I/O,
 //! clocks (time comes in as `now_ms`) and randomness, is what lets the deterministic simulation in
 //! `tests/replica_sim.rs` and the property tests exercise it directly.
+//! The [`group`] module is the consumer-group coordinator: assignors and the per-group state
+//! machine that moves partitions between members without two ever consuming one at once.
 //!
 //! What this crate deliberately does not do:
 //! - no networking, no Raft, no membership: callers pass in the live nodes (from gossip) and the
@@ -73,11 +75,13 @@
 #![warn(missing_docs)]
 
 mod election;
+pub mod group;
 mod placement;
 mod reassign;
 mod replica;
 
 pub use election::{elect, Election};
+pub use group::{Assignor, Group, GroupError, Tp};
 pub use placement::{hash3, replicas, Candidate, REPLICATION_FACTOR_MAX};
 pub use reassign::{plan, Assignment, Move, Plan};
 pub use replica::*;
