@@ -112,6 +112,20 @@ fn hostile_lengths_and_counts_allocate_almost_nothing() {
     body.extend_from_slice(&u32::MAX.to_le_bytes());
     body.extend_from_slice(&[0; 4]);
     let alter_in_sync = frame(17, &body);
+    // SyncGroup requests claiming u32::MAX owned topics (above the 256 cap), and one topic with
+    // 65,536 partitions (at the cap, but only 4 bytes follow).
+    let sync_group = |topics: u32, partitions: Option<u32>| {
+        let mut body = vec![1, 0, b'g', 1, 0, b'm', 0, 0, 0, 0]; // group, member_id, generation
+        body.extend_from_slice(&topics.to_le_bytes());
+        if let Some(partitions) = partitions {
+            body.extend_from_slice(&[1, 0, b't']);
+            body.extend_from_slice(&partitions.to_le_bytes());
+        }
+        body.extend_from_slice(&[0; 4]);
+        frame(20, &body)
+    };
+    let group_topics_above_cap = sync_group(u32::MAX, None);
+    let group_partitions_at_cap = sync_group(1, Some(65_536));
     for (name, bytes) in [
         ("produce", &produce),
         ("metadata", &metadata),
@@ -120,6 +134,8 @@ fn hostile_lengths_and_counts_allocate_almost_nothing() {
         ("replica fetch epochs above the cap", &epochs_above_cap),
         ("replica fetch epochs at the cap", &epochs_at_cap),
         ("alter in sync nodes above the cap", &alter_in_sync),
+        ("sync group topics above the cap", &group_topics_above_cap),
+        ("sync group partitions at the cap", &group_partitions_at_cap),
     ] {
         let mut result = None;
         let peak = peak_during(|| result = Some(decode(bytes, &limits)));

@@ -66,6 +66,8 @@ fn admin_calls_map_every_field() {
                 topic: "orders",
                 partition: 1,
                 offset: 7,
+                member_id: "",
+                generation: 0,
             } => Response::OffsetCommit {
                 error: ErrorCode::None,
                 message: "",

@@ -1,9 +1,11 @@
-//! `ClusterClient` against fake multi-connection nodes: per-partition routing, NOT_LEADER and
+//! `ClusterClient` against fake multi-connection nodes: per-partition routing (offsets to the
+//! group's coordinator; tests/cluster_group.rs covers coordinator routing), NOT_LEADER and
 //! dead leaders (refresh, retry), retries running out, the no-duplicate rule for produce without
 //! a producer ident, metadata lag after create, and single nodes (no placement, node id 0).
 
 mod common;
 #[path = "common/fake_cluster.rs"]
+#[allow(dead_code)] // Shared with cluster_group.rs, which uses the rest.
 mod fake_cluster;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -67,10 +69,13 @@ fn each_partition_goes_to_its_leader() {
 
     let fetched = cluster.fetch("orders", 1, 5, 1024, 0).expect("fetch");
     assert_eq!(fetched.high_offset, 5 + 2, "answered by node 2");
-    cluster.commit_offset("g", "orders", 0, 3).expect("commit");
-    assert_eq!(cluster.fetch_offset("g", "orders", 1).unwrap(), Some(200));
+    // Offsets live with the group's coordinator (node 1 here), whichever partition they are for.
+    cluster.commit_offset("g", "orders", 1, 3).expect("commit");
+    assert_eq!(cluster.fetch_offset("g", "orders", 1).unwrap(), Some(100));
     assert_eq!(count(&log, "a", ApiKey::OffsetCommit), 1);
-    assert_eq!(count(&log, "b", ApiKey::OffsetFetch), 1);
+    assert_eq!(count(&log, "a", ApiKey::OffsetFetch), 1);
+    assert_eq!(count(&log, "b", ApiKey::OffsetFetch), 0);
+    assert_eq!(cluster.coordinator_of("g"), Some((1, a.addr.as_str())));
     assert_eq!(cluster.connection_count(), 2, "one connection per broker");
     assert_eq!(
         count(&log, "b", ApiKey::Metadata),

@@ -209,7 +209,7 @@ fn not_enough_replicas_is_code_21_and_retriable() {
     assert_eq!(ErrorCode::from_u16(21), Some(ErrorCode::NotEnoughReplicas));
     assert_eq!(ErrorCode::NotEnoughReplicas.name(), "NOT_ENOUGH_REPLICAS");
     assert!(ErrorCode::NotEnoughReplicas.is_retriable());
-    assert_eq!(ErrorCode::from_u16(22), None);
+    assert_eq!(ErrorCode::from_u16(22), Some(ErrorCode::NotCoordinator));
     assert_eq!(ErrorCode::NOT_ENOUGH_REPLICAS_VERSION, 1);
     assert_eq!(
         ApiKey::Produce.supported_versions(),
@@ -241,12 +241,18 @@ fn produce_v1_shares_the_v0_layout_and_codes_are_not_checked_per_version() {
         };
         assert_eq!(code, ErrorCode::NotEnoughReplicas, "v{version}");
     }
-    body[0] = 22;
+    let unknown_code = ErrorCode::ALL.len() as u16;
+    body[..2].copy_from_slice(&unknown_code.to_le_bytes());
     for version in [0, 1] {
         let bytes = frame(ApiKey::Produce, version, 1, &body);
         assert_eq!(
             malformed(&bytes),
-            ("error", Malformed::InvalidValue { value: 22 })
+            (
+                "error",
+                Malformed::InvalidValue {
+                    value: i64::from(unknown_code)
+                }
+            )
         );
     }
 }

@@ -100,6 +100,20 @@ pub enum ClientError {
         negotiated_version: u16,
         required_version: u16,
     },
+    /// An offset was to be committed as a group member (a member id or generation was given),
+    /// but the server speaks no OffsetCommit version that carries them. Nothing was sent; the
+    /// connection stays usable.
+    #[error("server at {addr} does not support group-member offset commits (the member id and generation need OffsetCommit v{required_version}, the server speaks v{negotiated_version}); upgrade the server or commit without a member id")]
+    GroupMembershipUnsupported {
+        addr: String,
+        negotiated_version: u16,
+        required_version: u16,
+    },
+    /// FindCoordinator named no reachable coordinator for the group: none right now (node 0
+    /// without an address), or a node whose client address neither the answer nor the metadata
+    /// lists. Retriable: the cluster client asks again after a backoff.
+    #[error("group {group:?} {}", no_coordinator_detail(*node_id))]
+    NoCoordinator { group: String, node_id: u32 },
     /// The pipelining window is full: receive a reply before sending more.
     #[error("{in_flight} requests in flight, the window is {window}: receive a reply first")]
     WindowFull { in_flight: usize, window: usize },
@@ -142,6 +156,14 @@ fn no_leader_detail(leader_node_id: u32) -> String {
     }
 }
 
+fn no_coordinator_detail(node_id: u32) -> String {
+    if node_id == 0 {
+        "has no coordinator right now; retry after the cluster picks one".to_owned()
+    } else {
+        format!("is coordinated by node {node_id}, whose client address is unknown; refresh the metadata and retry")
+    }
+}
+
 impl ClientError {
     /// The server's error code, when the server answered with one.
     pub fn code(&self) -> Option<ErrorCode> {
@@ -159,7 +181,8 @@ impl ClientError {
             | ClientError::Io { .. }
             | ClientError::Closed { .. }
             | ClientError::Connect { .. }
-            | ClientError::NoLeader { .. } => true,
+            | ClientError::NoLeader { .. }
+            | ClientError::NoCoordinator { .. } => true,
             _ => false,
         }
     }

@@ -116,7 +116,7 @@ impl Client {
     }
 
     /// Fails with [`ClientError::ApiUnsupported`] unless the server listed `api`.
-    fn require(&self, api: ApiKey) -> Result<(), ClientError> {
+    pub(super) fn require(&self, api: ApiKey) -> Result<(), ClientError> {
         if self.server_supports(api) {
             Ok(())
         } else {

@@ -19,11 +19,17 @@
 //! call of an api the server did not list at all
 //! ([`ClientError::ApiUnsupported`], e.g. [`Client::meta_fetch`]).
 //!
+//! Consumer groups: [`Client::find_coordinator`], [`Client::join_group`],
+//! [`Client::sync_group`], [`Client::heartbeat`], [`Client::leave_group`] and
+//! [`Client::commit_offset_member`] (an offset commit as a group member, OffsetCommit v1).
+//!
 //! In a cluster, [`ClusterClient`] ([`cluster`]) routes each partition's requests to its leader
-//! over one [`Client`] per broker, refreshing its routing table and retrying where that is safe.
+//! and each group's requests (and offsets) to the group's coordinator, over one [`Client`] per
+//! broker, refreshing its routing and retrying where that is safe.
 
 pub mod cluster;
 mod error;
+mod group;
 mod internode;
 mod io;
 mod negotiate;
@@ -38,9 +44,9 @@ use bytes::BytesMut;
 pub use cluster::{ClusterClient, ClusterView, PartitionLeader, RoutingConfig, TopicRoute};
 pub use error::ClientError;
 pub use types::{
-    AlterInSyncReply, AlterInSyncRequest, BrokerInfo, ClusterMetadata, FetchResult, MetaFetchReply,
-    ProduceAck, PushBatch, Record, ReplicaFetchReply, ReplicaFetchRequest, ServerInfo, TopicInfo,
-    TopicListing, TopicMetadataInfo,
+    AlterInSyncReply, AlterInSyncRequest, BrokerInfo, ClusterMetadata, FetchResult,
+    GroupAssignment, MetaFetchReply, ProduceAck, PushBatch, Record, ReplicaFetchReply,
+    ReplicaFetchRequest, ServerInfo, TopicInfo, TopicListing, TopicMetadataInfo,
 };
 
 use crate::codec::{
@@ -412,7 +418,8 @@ impl Client {
         }
     }
 
-    /// Commits `offset` (the next offset to consume) for a named consumer.
+    /// Commits `offset` (the next offset to consume) for a named consumer, outside group
+    /// membership (see [`Client::commit_offset_member`] for a group member's commit).
     pub fn commit_offset(
         &mut self,
         consumer: &str,
@@ -420,13 +427,7 @@ impl Client {
         partition: u32,
         offset: u64,
     ) -> Result<(), ClientError> {
-        let request = Request::OffsetCommit {
-            consumer,
-            topic,
-            partition,
-            offset,
-        };
-        self.call(request, "offset commit", 0).map(drop)
+        self.commit_offset_member(consumer, topic, partition, offset, "", 0)
     }
 
     /// The committed offset of a named consumer, `None` if it never committed.

@@ -200,6 +200,10 @@ pub struct PushBatch {
     pub ended: Option<(ErrorCode, String)>,
 }
 
+/// Partitions per topic in a consumer group, owned: `(topic, partition ids)` per topic. What a
+/// member owns ([`crate::client::Client::sync_group`]'s `owned`) or is assigned (its answer).
+pub type GroupAssignment = Vec<(String, Vec<u32>)>;
+
 /// A reply converted to owned form. Errors were already turned into [`ClientError::Server`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -215,7 +219,14 @@ pub(crate) enum Reply {
     MetaFetch(MetaFetchReply),
     ReplicaFetch(ReplicaFetchReply),
     AlterInSync(AlterInSyncReply),
-    /// DeleteTopic, Credit, Unsubscribe, OffsetCommit, Raft: nothing but success.
+    /// The coordinator's node id and client address (empty when the server knows none).
+    FindCoordinator(u32, String),
+    /// The member id and the generation joined.
+    JoinGroup(String, u32),
+    /// The generation and the assignment: `(topic, partitions)` per topic.
+    SyncGroup(u32, GroupAssignment),
+    /// DeleteTopic, Credit, Unsubscribe, OffsetCommit, Raft, Heartbeat, LeaveGroup: nothing but
+    /// success.
     Done,
 }
 
@@ -374,7 +385,28 @@ pub(crate) fn to_reply(
             isr_version: *isr_version,
             in_sync: in_sync.clone(),
         }),
+        Response::FindCoordinator { node_id, addr, .. } => {
+            Reply::FindCoordinator(*node_id, (*addr).to_owned())
+        }
+        Response::JoinGroup {
+            member_id,
+            generation,
+            ..
+        } => Reply::JoinGroup((*member_id).to_owned(), *generation),
+        Response::SyncGroup {
+            generation,
+            assigned,
+            ..
+        } => Reply::SyncGroup(
+            *generation,
+            assigned
+                .iter()
+                .map(|t| (t.topic.to_owned(), t.partitions.clone()))
+                .collect(),
+        ),
         Response::DeleteTopic { .. }
+        | Response::Heartbeat { .. }
+        | Response::LeaveGroup { .. }
         | Response::Credit { .. }
         | Response::Unsubscribe { .. }
         | Response::OffsetCommit { .. }

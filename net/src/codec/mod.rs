@@ -8,6 +8,8 @@
 //! in `net/tests/golden/`.
 
 mod error;
+mod fetched;
+mod group;
 mod header;
 mod in_sync;
 mod placement;
@@ -29,9 +31,9 @@ pub use request::Request;
 pub use response::Response;
 pub use types::{
     message_id, parse_message_id, Acks, ApiKey, ApiVersionRange, BatchEpoch, Broker,
-    DivergingEpoch, ErrorCode, FetchedRecordView, PartitionInfo, PartitionMetadata,
+    DivergingEpoch, ErrorCode, FetchedRecordView, GroupTopic, PartitionInfo, PartitionMetadata,
     PartitionPlacement, ProducerIdent, RecordView, RemoteTierInfo, TopicConfig, TopicDescription,
-    TopicMetadata, TopicSummary,
+    TopicMetadata, TopicSummary, GROUP_TOPICS_MAX,
 };
 
 use header::{API_KEY_AT, API_VERSION_AT, CORRELATION_ID_AT, FLAGS_AT};

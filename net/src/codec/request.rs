@@ -1,8 +1,12 @@
 //! Request bodies (client -> server). Layouts are specified in docs/protocol.md.
 
+use super::group::{
+    read_offset_commit, read_request as read_group_request, write_commit_member,
+    write_group_topics, write_topic_names,
+};
 use super::in_sync::{read_request as read_alter_in_sync, write_nodes};
 use super::topic::{read_topic_config, write_topic_config};
-use super::types::{Acks, ApiKey, ProducerIdent, RecordView, TopicConfig};
+use super::types::{Acks, ApiKey, GroupTopic, ProducerIdent, RecordView, TopicConfig};
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
 use super::Malformed;
 
@@ -64,6 +68,11 @@ pub enum Request<'a> {
         topic: &'a str,
         partition: u32,
         offset: u64,
+        /// The committing group member (from v1 on, [`ApiKey::OFFSET_COMMIT_MEMBER_VERSION`]);
+        /// `""` = a commit outside group membership (always `""` at v0).
+        member_id: &'a str,
+        /// The member's generation (from v1 on); `0` with an empty `member_id`.
+        generation: u32,
     },
     OffsetFetch {
         consumer: &'a str,
@@ -118,6 +127,41 @@ pub enum Request<'a> {
         /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries.
         in_sync: Vec<u32>,
     },
+    /// Which node coordinates `group` (consumer groups).
+    FindCoordinator {
+        group: &'a str,
+    },
+    /// A member joins `group`, or rejoins it after a rebalance.
+    JoinGroup {
+        group: &'a str,
+        /// `""` = a new member (the coordinator assigns an id).
+        member_id: &'a str,
+        /// The topics the member subscribes to; at most [`GroupTopic::TOPICS_MAX`].
+        topics: Vec<&'a str>,
+        /// The partition assignor the member wants (e.g. `"range"`).
+        assignor: &'a str,
+        /// The coordinator removes the member after this long without a heartbeat.
+        session_timeout_ms: u32,
+    },
+    /// A member of `generation` reports the partitions it owns and learns its assignment.
+    SyncGroup {
+        group: &'a str,
+        member_id: &'a str,
+        generation: u32,
+        /// What the member owns now; at most [`GroupTopic::TOPICS_MAX`] topics.
+        owned: Vec<GroupTopic<'a>>,
+    },
+    /// A member of `generation` says it is alive.
+    Heartbeat {
+        group: &'a str,
+        member_id: &'a str,
+        generation: u32,
+    },
+    /// A member leaves `group` (its partitions are reassigned at once).
+    LeaveGroup {
+        group: &'a str,
+        member_id: &'a str,
+    },
 }
 
 impl Request<'_> {
@@ -140,6 +184,11 @@ impl Request<'_> {
             Request::MetaFetch { .. } => ApiKey::MetaFetch,
             Request::ReplicaFetch { .. } => ApiKey::ReplicaFetch,
             Request::AlterInSync { .. } => ApiKey::AlterInSync,
+            Request::FindCoordinator { .. } => ApiKey::FindCoordinator,
+            Request::JoinGroup { .. } => ApiKey::JoinGroup,
+            Request::SyncGroup { .. } => ApiKey::SyncGroup,
+            Request::Heartbeat { .. } => ApiKey::Heartbeat,
+            Request::LeaveGroup { .. } => ApiKey::LeaveGroup,
         }
     }
 
@@ -238,11 +287,14 @@ impl Request<'_> {
                 topic,
                 partition,
                 offset,
+                member_id,
+                generation,
             } => {
                 w.str("consumer", consumer)?;
                 w.str("topic", topic)?;
                 w.u32(*partition);
                 w.u64(*offset);
+                write_commit_member(w, version, member_id, *generation)?;
             }
             Request::OffsetFetch {
                 consumer,
@@ -298,6 +350,44 @@ impl Request<'_> {
                 w.u32(*leader_epoch);
                 w.u32(*isr_version);
                 write_nodes(w, in_sync)?;
+            }
+            Request::FindCoordinator { group } => w.str("group", group)?,
+            Request::JoinGroup {
+                group,
+                member_id,
+                topics,
+                assignor,
+                session_timeout_ms,
+            } => {
+                w.str("group", group)?;
+                w.str("member_id", member_id)?;
+                write_topic_names(w, topics)?;
+                w.str("assignor", assignor)?;
+                w.u32(*session_timeout_ms);
+            }
+            Request::SyncGroup {
+                group,
+                member_id,
+                generation,
+                owned,
+            } => {
+                w.str("group", group)?;
+                w.str("member_id", member_id)?;
+                w.u32(*generation);
+                write_group_topics(w, "owned", owned)?;
+            }
+            Request::Heartbeat {
+                group,
+                member_id,
+                generation,
+            } => {
+                w.str("group", group)?;
+                w.str("member_id", member_id)?;
+                w.u32(*generation);
+            }
+            Request::LeaveGroup { group, member_id } => {
+                w.str("group", group)?;
+                w.str("member_id", member_id)?;
             }
         }
         Ok(())
@@ -384,12 +474,7 @@ impl Request<'_> {
             ApiKey::Unsubscribe => Request::Unsubscribe {
                 subscription_id: r.u32("subscription_id")?,
             },
-            ApiKey::OffsetCommit => Request::OffsetCommit {
-                consumer: r.str("consumer")?,
-                topic: r.str("topic")?,
-                partition: r.u32("partition")?,
-                offset: r.u64("offset")?,
-            },
+            ApiKey::OffsetCommit => read_offset_commit(r, version)?,
             ApiKey::OffsetFetch => Request::OffsetFetch {
                 consumer: r.str("consumer")?,
                 topic: r.str("topic")?,
@@ -415,6 +500,11 @@ impl Request<'_> {
                 max_wait_ms: r.u32("max_wait_ms")?,
             },
             ApiKey::AlterInSync => read_alter_in_sync(r)?,
+            ApiKey::FindCoordinator
+            | ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup => read_group_request(api, r)?,
             ApiKey::Push => {
                 // Push only travels server -> client; as a request it is an unknown api.
                 return Err(FieldError {

@@ -4,6 +4,8 @@
 //! [`Response::Error`] body (flag bit 1) can answer any request, including one whose api key or
 //! version the server did not understand.
 
+use super::fetched::{read_fetched, write_fetched};
+use super::group::{read_response as read_group_response, write_group_topics};
 use super::in_sync::{read_response as read_alter_in_sync, write_nodes};
 use super::placement::{read_partitions, write_partitions};
 use super::replica::{read_response as read_replica_fetch, write_payload as write_replica_payload};
@@ -12,14 +14,10 @@ use super::topic::{
 };
 use super::types::{
     ApiKey, ApiVersionRange, BatchEpoch, Broker, DivergingEpoch, ErrorCode, FetchedRecordView,
-    TopicDescription, TopicMetadata, TopicSummary,
+    GroupTopic, TopicDescription, TopicMetadata, TopicSummary,
 };
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
 use super::Malformed;
-
-/// Minimum encoded size of one fetched record: offset, timestamp, key length, value length,
-/// header count.
-pub(crate) const FETCHED_RECORD_BYTES_MIN: usize = 8 + 8 + 4 + 4 + 4;
 
 /// A decoded response or push, borrowing strings and payloads from the input buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +160,41 @@ pub enum Response<'a> {
         /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries.
         in_sync: Vec<u32>,
     },
+    /// Which node coordinates the group (api key 18).
+    FindCoordinator {
+        error: ErrorCode,
+        message: &'a str,
+        /// The coordinator's node id.
+        node_id: u32,
+        /// The coordinator's client address (`HOST:PORT`); empty when unknown.
+        addr: &'a str,
+    },
+    /// A JoinGroup answer (api key 19): the member's id and the generation it joined.
+    JoinGroup {
+        error: ErrorCode,
+        message: &'a str,
+        member_id: &'a str,
+        generation: u32,
+    },
+    /// A SyncGroup answer (api key 20): the member's assignment in `generation`.
+    SyncGroup {
+        error: ErrorCode,
+        message: &'a str,
+        generation: u32,
+        /// At most [`GroupTopic::TOPICS_MAX`] topics.
+        assigned: Vec<GroupTopic<'a>>,
+    },
+    /// A Heartbeat answer (api key 21, common head only); `REBALANCE_IN_PROGRESS` means: call
+    /// SyncGroup.
+    Heartbeat {
+        error: ErrorCode,
+        message: &'a str,
+    },
+    /// A LeaveGroup answer (api key 22, common head only).
+    LeaveGroup {
+        error: ErrorCode,
+        message: &'a str,
+    },
     /// Subscription data (api key 13, correlation id = subscription id). A push with an error
     /// other than `NONE` ends the subscription.
     Push {
@@ -197,6 +230,11 @@ impl<'a> Response<'a> {
             Response::MetaFetch { .. } => ApiKey::MetaFetch,
             Response::ReplicaFetch { .. } => ApiKey::ReplicaFetch,
             Response::AlterInSync { .. } => ApiKey::AlterInSync,
+            Response::FindCoordinator { .. } => ApiKey::FindCoordinator,
+            Response::JoinGroup { .. } => ApiKey::JoinGroup,
+            Response::SyncGroup { .. } => ApiKey::SyncGroup,
+            Response::Heartbeat { .. } => ApiKey::Heartbeat,
+            Response::LeaveGroup { .. } => ApiKey::LeaveGroup,
         })
     }
 
@@ -221,6 +259,11 @@ impl<'a> Response<'a> {
             | Response::MetaFetch { error, message, .. }
             | Response::ReplicaFetch { error, message, .. }
             | Response::AlterInSync { error, message, .. }
+            | Response::FindCoordinator { error, message, .. }
+            | Response::JoinGroup { error, message, .. }
+            | Response::SyncGroup { error, message, .. }
+            | Response::Heartbeat { error, message }
+            | Response::LeaveGroup { error, message }
             | Response::Push { error, message, .. } => (error, message),
         }
     }
@@ -274,7 +317,9 @@ impl<'a> Response<'a> {
             | Response::Raft { .. }
             | Response::Credit { .. }
             | Response::Unsubscribe { .. }
-            | Response::OffsetCommit { .. } => {}
+            | Response::OffsetCommit { .. }
+            | Response::Heartbeat { .. }
+            | Response::LeaveGroup { .. } => {}
             Response::DescribeTopic { topic, .. } => {
                 w.bool(topic.is_some());
                 if let Some(t) = topic {
@@ -360,6 +405,26 @@ impl<'a> Response<'a> {
             } => {
                 w.u32(*isr_version);
                 write_nodes(w, in_sync)?;
+            }
+            Response::FindCoordinator { node_id, addr, .. } => {
+                w.u32(*node_id);
+                w.str("addr", addr)?;
+            }
+            Response::JoinGroup {
+                member_id,
+                generation,
+                ..
+            } => {
+                w.str("member_id", member_id)?;
+                w.u32(*generation);
+            }
+            Response::SyncGroup {
+                generation,
+                assigned,
+                ..
+            } => {
+                w.u32(*generation);
+                write_group_topics(w, "assigned", assigned)?;
             }
             Response::Push {
                 subscription_id,
@@ -504,6 +569,11 @@ impl<'a> Response<'a> {
             },
             ApiKey::ReplicaFetch => read_replica_fetch(r, error, message)?,
             ApiKey::AlterInSync => read_alter_in_sync(r, error, message)?,
+            ApiKey::FindCoordinator
+            | ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup => read_group_response(api, r, error, message)?,
             ApiKey::Push => Response::Push {
                 error,
                 message,
@@ -513,28 +583,4 @@ impl<'a> Response<'a> {
             },
         })
     }
-}
-
-fn write_fetched(w: &mut Writer<'_>, records: &[FetchedRecordView<'_>]) -> WriteResult {
-    w.count("records", records.len())?;
-    for rec in records {
-        w.u64(rec.offset);
-        w.i64(rec.timestamp_ms);
-        w.opt_bytes("key", rec.key)?;
-        w.bytes("value", rec.value)?;
-        w.headers("headers", &rec.headers)?;
-    }
-    Ok(())
-}
-
-fn read_fetched<'a>(r: &mut Reader<'a>) -> ReadResult<Vec<FetchedRecordView<'a>>> {
-    r.list("records", FETCHED_RECORD_BYTES_MIN, |r| {
-        Ok(FetchedRecordView {
-            offset: r.u64("offset")?,
-            timestamp_ms: r.i64("timestamp_ms")?,
-            key: r.opt_bytes("key")?,
-            value: r.bytes("value")?,
-            headers: r.headers("headers")?,
-        })
-    })
 }

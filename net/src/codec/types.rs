@@ -29,11 +29,21 @@ pub enum ApiKey {
     /// Server-to-server: a partition leader asking the metadata controller to change the
     /// partition's in-sync replica set.
     AlterInSync = 17,
+    /// Consumer groups: which node coordinates a group.
+    FindCoordinator = 18,
+    /// Consumer groups: a member joins (or rejoins) a group.
+    JoinGroup = 19,
+    /// Consumer groups: a member learns the partitions assigned to it in a generation.
+    SyncGroup = 20,
+    /// Consumer groups: a member says it is alive.
+    Heartbeat = 21,
+    /// Consumer groups: a member leaves its group.
+    LeaveGroup = 22,
 }
 
 impl ApiKey {
     /// Every api key, in wire order.
-    pub const ALL: [ApiKey; 18] = [
+    pub const ALL: [ApiKey; 23] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopic,
@@ -52,7 +62,16 @@ impl ApiKey {
         ApiKey::MetaFetch,
         ApiKey::ReplicaFetch,
         ApiKey::AlterInSync,
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
     ];
+
+    /// The OffsetCommit version that first carries the committing group member's id and
+    /// generation (`member_id`, `generation`); below it both are absent (`""` and `0`).
+    pub const OFFSET_COMMIT_MEMBER_VERSION: u16 = 1;
 
     pub fn from_u16(raw: u16) -> Option<ApiKey> {
         ApiKey::ALL.get(usize::from(raw)).copied()
@@ -70,6 +89,8 @@ impl ApiKey {
             // v1 has the v0 layout; its answers may carry NOT_ENOUGH_REPLICAS
             // ([`ErrorCode::NOT_ENOUGH_REPLICAS_VERSION`]).
             ApiKey::Produce => (0, ErrorCode::NOT_ENOUGH_REPLICAS_VERSION),
+            // v1 appends the member id and generation ([`ApiKey::OFFSET_COMMIT_MEMBER_VERSION`]).
+            ApiKey::OffsetCommit => (0, ApiKey::OFFSET_COMMIT_MEMBER_VERSION),
             _ => (0, 0),
         }
     }
@@ -101,6 +122,11 @@ impl ApiKey {
             ApiKey::MetaFetch => "MetaFetch",
             ApiKey::ReplicaFetch => "ReplicaFetch",
             ApiKey::AlterInSync => "AlterInSync",
+            ApiKey::FindCoordinator => "FindCoordinator",
+            ApiKey::JoinGroup => "JoinGroup",
+            ApiKey::SyncGroup => "SyncGroup",
+            ApiKey::Heartbeat => "Heartbeat",
+            ApiKey::LeaveGroup => "LeaveGroup",
         }
     }
 }
@@ -179,6 +205,10 @@ error_codes! {
     FrameTooLarge = 19, "FRAME_TOO_LARGE", false;
     UnknownSubscription = 20, "UNKNOWN_SUBSCRIPTION", false;
     NotEnoughReplicas = 21, "NOT_ENOUGH_REPLICAS", true;
+    NotCoordinator = 22, "NOT_COORDINATOR", true;
+    UnknownMember = 23, "UNKNOWN_MEMBER", false;
+    RebalanceInProgress = 24, "REBALANCE_IN_PROGRESS", true;
+    IllegalGeneration = 25, "ILLEGAL_GENERATION", false;
 }
 
 impl ErrorCode {
@@ -434,6 +464,32 @@ impl BatchEpoch {
     /// Encoded size of one entry: epoch, base offset, next offset.
     pub const WIRE_BYTES: usize = 4 + 8 + 8;
 }
+
+/// One topic's partitions in a consumer group: what a member owns (SyncGroup request) or is
+/// assigned (SyncGroup answer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupTopic<'a> {
+    pub topic: &'a str,
+    /// At most [`GroupTopic::PARTITIONS_MAX`] partition ids.
+    pub partitions: Vec<u32>,
+}
+
+impl GroupTopic<'_> {
+    /// Most topics a JoinGroup `topics` list or a SyncGroup `owned` / `assigned` list may hold
+    /// on the wire; a larger count is malformed (decoding, checked before any allocation) or
+    /// refused (encoding).
+    pub const TOPICS_MAX: usize = GROUP_TOPICS_MAX;
+    /// Most partition ids one [`GroupTopic`] may hold on the wire (the codec has no other
+    /// partition-count limit); checked like [`GroupTopic::TOPICS_MAX`].
+    pub const PARTITIONS_MAX: usize = 65_536;
+    /// Minimum encoded size of one entry: an empty topic name (its `u16` length) and an empty
+    /// partition list (its `u32` count).
+    pub const WIRE_BYTES_MIN: usize = 2 + 4;
+}
+
+/// Most topics per consumer-group topic list (JoinGroup `topics`, SyncGroup `owned` and
+/// `assigned`); see [`GroupTopic::TOPICS_MAX`].
+pub const GROUP_TOPICS_MAX: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicMetadata<'a> {

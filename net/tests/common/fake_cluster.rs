@@ -14,7 +14,9 @@ use net::codec::{
     PartitionMetadata, PartitionPlacement, Request, Response, TopicMetadata,
 };
 
-use crate::common::fake_server::{bytes_of, ok_produce, versions_reply_with};
+use crate::common::fake_server::{
+    bytes_of, ok_produce, versions_reply_with, versions_reply_without,
+};
 
 /// What a node does with one request.
 pub enum Answer {
@@ -25,6 +27,8 @@ pub enum Answer {
 }
 
 type Handler = dyn FnMut(FrameHeader, &Request<'_>) -> Answer + Send;
+/// Builds the ApiVersions answer for a correlation id.
+type Handshake = dyn Fn(u32) -> Vec<u8> + Send + Sync;
 
 /// A bound address whose node has not started yet (so metadata can name it first).
 pub struct Listener {
@@ -69,8 +73,32 @@ impl FakeNode {
     where
         H: FnMut(FrameHeader, &Request<'_>) -> Answer + Send + 'static,
     {
+        Self::start_with_handshake(
+            listener,
+            move |cid| versions_reply_with(cid, &overrides, Limits::FRAME_BYTES_MAX_DEFAULT),
+            handler,
+        )
+    }
+
+    /// Serves with the handshake leaving out the `missing` apis (a server that predates them).
+    pub fn start_without_apis<H>(listener: Listener, missing: Vec<ApiKey>, handler: H) -> FakeNode
+    where
+        H: FnMut(FrameHeader, &Request<'_>) -> Answer + Send + 'static,
+    {
+        Self::start_with_handshake(
+            listener,
+            move |cid| versions_reply_without(cid, &missing),
+            handler,
+        )
+    }
+
+    fn start_with_handshake<V, H>(listener: Listener, handshake: V, handler: H) -> FakeNode
+    where
+        V: Fn(u32) -> Vec<u8> + Send + Sync + 'static,
+        H: FnMut(FrameHeader, &Request<'_>) -> Answer + Send + 'static,
+    {
         let handler: Arc<Mutex<Box<Handler>>> = Arc::new(Mutex::new(Box::new(handler)));
-        let overrides = Arc::new(overrides);
+        let handshake: Arc<Handshake> = Arc::new(handshake);
         let stop = Arc::new(AtomicBool::new(false));
         let accept_stop = Arc::clone(&stop);
         let open = Arc::new(Mutex::new(Vec::new()));
@@ -86,8 +114,8 @@ impl FakeNode {
                     accept_open.lock().expect("open lock").push(copy);
                 }
                 let handler = Arc::clone(&handler);
-                let overrides = Arc::clone(&overrides);
-                std::thread::spawn(move || serve_connection(stream, &overrides, &handler));
+                let handshake = Arc::clone(&handshake);
+                std::thread::spawn(move || serve_connection(stream, &*handshake, &handler));
             }
         });
         FakeNode {
@@ -113,11 +141,7 @@ impl Drop for FakeNode {
     }
 }
 
-fn serve_connection(
-    mut stream: TcpStream,
-    overrides: &[(ApiKey, (u16, u16))],
-    handler: &Mutex<Box<Handler>>,
-) {
+fn serve_connection(mut stream: TcpStream, handshake: &Handshake, handler: &Mutex<Box<Handler>>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -129,11 +153,9 @@ fn serve_connection(
                         panic!("client sent a response")
                     };
                     let answer = match request {
-                        Request::ApiVersions { .. } => Answer::Frames(vec![versions_reply_with(
-                            frame.header.correlation_id,
-                            overrides,
-                            Limits::FRAME_BYTES_MAX_DEFAULT,
-                        )]),
+                        Request::ApiVersions { .. } => {
+                            Answer::Frames(vec![handshake(frame.header.correlation_id)])
+                        }
                         other => {
                             let mut handler = handler.lock().expect("handler lock");
                             (*handler)(frame.header, other)
@@ -265,8 +287,9 @@ pub fn count(log: &Log, node: &str, api: ApiKey) -> usize {
         .count()
 }
 
-/// A node that answers Metadata from `leaders`, fetch / offset calls / admin successfully, and
-/// produce through `on_produce(header, partition)`.
+/// A node that answers Metadata from `leaders`, fetch / offset calls / admin successfully,
+/// FindCoordinator with the broker of the lowest node id, and produce through
+/// `on_produce(header, partition)`.
 pub fn node<P>(
     name: &'static str,
     node_id: u32,
@@ -313,6 +336,23 @@ where
                 message: "",
                 topic_id: 9,
             },
+            // Every group is coordinated by the listed broker with the lowest node id.
+            Request::FindCoordinator { .. } => {
+                let (node_id, addr) = brokers
+                    .iter()
+                    .min_by_key(|(id, _)| *id)
+                    .expect("a node lists at least one broker");
+                return Answer::Frames(vec![bytes_of(&Frame::response_at(
+                    cid,
+                    version,
+                    Response::FindCoordinator {
+                        error: ErrorCode::None,
+                        message: "",
+                        node_id: *node_id,
+                        addr,
+                    },
+                ))]);
+            }
             other => panic!("{name}: unexpected request {other:?}"),
         };
         Answer::Frames(vec![bytes_of(&Frame::response_at(cid, version, response))])

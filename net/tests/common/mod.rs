@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod groups;
 pub mod replica_fetch;
 pub mod replication;
 pub mod samples;

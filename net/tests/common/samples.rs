@@ -158,6 +158,7 @@ pub fn all() -> Vec<(&'static str, Frame<'static>)> {
     let mut all = up_to_meta_fetch();
     all.extend(super::replica_fetch::samples());
     all.extend(super::replication::samples());
+    all.extend(super::groups::samples());
     all
 }
 
@@ -281,6 +282,8 @@ fn up_to_meta_fetch() -> Vec<(&'static str, Frame<'static>)> {
                     topic: "orders",
                     partition: 2,
                     offset: 43,
+                    member_id: "",
+                    generation: 0,
                 },
             ),
         ),

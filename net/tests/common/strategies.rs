@@ -182,8 +182,11 @@ pub fn request() -> impl Strategy<Value = (u16, Request<'static>)> {
             .prop_map(|(version, request)| (version, request)),
         1 => super::replica_fetch::request_strategy().prop_map(|request| (0, request)),
         1 => super::replication::alter_in_sync_request_strategy().prop_map(|request| (0, request)),
-        // The other eleven kinds, so every kind stays about equally likely.
-        11 => request_v0().prop_map(|request| (0, request)),
+        // OffsetCommit at v0 (no membership) and v1 (any member id and generation).
+        1 => super::groups::offset_commit_request(),
+        5 => super::groups::group_request().prop_map(|request| (0, request)),
+        // The other ten kinds, so every kind stays about equally likely.
+        10 => request_v0().prop_map(|request| (0, request)),
     ]
 }
 
@@ -242,14 +245,6 @@ fn request_v0() -> impl Strategy<Value = Request<'static>> {
             credits,
         }),
         any::<u32>().prop_map(|subscription_id| Request::Unsubscribe { subscription_id }),
-        (text(), text(), any::<u32>(), any::<u64>()).prop_map(
-            |(consumer, topic, partition, offset)| Request::OffsetCommit {
-                consumer,
-                topic,
-                partition,
-                offset,
-            }
-        ),
         (text(), text(), any::<u32>()).prop_map(|(consumer, topic, partition)| {
             Request::OffsetFetch {
                 consumer,
@@ -445,8 +440,13 @@ pub fn response() -> impl Strategy<Value = (u16, Response<'static>)> {
             .prop_map(|(version, response)| (version, response)),
         1 => super::replica_fetch::response_strategy().prop_map(|response| (0, response)),
         1 => super::replication::alter_in_sync_response().prop_map(|response| (0, response)),
-        // The generic error body and the other twelve kinds.
-        13 => response_v0().prop_map(|response| (0, response)),
+        // OffsetCommit answers are the common head at v0 and v1.
+        1 => (version_of(ApiKey::OffsetCommit), (error_code(), text())).prop_map(
+            |(version, (error, message))| (version, Response::OffsetCommit { error, message })
+        ),
+        5 => super::groups::group_response().prop_map(|response| (0, response)),
+        // The generic error body and the other eleven kinds.
+        12 => response_v0().prop_map(|response| (0, response)),
     ]
 }
 
@@ -547,7 +547,6 @@ fn response_v0() -> impl Strategy<Value = Response<'static>> {
         }),
         head().prop_map(|(error, message)| Response::Credit { error, message }),
         head().prop_map(|(error, message)| Response::Unsubscribe { error, message }),
-        head().prop_map(|(error, message)| Response::OffsetCommit { error, message }),
         head().prop_map(|(error, message)| Response::Raft { error, message }),
         (head(), option::of(any::<u64>())).prop_map(|((error, message), offset)| {
             Response::OffsetFetch {

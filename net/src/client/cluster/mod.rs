@@ -1,16 +1,21 @@
-//! A client for a Sprawl cluster: each partition's requests go to the node that leads it.
+//! A client for a Sprawl cluster: each partition's requests go to the node that leads it, each
+//! consumer group's requests to the node that coordinates it.
 //!
 //! [`ClusterClient`] keeps a routing table ([`ClusterView`], from a Metadata request) and at most
 //! one [`Client`] per broker address, connected when first needed and dropped when it fails.
-//! Produce, fetch and the offset calls go to the partition's leader; topic admin goes to any
-//! node that answers (the server forwards it to the metadata leader itself).
+//! Produce and fetch go to the partition's leader; group calls (join, sync, heartbeat, leave)
+//! and the offset calls go to the coordinator of the group (the consumer name), found with
+//! FindCoordinator and cached (`group.rs`; against servers without FindCoordinator the offset
+//! calls go to the partition's leader); topic admin goes to any node that answers (the server
+//! forwards it to the metadata leader itself).
 //!
 //! Failures are retried up to [`RoutingConfig::retries`] times, each after a doubling wait and
 //! (but for `THROTTLED`) a metadata refresh (at most one per
 //! [`RoutingConfig::metadata_refresh_min_ms`]):
 //! - `NOT_LEADER`, `NOT_ENOUGH_REPLICAS` (an `acks = all` produce the partition cannot
 //!   replicate enough right now), no known leader, or a connection to the leader that cannot be
-//!   made: always, nothing was written;
+//!   made: always, nothing was written (for group routing likewise `NOT_COORDINATOR`, no known
+//!   coordinator, or one that cannot be reached, after forgetting the cached coordinator);
 //! - `THROTTLED`: after the server's `retry_after_ms`;
 //! - `UNKNOWN_TOPIC` / `UNKNOWN_PARTITION`: only while the partition is known to exist (this
 //!   client created the topic within [`RoutingConfig::created_topic_grace_ms`], or the routing
@@ -21,8 +26,10 @@
 //!   server drops a resent batch by its sequence). **A produce without a `ProducerIdent` is then
 //!   not retried and the error is returned: the batch may have been written.**
 //!
-//! When the retries are spent the last error is returned.
+//! `REBALANCE_IN_PROGRESS`, `UNKNOWN_MEMBER` and `ILLEGAL_GENERATION` are returned at once: the
+//! member must sync or rejoin. When the retries are spent the last error is returned.
 
+mod group;
 mod retry;
 mod view;
 
@@ -66,6 +73,9 @@ pub struct ClusterClient {
     last_refresh: Instant,
     /// Topics this client created, and when; at most `CREATED_TOPICS_MAX`, oldest first.
     created: VecDeque<(String, Instant)>,
+    /// Group -> its coordinator's node id and address, as FindCoordinator said; at most
+    /// `group::COORDINATORS_MAX` entries.
+    coordinators: HashMap<String, (u32, String)>,
 }
 
 impl ClusterClient {
@@ -104,6 +114,7 @@ impl ClusterClient {
                 connections,
                 last_refresh: Instant::now(),
                 created: VecDeque::new(),
+                coordinators: HashMap::new(),
             });
         }
         Err(last_error)
@@ -176,32 +187,6 @@ impl ClusterClient {
     ) -> Result<FetchResult, ClientError> {
         self.on_leader(topic, partition, Resend::Safe, |client| {
             client.fetch(topic, partition, offset, max_bytes, max_wait_ms)
-        })
-    }
-
-    /// [`Client::commit_offset`] on the partition's leader (setting an offset twice is harmless,
-    /// so it is retried like a read).
-    pub fn commit_offset(
-        &mut self,
-        consumer: &str,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-    ) -> Result<(), ClientError> {
-        self.on_leader(topic, partition, Resend::Safe, |client| {
-            client.commit_offset(consumer, topic, partition, offset)
-        })
-    }
-
-    /// [`Client::fetch_offset`] on the partition's leader.
-    pub fn fetch_offset(
-        &mut self,
-        consumer: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<Option<u64>, ClientError> {
-        self.on_leader(topic, partition, Resend::Safe, |client| {
-            client.fetch_offset(consumer, topic, partition)
         })
     }
 

@@ -116,9 +116,10 @@ pub(crate) fn classify(error: &ClientError, stage: Stage, resend: Resend) -> Dec
         };
     }
     let outcome_unknown = match error {
-        // Refused before anything was written: resending cannot duplicate the request.
+        // Refused before anything was written: resending cannot duplicate the request. (A
+        // node that does not coordinate a group answers NOT_COORDINATOR before acting.)
         ClientError::Server {
-            code: ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas,
+            code: ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas | ErrorCode::NotCoordinator,
             ..
         } => return Decision::Refresh,
         ClientError::Server {
@@ -250,6 +251,25 @@ mod tests {
             );
         }
         assert!(drops_connection(&error));
+    }
+
+    #[test]
+    fn not_coordinator_is_retried_and_group_state_errors_are_returned() {
+        for resend in [Resend::Safe, Resend::OnlyIfRefused] {
+            let decision = classify(&server(ErrorCode::NotCoordinator), Stage::Sent, resend);
+            assert_eq!(decision, Decision::Refresh);
+        }
+        // REBALANCE_IN_PROGRESS is retriable by the code table (call SyncGroup), but resending
+        // the same request does not help: the caller must act on it.
+        for code in [
+            ErrorCode::RebalanceInProgress,
+            ErrorCode::UnknownMember,
+            ErrorCode::IllegalGeneration,
+        ] {
+            let decision = classify(&server(code), Stage::Sent, Resend::Safe);
+            assert_eq!(decision, Decision::GiveUp, "{code}");
+            assert!(!drops_connection(&server(code)));
+        }
     }
 
     #[test]
