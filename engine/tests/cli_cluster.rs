@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, controller, free_port, Cluster};
+use common::cluster::{cluster_doc, free_port, wait_registered, Cluster};
 use common::{cli_with_stdin, stderr, Node, BIN};
 use net::client::ClusterClient;
 use net::codec::TopicConfig;
@@ -20,23 +20,6 @@ const TOPIC: &str = "routed";
 const PARTITIONS: u32 = 4;
 /// Records per partition in each of the two rounds.
 const PER_ROUND: u32 = 20;
-
-fn wait_registered(node: &Node, nodes: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = controller(node);
-        if v["leader_id"].as_u64().unwrap_or(0) != 0
-            && v["nodes"].as_array().unwrap().len() == nodes
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader with {nodes} nodes: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// Partition -> leader node id, once every partition is led and fully in sync as `node` sees it.
 fn wait_led_in_sync(node: &Node) -> BTreeMap<u32, u64> {

@@ -8,29 +8,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, controller, Cluster};
+use common::cluster::{cluster_doc, wait_registered, Cluster};
 use common::Node;
 use net::client::ClientError;
 use net::codec::{Acks, ErrorCode, TopicConfig};
 
 /// Waits until a controller leads and the metadata lists `nodes` registered nodes.
-fn wait_registered(node: &Node, nodes: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = controller(node);
-        if v["leader_id"].as_u64().unwrap_or(0) != 0
-            && v["nodes"].as_array().unwrap().len() == nodes
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader with {nodes} registered nodes: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Waits until `node` has (`Some(id)`) or lacks (`None`) topic `name`.
 fn wait_topic(node: &Node, name: &str, want: Option<u64>) {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, controller, Cluster};
+use common::cluster::{cluster_doc, wait_registered, Cluster};
 use common::Node;
 use net::client::{ClientError, ClusterClient};
 use net::codec::{Acks, TopicConfig};
@@ -17,23 +17,6 @@ use serde_json::Value;
 
 const TOPIC: &str = "replicated";
 const PARTITIONS: u32 = 2;
-
-fn wait_registered(node: &Node, nodes: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = controller(node);
-        if v["leader_id"].as_u64().unwrap_or(0) != 0
-            && v["nodes"].as_array().unwrap().len() == nodes
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader with {nodes} nodes: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// The topic's partitions in `/cluster` of `node`.
 fn partitions(node: &Node) -> Vec<Value> {

@@ -91,3 +91,21 @@ pub fn cluster_doc(node: &Node) -> Value {
 pub fn controller(node: &Node) -> Value {
     cluster_doc(node)["controller"].clone()
 }
+
+/// Waits (up to 60 s) until `node` sees a metadata leader with `nodes` registered nodes.
+pub fn wait_registered(node: &Node, nodes: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let v = controller(node);
+        if v["leader_id"].as_u64().unwrap_or(0) != 0
+            && v["nodes"].as_array().map_or(0, Vec::len) == nodes
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metadata leader with {nodes} registered nodes: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
