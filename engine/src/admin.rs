@@ -24,6 +24,12 @@ fn invalid(msg: String) -> Failure {
 /// has an object store (`--s3-endpoint`), which tiering settings need.
 pub fn validate(name: &str, c: &TopicConfig, cold_tier: bool) -> Result<TopicSettings, Failure> {
     validate_topic_name(name).map_err(|m| Failure::new(ErrorCode::InvalidRequest, m))?;
+    if name == crate::groups::OFFSETS_TOPIC && !c.compacted {
+        return Err(invalid(format!(
+            "{name} is the internal consumer group offsets topic: Sprawl creates it (compacted) \
+             on the first group request; do not create it by hand"
+        )));
+    }
     if c.partitions == 0 || c.partitions > PARTITIONS_MAX {
         return Err(invalid(format!(
             "--partitions must be between 1 and {PARTITIONS_MAX}, got {}",
@@ -159,6 +165,14 @@ pub async fn create_topic(
 
 /// Deletes a topic and its data.
 pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), Failure> {
+    if name == crate::groups::OFFSETS_TOPIC {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{name} holds the cluster's committed consumer group offsets and cannot be deleted"
+            ),
+        ));
+    }
     if crate::metadata::cluster_topics(shard) && shard.topic(name).is_none_or(|t| t.cluster) {
         return crate::metadata::delete_topic(shard, name).await;
     }

@@ -72,7 +72,8 @@ pub enum CatalogError {
 }
 
 /// Checks a topic name: 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not `.`/`..`,
-/// and not starting with `__` (reserved for internal topics).
+/// and not starting with `__` (reserved for internal topics; the one internal topic, the consumer
+/// group offsets of a cluster, is accepted).
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
         return Err(format!(
@@ -83,7 +84,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err("topic name cannot be '.' or '..'".into());
     }
-    if name.starts_with("__") {
+    if name.starts_with("__") && name != crate::groups::OFFSETS_TOPIC {
         return Err("topic names starting with '__' are reserved for internal topics".into());
     }
     if let Some(c) = name

@@ -645,6 +645,48 @@ async fn dispatch(
                 ),
             )),
         },
+        Request::FindCoordinator { group } => match crate::groups::find_coordinator(shard, group) {
+            Ok((node_id, addr)) => now(encode_response(
+                header,
+                Response::FindCoordinator {
+                    error: ErrorCode::None,
+                    message: "",
+                    node_id,
+                    addr: &addr,
+                },
+                &limits,
+            )),
+            Err(f) => err(f),
+        },
+        Request::JoinGroup { group, .. }
+        | Request::SyncGroup { group, .. }
+        | Request::Heartbeat { group, .. }
+        | Request::LeaveGroup { group, .. } => match crate::groups::target_shard(shard, group) {
+            Ok(owner) => Some(to_owner(shard, owner, frame.clone(), header, true, &limits).await),
+            Err(f) => err(f),
+        },
+        Request::OffsetCommit {
+            consumer,
+            member_id,
+            ..
+        } if crate::groups::offsets_at_coordinator(shard, member_id) => {
+            match crate::groups::target_shard(shard, consumer) {
+                Ok(owner) => {
+                    Some(to_owner(shard, owner, frame.clone(), header, true, &limits).await)
+                }
+                Err(f) => err(f),
+            }
+        }
+        Request::OffsetFetch { consumer, .. }
+            if crate::groups::offsets_at_coordinator(shard, "") =>
+        {
+            match crate::groups::target_shard(shard, consumer) {
+                Ok(owner) => {
+                    Some(to_owner(shard, owner, frame.clone(), header, true, &limits).await)
+                }
+                Err(f) => err(f),
+            }
+        }
         Request::Produce {
             topic, partition, ..
         }

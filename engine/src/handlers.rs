@@ -222,7 +222,7 @@ pub fn encode_error(
     buf.freeze()
 }
 
-fn limits(shard: &Shard) -> Limits {
+pub fn limits(shard: &Shard) -> Limits {
     Limits::new(shard.config.frame_bytes_max)
 }
 
@@ -322,11 +322,24 @@ pub fn start_frame(shard: &Rc<Shard>, frame: Bytes) -> LocalFut<Option<Bytes>> {
             producer,
             records,
         } => produce_start(shard, header, topic, partition, acks, producer, &records),
+        Request::JoinGroup { .. }
+        | Request::SyncGroup { .. }
+        | Request::Heartbeat { .. }
+        | Request::LeaveGroup { .. } => crate::groups::start_frame(shard, header, &req),
+        Request::OffsetCommit { member_id, .. }
+            if crate::groups::offsets_at_coordinator(shard, member_id) =>
+        {
+            crate::groups::start_frame(shard, header, &req)
+        }
+        Request::OffsetFetch { .. } if crate::groups::offsets_at_coordinator(shard, "") => {
+            crate::groups::start_frame(shard, header, &req)
+        }
         Request::OffsetCommit {
             consumer,
             topic,
             partition,
             offset,
+            ..
         } => {
             let shard = shard.clone();
             let (consumer, topic) = (consumer.to_string(), topic.to_string());

@@ -14,8 +14,9 @@
 //!
 //! Cluster membership (gossip, `membership`), the Raft metadata controllers (`controller`), the
 //! metadata every node follows (`metadata`) and partition replication (`replication`) run in the
-//! node; what it deliberately does not do (yet): forward data requests between nodes (clients go
-//! to the leader), reassign replicas after a node loss, consumer groups across nodes.
+//! node, as do consumer group coordinators (`groups`); what it deliberately does not do (yet):
+//! forward data requests between nodes (clients go to the leader), move replicas onto joining
+//! nodes.
 //! `docs/cluster.md` says what exists.
 //!
 //! Modules: [`config`] (flags > env > TOML), [`runtime`] (executors, limits, signals), [`shard`]
@@ -24,7 +25,7 @@
 //! [`moves`] (live partition moves), [`analytics_shard`] and [`host`] (the analytics shard and
 //! its host readings), [`http`] (REST, WebSocket, events, stats, web page), [`stats`] (latency
 //! histograms), [`partition`] (log + group commit + offsets), [`catalog`] (topic metadata file),
-//! [`cli`] (the `sprawl` command).
+//! [`groups`] (consumer group coordinators), [`cli`] (the `sprawl` command).
 //!
 //! ```
 //! // Placement is deterministic: every shard computes the same owner.
@@ -41,6 +42,7 @@ pub mod config;
 pub mod conn;
 pub mod controller;
 pub mod follow;
+pub mod groups;
 pub mod handlers;
 pub mod host;
 pub mod http;

@@ -192,13 +192,6 @@ pub async fn create_topic(
             ),
         ));
     }
-    if rf > 1 && settings.compacted {
-        return Err(Failure::new(
-            ErrorCode::InvalidConfig,
-            "compacted topics cannot be replicated yet (a compacted log has offset gaps that \
-             replica fetches do not carry); create it with replication factor 1",
-        ));
-    }
     let change = TopicChange::Create {
         name: name.to_string(),
         partitions: config.partitions,

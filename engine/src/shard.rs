@@ -186,6 +186,8 @@ pub struct Shard {
     /// Connections to partition leaders, by client address, shared by this shard's follower
     /// fetch loops (`crate::replication::follower`).
     pub replica_conns: RefCell<HashMap<String, Rc<crate::peer::PeerConn>>>,
+    /// Consumer groups this shard coordinates (`crate::groups`).
+    pub groups: crate::groups::Coordinator,
 }
 
 impl std::fmt::Debug for Shard {
@@ -458,6 +460,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         meta_next: Cell::new(0),
         meta_fetch_error: RefCell::new(None),
         replica_conns: RefCell::new(HashMap::new()),
+        groups: crate::groups::Coordinator::default(),
         client_addr: RefCell::new(
             listener
                 .local_addr()
@@ -477,6 +480,7 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
     spawn_background(&shard);
     crate::metadata::spawn_follower(&shard);
     crate::replication::spawn_reconciler(&shard);
+    crate::groups::spawn_expiry(&shard);
     if shard.id == 0 && shard.config.analytics != crate::analytics_shard::Mode::Off {
         let mut config = analytics::Config::default();
         config.hot.partition_capacity_msgs_per_s =
@@ -641,7 +645,8 @@ fn spawn_background(shard: &Rc<Shard>) {
                 }
                 // Key compaction of sealed segments, for compacted topics: the rewrite runs on
                 // the blocking pool, the swap back here.
-                let job = p.log.borrow_mut().compaction_job(now);
+                let bound = crate::replication::compaction_bound(&cleaner, &p);
+                let job = p.log.borrow_mut().compaction_job_below(now, bound);
                 if let Some(job) = job {
                     let done = crate::runtime::blocking(move || job.run()).await;
                     let installed = match done {

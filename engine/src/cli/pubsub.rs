@@ -21,7 +21,7 @@ use net::client::{ClientConfig, ClientError, ClusterClient};
 use net::codec::{Acks, ErrorCode};
 
 use super::{parse_output, Output, DEFAULT_BROKER};
-use consume::{Consumer, ConsumerSettings};
+use consume::{Consumer, ConsumerSettings, GroupMember};
 use produce::{Producer, ProducerSettings};
 
 /// Records per produce batch when reading stdin.
@@ -88,9 +88,18 @@ pub struct SubArgs {
     /// start at this offset
     #[argh(option)]
     pub offset: Option<u64>,
-    /// consumer name: resume from its committed offsets and commit as records are printed
+    /// consumer group: without --partition, join it and consume the partitions its coordinator
+    /// assigns (shared with the group's other members); resume from the group's committed
+    /// offsets and commit as records are printed
     #[argh(option)]
     pub group: Option<String>,
+    /// how the group shares partitions: cooperative-sticky (default) or range
+    #[argh(option, default = "String::from(\"cooperative-sticky\")")]
+    pub assignor: String,
+    /// group session timeout in milliseconds: a member not heard from for this long loses its
+    /// partitions (default 10000)
+    #[argh(option, default = "10_000")]
+    pub session_timeout_ms: u32,
     /// exit after this many records
     #[argh(option)]
     pub count: Option<u64>,
@@ -278,6 +287,38 @@ pub fn run_sub(a: SubArgs) -> Result<(), String> {
         }
         None => info.partitions.clone(),
     };
+    if let (Some(group), None) = (&a.group, a.partition) {
+        if a.offset.is_some() {
+            return Err(
+                "--offset needs --partition: a group member consumes the partitions its group \
+                 assigns, from the group's committed offsets"
+                    .into(),
+            );
+        }
+        cluster::group::Assignor::parse(&a.assignor).map_err(|e| e.to_string())?;
+        let defaults = partitions.iter().map(|part| {
+            let start = if a.from_beginning {
+                part.start_offset
+            } else {
+                part.end_offset
+            };
+            (part.partition, start)
+        });
+        let member = GroupMember::new(
+            group.clone(),
+            a.assignor.clone(),
+            a.session_timeout_ms,
+            defaults,
+        );
+        let settings = ConsumerSettings {
+            topic: a.topic,
+            topic_id: info.topic_id,
+            group: a.group,
+            count: a.count,
+            output: a.output,
+        };
+        return Consumer::in_group(cluster, settings, member).run();
+    }
     let mut starts = Vec::with_capacity(partitions.len());
     for part in &partitions {
         let committed = match &a.group {

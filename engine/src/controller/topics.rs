@@ -329,13 +329,25 @@ pub fn command_for(
             replication_factor,
             min_insync,
             config,
-        } => Command::CreateTopic {
-            name: name.clone(),
-            partitions: *partitions,
-            replication_factor: *replication_factor,
-            min_insync: *min_insync,
-            config: config.clone(),
-        },
+        } => {
+            // The internal offsets topic is created by the first group request, whenever that
+            // comes: with as many replicas as there are live nodes then (up to what was asked),
+            // so a node being down does not stop consumer groups from starting.
+            let (replication_factor, min_insync) = if name == crate::groups::OFFSETS_TOPIC {
+                let live = u16::try_from(live.len()).unwrap_or(u16::MAX).max(1);
+                let rf = (*replication_factor).min(live);
+                (rf, (*min_insync).min(rf))
+            } else {
+                (*replication_factor, *min_insync)
+            };
+            Command::CreateTopic {
+                name: name.clone(),
+                partitions: *partitions,
+                replication_factor,
+                min_insync,
+                config: config.clone(),
+            }
+        }
         TopicChange::Delete { name } => Command::DeleteTopic { name: name.clone() },
         TopicChange::InSync {
             topic,

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use net::codec::{ErrorCode, Request, Response};
 use serde_json::{json, Value};
 
-use super::rest::{call_owner, decode_reply, record_json, HttpError};
+use super::rest::{call_owner, call_shard, decode_reply, record_json, HttpError};
 use crate::handlers::{self, Failure, ReadArgs};
 use crate::shard::Shard;
 
@@ -45,7 +45,7 @@ pub async fn committed_offset(
         topic,
         partition,
     };
-    let reply = call_owner(shard, topic, partition, req).await?;
+    let reply = call_for_group(shard, group, topic, partition, req).await?;
     match decode_reply(&reply)? {
         Response::OffsetFetch { offset, .. } => Ok(offset),
         other => {
@@ -67,9 +67,29 @@ pub async fn commit(
         topic,
         partition,
         offset,
+        member_id: "",
+        generation: 0,
     };
-    let reply = call_owner(shard, topic, partition, req).await?;
+    let reply = call_for_group(shard, group, topic, partition, req).await?;
     decode_reply(&reply).map(drop)
+}
+
+/// Sends an offset request where the group's offsets live: the group's coordinator shard in a
+/// cluster (which answers NOT_COORDINATOR when another node coordinates the group), the
+/// partition's shard on a single node.
+async fn call_for_group(
+    shard: &Rc<Shard>,
+    group: &str,
+    topic: &str,
+    partition: u32,
+    req: Request<'_>,
+) -> Result<bytes::Bytes, HttpError> {
+    if crate::groups::offsets_at_coordinator(shard, "") {
+        let to = crate::groups::target_shard(shard, group)?;
+        call_shard(shard, to, req).await
+    } else {
+        call_owner(shard, topic, partition, req).await
+    }
 }
 
 fn query_u64(q: &[(String, String)], k: &str, default: u64) -> Result<u64, HttpError> {

@@ -42,7 +42,7 @@ impl From<Failure> for HttpError {
     fn from(f: Failure) -> HttpError {
         let status = match f.code {
             ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => 404,
-            ErrorCode::TopicExists => 409,
+            ErrorCode::TopicExists | ErrorCode::UnknownMember | ErrorCode::IllegalGeneration => 409,
             ErrorCode::MessageTooLarge | ErrorCode::FrameTooLarge => 413,
             ErrorCode::OffsetOutOfRange
             | ErrorCode::InvalidRequest
@@ -51,7 +51,12 @@ impl From<Failure> for HttpError {
             | ErrorCode::DuplicateSequence
             | ErrorCode::InvalidProducerEpoch => 400,
             ErrorCode::Throttled => 429,
-            ErrorCode::NotLeader | ErrorCode::ShuttingDown | ErrorCode::Timeout => 503,
+            ErrorCode::NotLeader
+            | ErrorCode::NotCoordinator
+            | ErrorCode::RebalanceInProgress
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Timeout => 503,
             _ => 500,
         };
         HttpError {

@@ -261,6 +261,21 @@ pub fn visible_end(p: &Partition, log_end: u64) -> u64 {
     }
 }
 
+/// The offset below which key compaction may look at a partition: everything for an
+/// unreplicated one, the high watermark for a replicated one (records above it may still be
+/// truncated, so they must not decide that an older committed value of their key is gone), and
+/// nothing while its role is being set up.
+pub fn compaction_bound(shard: &Shard, p: &Partition) -> u64 {
+    if !is_replicated(shard, p) {
+        return u64::MAX;
+    }
+    match &*p.replica.role.borrow() {
+        Some(Role::Leader(l)) => l.high_watermark(),
+        Some(Role::Follower(f)) => f.local().high_watermark,
+        None => 0,
+    }
+}
+
 /// Checks a read of a replicated partition: only an established leader answers (while it takes
 /// over, its role is not set and its log may hold records above the watermark).
 pub fn read_gate(shard: &Shard, p: &Partition) -> Result<(), Failure> {

@@ -20,6 +20,9 @@ use net::codec::{message_id, ErrorCode};
 use super::{breaks_connection, retriable, RETRY_FOR};
 use crate::cli::{connect, Output};
 
+mod member;
+pub(super) use member::GroupMember;
+
 /// Records a subscription may receive before it is granted more.
 const SUB_CREDITS: u32 = 1000;
 /// How often the routing table is reloaded to notice leadership changes.
@@ -62,6 +65,17 @@ struct PartState {
     commit: Option<PendingCommit>,
 }
 
+impl PartState {
+    fn starting_at(next_offset: u64) -> Self {
+        PartState {
+            next_offset,
+            sub: None,
+            failing: None,
+            commit: None,
+        }
+    }
+}
+
 /// An offset commit the partition's leader has not taken yet (retried every [`LEADER_CHECK`]
 /// and before exiting; a newer commit replaces it).
 struct PendingCommit {
@@ -94,6 +108,8 @@ pub(super) struct Consumer {
     streak: u32,
     next_check: Instant,
     printed: u64,
+    /// Membership of `--group` when the group assigns the partitions.
+    member: Option<GroupMember>,
 }
 
 impl Consumer {
@@ -105,15 +121,7 @@ impl Consumer {
     ) -> Self {
         let parts = starts
             .into_iter()
-            .map(|(p, next_offset)| {
-                let state = PartState {
-                    next_offset,
-                    sub: None,
-                    failing: None,
-                    commit: None,
-                };
-                (p, state)
-            })
+            .map(|(p, next_offset)| (p, PartState::starting_at(next_offset)))
             .collect();
         Consumer {
             cluster,
@@ -124,7 +132,19 @@ impl Consumer {
             streak: 0,
             next_check: Instant::now() + LEADER_CHECK,
             printed: 0,
+            member: None,
         }
+    }
+
+    /// A consumer whose partitions the group `member` belongs to assigns.
+    pub fn in_group(
+        cluster: ClusterClient,
+        settings: ConsumerSettings,
+        member: GroupMember,
+    ) -> Self {
+        let mut c = Consumer::new(cluster, settings, []);
+        c.member = Some(member);
+        c
     }
 
     /// Subscribes to every partition and prints records until `count` is reached (or forever).
@@ -132,8 +152,11 @@ impl Consumer {
         let mut out = std::io::stdout().lock();
         loop {
             if self.settings.count.is_some_and(|c| self.printed >= c) {
-                return self.finish_commits();
+                let finished = self.finish_commits();
+                self.leave();
+                return finished;
             }
+            self.maintain_membership()?;
             self.maintain()?;
             if let Some((addr, batch)) = self.next_batch() {
                 self.deliver(&addr, batch, &mut out)?;
@@ -207,23 +230,29 @@ impl Consumer {
                 (leader != sub.node_id).then(|| (*p, sub.addr.clone(), sub.id))
             })
             .collect();
-        for (p, addr, id) in stale {
+        for (p, addr, _) in stale {
             let reason = format!("leadership moved away from the node at {addr}");
-            if let Some(conn) = self.conns.get_mut(&addr) {
-                conn.subs.remove(&id);
-                if let Err(e) = conn.client.unsubscribe(id) {
-                    if breaks_connection(&e) {
-                        self.drop_conn(&addr, &e.to_string());
-                    }
-                }
-            }
-            if let Some(s) = self.parts.get_mut(&p) {
-                s.sub = None;
-            }
+            self.unsubscribe(p);
             self.record_failure(p, reason);
             if let Some(f) = self.parts.get_mut(&p).and_then(|s| s.failing.as_mut()) {
                 // Nothing is wrong with the new leader: go there at once.
                 f.retry_at = Instant::now();
+            }
+        }
+        self.conns.retain(|_, c| !c.subs.is_empty());
+    }
+
+    /// Ends `p`'s subscription, if it has one (pushes still on the way for it are ignored).
+    fn unsubscribe(&mut self, p: u32) {
+        let Some(sub) = self.parts.get_mut(&p).and_then(|s| s.sub.take()) else {
+            return;
+        };
+        if let Some(conn) = self.conns.get_mut(&sub.addr) {
+            conn.subs.remove(&sub.id);
+            if let Err(e) = conn.client.unsubscribe(sub.id) {
+                if breaks_connection(&e) {
+                    self.drop_conn(&sub.addr, &e.to_string());
+                }
             }
         }
         self.conns.retain(|_, c| !c.subs.is_empty());
@@ -278,7 +307,23 @@ impl Consumer {
             return Ok(());
         };
         let topic = &self.settings.topic;
-        let result = self.cluster.commit_offset(group, topic, p, offset);
+        let result = match &self.member {
+            Some(m) => {
+                let (member_id, generation) = m.fencing();
+                self.cluster
+                    .commit_offset_member(group, topic, p, offset, member_id, generation)
+            }
+            None => self.cluster.commit_offset(group, topic, p, offset),
+        };
+        if let (Some(m), Err(e)) = (self.member.as_mut(), &result) {
+            if member::fenced(e) {
+                // The group gave the partition to another member: it commits from now on.
+                let why = format!("commit of {topic}/{p} refused: {e}");
+                m.forget();
+                self.stop_all(&why);
+                return Ok(());
+            }
+        }
         let Some(state) = self.parts.get_mut(&p) else {
             return Ok(());
         };
