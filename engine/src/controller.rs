@@ -42,6 +42,10 @@ const PEER_QUEUE_MAX: usize = 1024;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// A member is registered again at most this often while the leader waits for the commit.
 const REGISTER_RETRY: Duration = Duration::from_secs(2);
+/// How long a member gossip suspects keeps its place in in-sync sets: long enough for a
+/// healthy node to refute a suspicion (a few hundred ms), short enough that `acks=all` writes
+/// waiting on a dead follower resume soon.
+const SUSPECT_GRACE: Duration = Duration::from_millis(750);
 
 enum Input {
     Step(Vec<u8>),
@@ -136,7 +140,7 @@ impl Controller {
             view: view.clone(),
             counters: counters.clone(),
             members: Vec::new(),
-            suspect: std::collections::BTreeSet::new(),
+            suspect: BTreeMap::new(),
             registering: BTreeMap::new(),
             last_error: None,
             topics: topics::Topics::default(),
@@ -236,9 +240,10 @@ struct Run {
     view: Arc<Mutex<Arc<ControllerView>>>,
     counters: Arc<ControllerCounters>,
     members: Vec<(u64, String)>,
-    /// Members gossip suspects: not live (leadership moves away from them) but not gone either
-    /// (they keep their place in in-sync sets and replica sets).
-    suspect: std::collections::BTreeSet<u64>,
+    /// Members gossip suspects, and since when: not live (leadership moves away from them at
+    /// once), and for [`SUSPECT_GRACE`] not gone either (they keep their place in in-sync sets);
+    /// after that they leave in-sync sets, so `acks=all` stops waiting for a dead follower.
+    suspect: BTreeMap<u64, Instant>,
     /// Members whose registration was proposed, and when (retried after REGISTER_RETRY).
     registering: BTreeMap<u64, Instant>,
     last_error: Option<String>,
@@ -261,7 +266,12 @@ impl Run {
                 }
                 Ok(Input::Members(m, suspect)) => {
                     self.members = m;
-                    self.suspect = suspect.into_iter().collect();
+                    let now = Instant::now();
+                    let was = std::mem::take(&mut self.suspect);
+                    self.suspect = suspect
+                        .into_iter()
+                        .map(|id| (id, was.get(&id).copied().unwrap_or(now)))
+                        .collect();
                 }
                 Ok(Input::Change(change, reply)) => self.change(change, reply),
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -454,7 +464,14 @@ impl Run {
         }
         let live: std::collections::BTreeSet<u64> =
             self.members.iter().map(|(id, _)| *id).collect();
-        let present: std::collections::BTreeSet<u64> = live.union(&self.suspect).copied().collect();
+        let now = Instant::now();
+        let present: std::collections::BTreeSet<u64> = self
+            .suspect
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) < SUSPECT_GRACE)
+            .map(|(id, _)| *id)
+            .chain(live.iter().copied())
+            .collect();
         let mut cmds = self.topics.placements(self.node.state(), &live, &present);
         cmds.extend(
             self.reassign

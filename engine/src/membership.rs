@@ -16,6 +16,8 @@ use crate::shard::{CallBody, ReplyBody, Shard};
 
 /// How often this node's ingest rate is re-announced in gossip (the driver rate-limits further).
 const LOAD_ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+/// The shortest time between two load announcements (each renews the gossip identity).
+const LOAD_ANNOUNCE_MIN_GAP: Duration = Duration::from_secs(60);
 
 /// Starts gossip on shard 0 when the node is configured for a cluster. Returns the bound gossip
 /// address (for `ports.json`), or `None` when the node runs alone.
@@ -64,9 +66,10 @@ pub fn start(shard: &Rc<Shard>, http: Option<SocketAddr>) -> Result<Option<Socke
 }
 
 /// How often the controller learns the live members it registers while it leads.
-const MEMBER_FEED_EVERY: Duration = Duration::from_secs(1);
+const MEMBER_FEED_EVERY: Duration = Duration::from_millis(200);
 
-/// Tells this node's controller which members are alive (this node included), once a second.
+/// Tells this node's controller which members are alive and which are suspected (this node
+/// included), every [`MEMBER_FEED_EVERY`].
 fn spawn_member_feeder(shard: Rc<Shard>) {
     glommio::spawn_local(async move {
         while !shard.stopping.get() {
@@ -113,10 +116,15 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// Re-announces this node's produce rate (messages per second, all shards) every few seconds.
+/// Re-announces this node's produce rate (messages per second, all shards), measured every
+/// [`LOAD_ANNOUNCE_EVERY`], when it moved by more than a quarter (and 10 msgs/s) since the last
+/// announcement and that was [`LOAD_ANNOUNCE_MIN_GAP`] ago. An announcement renews the gossip
+/// identity, which restarts this node's failure-detection probe cycle, so it must be rare:
+/// renewing every few seconds under a changing load delayed the detection of crashed peers.
 fn spawn_load_announcer(shard: Rc<Shard>) {
     glommio::spawn_local(async move {
         let mut last: Option<(u64, std::time::Instant)> = None;
+        let mut announced: Option<(f64, std::time::Instant)> = None;
         while !shard.stopping.get() {
             glommio::timer::sleep(LOAD_ANNOUNCE_EVERY).await;
             let total = records_in(&shard).await;
@@ -125,8 +133,15 @@ fn spawn_load_announcer(shard: Rc<Shard>) {
                 let secs = now.duration_since(at).as_secs_f64();
                 if secs > 0.0 {
                     let rate = total.saturating_sub(before) as f64 / secs;
-                    if let Some(h) = shard.gossip.borrow().as_ref() {
-                        let _ = h.set_load(rate as f32);
+                    let due = announced.is_none_or(|(was, when)| {
+                        now.duration_since(when) >= LOAD_ANNOUNCE_MIN_GAP
+                            && (rate - was).abs() > (was * 0.25).max(10.0)
+                    });
+                    if due {
+                        if let Some(h) = shard.gossip.borrow().as_ref() {
+                            let _ = h.set_load(rate as f32);
+                        }
+                        announced = Some((rate, now));
                     }
                 }
             }

@@ -82,7 +82,8 @@ pub use driver::{
 pub use error::{CodecError, MembershipError};
 pub use foca::{Config, State};
 pub use member::{
-    Member, MemberSpec, ADDR_BYTES_MAX, MEMBER_BYTES_MAX, MEMBER_FIXED_BYTES, SEED_NODE_ID,
+    Member, MemberAddr, MemberSpec, ADDR_BYTES_MAX, MEMBER_BYTES_MAX, MEMBER_FIXED_BYTES,
+    SEED_NODE_ID,
 };
 pub use membership::{
     Datagram, Effects, MemberChange, Membership, Timer, TimerRequest, DATAGRAM_BYTES_MAX,

@@ -217,8 +217,10 @@ impl Member {
     }
 }
 
+/// A member as a foca identity: renewable, and the same member as another identity when their
+/// [`MemberAddr`]s match.
 impl foca::Identity for Member {
-    type Addr = String;
+    type Addr = MemberAddr;
 
     /// Auto-rejoin after being declared down: the same node, next incarnation.
     fn renew(&self) -> Option<Self> {
@@ -227,12 +229,39 @@ impl foca::Identity for Member {
         Some(next)
     }
 
-    fn addr(&self) -> String {
-        self.gossip_addr.clone()
+    fn addr(&self) -> MemberAddr {
+        MemberAddr {
+            node_id: self.node_id,
+            gossip_addr: self.gossip_addr.clone(),
+        }
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
         (self.incarnation, self.node_id) > (adversary.incarnation, adversary.node_id)
+    }
+}
+
+/// Foca's notion of "the same member": the same node id, or (for seeds, which have no node id
+/// yet) the same gossip address. So a node that restarts replaces its previous identity (the
+/// higher incarnation wins) even when it comes back on another gossip address, instead of
+/// leaving it behind: a stale identity stayed in everyone's probe rotation as a suspect until
+/// declared down, and with a few of them a crashed node's current identity was probed only
+/// every several seconds, delaying its detection. Foca only ever compares two of these with
+/// `==`.
+#[derive(Clone, Debug)]
+pub struct MemberAddr {
+    node_id: u32,
+    gossip_addr: String,
+}
+
+impl PartialEq for MemberAddr {
+    fn eq(&self, other: &Self) -> bool {
+        let real = self.node_id != SEED_NODE_ID && other.node_id != SEED_NODE_ID;
+        if real {
+            self.node_id == other.node_id
+        } else {
+            self.gossip_addr == other.gossip_addr
+        }
     }
 }
 

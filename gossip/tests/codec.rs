@@ -333,3 +333,34 @@ proptest! {
         let _ = node.handle_datagram(&out, Duration::ZERO);
     }
 }
+
+#[test]
+fn a_node_restarted_on_another_gossip_address_replaces_its_old_identity() {
+    let now = Duration::ZERO;
+    let mut a = Membership::new(member(1, 1, "a"), Membership::recommended_config(), 1);
+    let mut b = Membership::new(member(2, 1, "b"), Membership::recommended_config(), 2);
+    let announce = b
+        .join(&[Member::seed("a").expect("seed")], now)
+        .expect("join");
+    a.handle_datagram(&announce.datagrams[0].bytes, now)
+        .expect("announce accepted");
+    assert_eq!(a.active_members(), vec![b.identity().clone()]);
+    // Node 2 restarts: a new process, a later incarnation, another gossip port.
+    let mut b2 = Membership::new(member(2, 5, "b2"), Membership::recommended_config(), 3);
+    let announce = b2
+        .join(&[Member::seed("a").expect("seed")], now)
+        .expect("join");
+    a.handle_datagram(&announce.datagrams[0].bytes, now)
+        .expect("announce accepted");
+    let twos: Vec<Member> = a
+        .members()
+        .into_iter()
+        .map(|(m, _)| m)
+        .filter(|m| m.node_id() == 2)
+        .collect();
+    assert_eq!(
+        twos,
+        vec![b2.identity().clone()],
+        "one identity per node id"
+    );
+}

@@ -261,11 +261,12 @@ impl Topics {
                         in_sync,
                     }
                 } else if p.in_sync.iter().any(|n| !present.contains(n)) {
-                    // A crashed member leaves the in-sync set (the live leader stays, so the set
-                    // is never empty); the leader's pending proposal ends with the new version.
-                    // A member gossip only suspects keeps its place: the leader drops it if it
-                    // really lags (10 s), and a healthy node that gossip keeps suspecting (seen
-                    // after healed partitions) can be added back by its leader.
+                    // A member that is not present leaves the in-sync set (the live leader stays,
+                    // so the set is never empty); the leader's pending proposal ends with the new
+                    // version. `present` holds the live members and those gossip has suspected
+                    // only briefly (the controller's grace): a crashed follower goes within a
+                    // second or two of its suspicion, and a healthy one dropped by a false
+                    // suspicion is added back by its leader once it has caught up.
                     Command::SetInSync {
                         topic: name.clone(),
                         partition: index,
