@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use meta::{Command, DirBackend, MetaConfig, MetaNode, MetadataState, ProposeError, Role};
 
 mod reassign;
+mod rebalance;
 mod topics;
 pub use topics::{
     config_to_settings, settings_to_config, ChangeOutcome, TopicChange, PROPOSAL_TIMEOUT,
@@ -145,6 +146,7 @@ impl Controller {
             last_error: None,
             topics: topics::Topics::default(),
             reassign: reassign::Reassigner::new(node_loss_grace),
+            rebalance: rebalance::Rebalancer::default(),
         };
         let thread = std::thread::Builder::new()
             .name("controller".into())
@@ -249,6 +251,7 @@ struct Run {
     last_error: Option<String>,
     topics: topics::Topics,
     reassign: reassign::Reassigner,
+    rebalance: rebalance::Rebalancer,
 }
 
 impl Run {
@@ -477,6 +480,10 @@ impl Run {
             self.reassign
                 .pass(self.node.state(), &live, &present, Instant::now()),
         );
+        if cmds.is_empty() {
+            // Moves onto joined nodes only while nothing more urgent is being done.
+            cmds = self.rebalance.pass(self.node.state(), &live, now);
+        }
         for cmd in cmds {
             if self.node.propose(&cmd).is_err() {
                 break;

@@ -9,9 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, wait_registered, Cluster};
+use common::cluster::{cluster_doc, produce_retrying, read_partition, wait_registered, Cluster};
 use common::Node;
-use net::client::{ClientError, ClusterClient};
+use net::client::ClientError;
 use net::codec::{Acks, TopicConfig};
 use serde_json::Value;
 
@@ -44,49 +44,6 @@ fn wait_partitions(node: &Node, what: &str, limit: Duration, ok: impl Fn(&Value)
 
 fn isr_len(p: &Value) -> usize {
     p["isr"].as_array().map_or(0, |a| a.len())
-}
-
-/// Produces `value` to `partition` with acks=all, retrying through leader changes for up to
-/// `limit`; returns the acknowledged offset and how long it took.
-fn produce_retrying(
-    addrs: &[String],
-    partition: u32,
-    value: &str,
-    limit: Duration,
-) -> (u64, Duration) {
-    let started = Instant::now();
-    let boot: Vec<&str> = addrs.iter().map(|s| s.as_str()).collect();
-    let mut last: Option<ClientError> = None;
-    while started.elapsed() < limit {
-        if let Ok(mut cc) = ClusterClient::connect(&boot, Default::default()) {
-            let rec = common::records(&[value.as_bytes()]);
-            match cc.produce(TOPIC, partition, Acks::All, None, &rec) {
-                Ok(Some(ack)) => return (ack.base_offset, started.elapsed()),
-                Ok(None) => panic!("acks=all produce got no acknowledgement"),
-                Err(e) => last = Some(e),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no acks=all write to partition {partition} within {limit:?}: {last:?}");
-}
-
-/// Every record of `partition`, read from its current leader.
-fn read_partition(addrs: &[String], partition: u32) -> Vec<(u64, Vec<u8>)> {
-    let boot: Vec<&str> = addrs.iter().map(|s| s.as_str()).collect();
-    let mut cc = ClusterClient::connect(&boot, Default::default()).unwrap();
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let f = cc.fetch(TOPIC, partition, offset, 1 << 20, 0).unwrap();
-        if f.records.is_empty() {
-            return out;
-        }
-        for r in f.records {
-            offset = r.offset + 1;
-            out.push((r.offset, r.value));
-        }
-    }
 }
 
 #[test]
@@ -125,7 +82,8 @@ fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
     for i in 0..200u32 {
         let partition = i % PARTITIONS;
         let value = format!("before-{i}");
-        let (offset, _) = produce_retrying(&addrs, partition, &value, Duration::from_secs(20));
+        let (offset, _) =
+            produce_retrying(&addrs, TOPIC, partition, &value, Duration::from_secs(20));
         acked.entry(partition).or_default().push((offset, value));
     }
 
@@ -142,7 +100,8 @@ fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
         .filter(|(i, _)| *i != victim)
         .map(|(_, a)| a.clone())
         .collect();
-    let (offset, took) = produce_retrying(&survivors, 0, "after-kill", Duration::from_secs(60));
+    let (offset, took) =
+        produce_retrying(&survivors, TOPIC, 0, "after-kill", Duration::from_secs(60));
     eprintln!("writes to partition 0 resumed {took:?} after its leader was killed");
     acked
         .get_mut(&0)
@@ -158,7 +117,7 @@ fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
 
     // Nothing acknowledged is lost, nothing is duplicated, offsets are the acknowledged ones.
     for partition in 0..PARTITIONS {
-        let stored = read_partition(&survivors, partition);
+        let stored = read_partition(&survivors, TOPIC, partition);
         let want = &acked[&partition];
         assert_eq!(stored.len(), want.len(), "partition {partition}");
         for ((o, v), (wo, wv)) in stored.iter().zip(want) {
@@ -176,13 +135,13 @@ fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
     wait_partitions(survivor, "rejoined in sync", Duration::from_secs(90), |p| {
         isr_len(p) == 3
     });
-    let (offset, _) = produce_retrying(&addrs, 1, "after-rejoin", Duration::from_secs(20));
+    let (offset, _) = produce_retrying(&addrs, TOPIC, 1, "after-rejoin", Duration::from_secs(20));
     acked
         .get_mut(&1)
         .unwrap()
         .push((offset, "after-rejoin".into()));
     for partition in 0..PARTITIONS {
-        let stored = read_partition(&addrs, partition);
+        let stored = read_partition(&addrs, TOPIC, partition);
         let values: Vec<&[u8]> = stored.iter().map(|(_, v)| v.as_slice()).collect();
         let want: Vec<&[u8]> = acked[&partition]
             .iter()
@@ -257,7 +216,7 @@ fn a_lost_follower_leaves_the_in_sync_set_and_min_insync_refuses_writes_until_it
         Duration::from_secs(20),
         |p| isr_len(p) == 3,
     );
-    let (first, _) = produce_retrying(&addrs, 1, "all three", Duration::from_secs(20));
+    let (first, _) = produce_retrying(&addrs, TOPIC, 1, "all three", Duration::from_secs(20));
 
     // kill -9 a node that does not lead partition 1: it leaves partition 1's in-sync set.
     let p1 = partitions(nodes[0].as_ref().unwrap())
@@ -317,9 +276,9 @@ fn a_lost_follower_leaves_the_in_sync_set_and_min_insync_refuses_writes_until_it
         Duration::from_secs(60),
         |p| isr_len(p) == 3,
     );
-    let (next, _) = produce_retrying(&addrs, 1, "back to three", Duration::from_secs(20));
+    let (next, _) = produce_retrying(&addrs, TOPIC, 1, "back to three", Duration::from_secs(20));
     assert_eq!(next, first + 1, "the refused write left no record");
-    let stored = read_partition(&addrs, 1);
+    let stored = read_partition(&addrs, TOPIC, 1);
     let values: Vec<&[u8]> = stored.iter().map(|(_, v)| v.as_slice()).collect();
     assert_eq!(values, vec![&b"all three"[..], b"back to three"]);
 }
@@ -355,7 +314,7 @@ fn a_leader_restarted_at_once_never_leads_twice_at_one_epoch_and_writes_resume()
     for i in 0..20 {
         let v = format!("first-{i}");
         acked.push((
-            produce_retrying(&addrs, 0, &v, Duration::from_secs(20)).0,
+            produce_retrying(&addrs, TOPIC, 0, &v, Duration::from_secs(20)).0,
             v,
         ));
     }
@@ -372,7 +331,8 @@ fn a_leader_restarted_at_once_never_leads_twice_at_one_epoch_and_writes_resume()
     // named leader at an epoch its leader-epochs file holds, so it asks for a new election.
     nodes[leader].as_mut().unwrap().kill9();
     nodes[leader] = Some(c.start(leader));
-    let (offset, took) = produce_retrying(&addrs, 0, "after-restart", Duration::from_secs(30));
+    let (offset, took) =
+        produce_retrying(&addrs, TOPIC, 0, "after-restart", Duration::from_secs(30));
     eprintln!("writes to partition 0 resumed {took:?} after its leader restarted");
     acked.push((offset, "after-restart".into()));
     let watcher = nodes[(leader + 1) % 3].as_ref().unwrap();
@@ -381,7 +341,7 @@ fn a_leader_restarted_at_once_never_leads_twice_at_one_epoch_and_writes_resume()
         .find(|p| p["partition"] == 0)
         .unwrap();
     assert!(p0["leader_epoch"].as_u64().unwrap() > epoch, "{p0}");
-    let stored = read_partition(&addrs, 0);
+    let stored = read_partition(&addrs, TOPIC, 0);
     let want: Vec<(u64, Vec<u8>)> = acked
         .iter()
         .map(|(o, v)| (*o, v.as_bytes().to_vec()))
@@ -427,7 +387,7 @@ fn a_lost_replica_is_replaced_and_the_new_copy_serves_everything() {
     for i in 0..100u32 {
         let partition = i % PARTITIONS;
         let v = format!("before-{i}");
-        let (offset, _) = produce_retrying(&addrs, partition, &v, Duration::from_secs(20));
+        let (offset, _) = produce_retrying(&addrs, TOPIC, partition, &v, Duration::from_secs(20));
         acked.entry(partition).or_default().push((offset, v));
     }
 
@@ -475,12 +435,100 @@ fn a_lost_replica_is_replaced_and_the_new_copy_serves_everything() {
         .filter(|n| *n != leader)
         .map(|n| addrs[n as usize - 1].clone())
         .collect();
-    let (offset, _) = produce_retrying(&survivors, 0, "after", Duration::from_secs(60));
+    let (offset, _) = produce_retrying(&survivors, TOPIC, 0, "after", Duration::from_secs(60));
     acked.get_mut(&0).unwrap().push((offset, "after".into()));
-    let stored = read_partition(&survivors, 0);
+    let stored = read_partition(&survivors, TOPIC, 0);
     let want: Vec<(u64, Vec<u8>)> = acked[&0]
         .iter()
         .map(|(o, v)| (*o, v.as_bytes().to_vec()))
         .collect();
     assert_eq!(stored, want);
+}
+
+#[test]
+fn a_joining_node_takes_its_share_of_replicas_and_nothing_is_lost() {
+    const JOINED: &str = "rebalanced";
+    const JOINED_PARTITIONS: u32 = 8;
+    let root = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(root.path(), 4, 3);
+    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
+    let mut addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().addr.clone())
+        .collect();
+    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let config = TopicConfig {
+        partitions: JOINED_PARTITIONS,
+        replication_factor: Some(2),
+        ..TopicConfig::default()
+    };
+    let topic_id = nodes[0]
+        .as_ref()
+        .unwrap()
+        .client()
+        .create_topic(JOINED, &config)
+        .unwrap();
+    let mut acked: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
+    for i in 0..80u32 {
+        let partition = i % JOINED_PARTITIONS;
+        let v = format!("before-join-{i}");
+        let (offset, _) = produce_retrying(&addrs, JOINED, partition, &v, Duration::from_secs(20));
+        acked.entry(partition).or_default().push((offset, v));
+    }
+
+    // Node 4 joins: every partition ends on the replicas placement would give it over four
+    // nodes, two replicas each, both in sync.
+    nodes.push(Some(c.start(3)));
+    addrs.push(nodes[3].as_ref().unwrap().addr.clone());
+    let candidates: Vec<cluster::Candidate> = (1..=4).map(cluster::Candidate::new).collect();
+    let target = |p: u32| -> Vec<u64> {
+        let mut t: Vec<u64> = cluster::replicas(topic_id, p, 2, &candidates)
+            .unwrap()
+            .into_iter()
+            .map(u64::from)
+            .collect();
+        t.sort();
+        t
+    };
+    assert!(
+        (0..JOINED_PARTITIONS).any(|p| target(p).contains(&4)),
+        "placement gives node 4 nothing of this topic; pick another partition count"
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ps: Vec<Value> = cluster_doc(nodes[0].as_ref().unwrap())["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["topic"] == JOINED)
+            .cloned()
+            .collect();
+        let settled = ps.iter().all(|p| {
+            let i = p["partition"].as_u64().unwrap() as u32;
+            let mut r: Vec<u64> = p["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect();
+            r.sort();
+            r == target(i) && isr_len(p) == 2 && p["leader"].as_u64().unwrap_or(0) != 0
+        });
+        if settled && ps.len() == JOINED_PARTITIONS as usize {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rebalanced: {ps:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Every acknowledged record is still there, and writes go on.
+    for (partition, want) in &acked {
+        let stored = read_partition(&addrs, JOINED, *partition);
+        let got: Vec<(u64, String)> = stored
+            .into_iter()
+            .map(|(o, v)| (o, String::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(&got, want, "partition {partition}");
+    }
+    produce_retrying(&addrs, JOINED, 0, "after-join", Duration::from_secs(20));
 }

@@ -156,8 +156,12 @@ pub enum CommandError {
         /// The topic's partition count.
         partitions: u32,
     },
-    /// A replica list whose length is not the topic's replication factor.
-    #[error("{actual} replicas given, replication factor is {expected}")]
+    /// A replica list whose length is not the topic's replication factor (or one more, while a
+    /// replica moves).
+    #[error(
+        "{actual} replicas given, replication factor is {expected} (one more is allowed only \
+         while a replica moves)"
+    )]
     ReplicaCountMismatch {
         /// Replication factor.
         expected: u16,

@@ -269,7 +269,10 @@ impl MetadataState {
                     self.check_node(n)?;
                 }
                 let (p, rf) = self.partition_mut(topic, *partition)?;
-                if replicas.len() != usize::from(rf) {
+                // One replica above the factor is allowed while a replica moves (added before
+                // the one it replaces is removed), never in a first assignment.
+                let extra = usize::from(!p.replicas.is_empty());
+                if !(usize::from(rf)..=usize::from(rf) + extra).contains(&replicas.len()) {
                     return Err(CommandError::ReplicaCountMismatch {
                         expected: rf,
                         actual: replicas.len() as u64,

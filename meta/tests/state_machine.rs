@@ -256,6 +256,38 @@ fn reassignment_fences_a_removed_leader_and_trims_the_in_sync_set() {
 }
 
 #[test]
+fn a_moving_replica_may_be_added_before_the_one_it_replaces_is_removed() {
+    let mut s = MetadataState::default();
+    for n in 1..=4 {
+        s.apply(&register(n)).unwrap();
+    }
+    s.apply(&create("t", 1, 2, 2)).unwrap();
+    // A first assignment has exactly the replication factor.
+    assert_eq!(
+        s.apply(&assign("t", 0, &[1, 2, 3])),
+        Err(CommandError::ReplicaCountMismatch {
+            expected: 2,
+            actual: 3
+        })
+    );
+    s.apply(&assign("t", 0, &[1, 2])).unwrap();
+    s.apply(&leader("t", 0, 1, 1)).unwrap();
+    // Then one more while a replica moves, not two.
+    s.apply(&assign("t", 0, &[1, 2, 3])).unwrap();
+    let p = s.partition("t", 0).unwrap();
+    assert_eq!((p.leader, p.in_sync.clone()), (1, vec![1, 2]));
+    assert_eq!(
+        s.apply(&assign("t", 0, &[1, 2, 3, 4])),
+        Err(CommandError::ReplicaCountMismatch {
+            expected: 2,
+            actual: 4
+        })
+    );
+    s.apply(&assign("t", 0, &[1, 3])).unwrap();
+    assert_eq!(s.partition("t", 0).unwrap().replicas, vec![1, 3]);
+}
+
+#[test]
 fn a_refused_command_changes_only_the_rejected_counter() {
     let mut s = MetadataState::default();
     s.apply(&register(1)).unwrap();

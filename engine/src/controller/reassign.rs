@@ -6,10 +6,9 @@
 //! over with the new replica set, and the new replica catches up by replication before it may
 //! join the in-sync set.
 //!
-//! What this does not do: move replicas onto a node that joins (that would drop a healthy replica
-//! before its replacement caught up: the replica count is fixed per topic), touch topics of one
-//! replica (their only copy is on the lost node), or move a partition whose leader is down (the
-//! failover in [`super::topics`] comes first).
+//! What this does not do: move replicas onto a node that joins ([`super::rebalance`] does, adding
+//! before removing), touch topics of one replica (their only copy is on the lost node), or move a
+//! partition whose leader is down (the failover in [`super::topics`] comes first).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

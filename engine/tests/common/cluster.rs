@@ -4,6 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
+use net::client::{ClientError, ClusterClient};
+use net::codec::Acks;
 use serde_json::Value;
 
 use super::{http_get, Node};
@@ -107,5 +111,49 @@ pub fn wait_registered(node: &Node, nodes: usize) {
             "no metadata leader with {nodes} registered nodes: {v}"
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Produces `value` to `topic`/`partition` with acks=all, retrying through leader changes for up to
+/// `limit`; returns the acknowledged offset and how long it took.
+pub fn produce_retrying(
+    addrs: &[String],
+    topic: &str,
+    partition: u32,
+    value: &str,
+    limit: Duration,
+) -> (u64, Duration) {
+    let started = Instant::now();
+    let boot: Vec<&str> = addrs.iter().map(|s| s.as_str()).collect();
+    let mut last: Option<ClientError> = None;
+    while started.elapsed() < limit {
+        if let Ok(mut cc) = ClusterClient::connect(&boot, Default::default()) {
+            let rec = super::records(&[value.as_bytes()]);
+            match cc.produce(topic, partition, Acks::All, None, &rec) {
+                Ok(Some(ack)) => return (ack.base_offset, started.elapsed()),
+                Ok(None) => panic!("acks=all produce got no acknowledgement"),
+                Err(e) => last = Some(e),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no acks=all write to partition {partition} within {limit:?}: {last:?}");
+}
+
+/// Every record of `topic`/`partition`, read from its current leader.
+pub fn read_partition(addrs: &[String], topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)> {
+    let boot: Vec<&str> = addrs.iter().map(|s| s.as_str()).collect();
+    let mut cc = ClusterClient::connect(&boot, Default::default()).unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let f = cc.fetch(topic, partition, offset, 1 << 20, 0).unwrap();
+        if f.records.is_empty() {
+            return out;
+        }
+        for r in f.records {
+            offset = r.offset + 1;
+            out.push((r.offset, r.value));
+        }
     }
 }
