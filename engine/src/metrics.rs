@@ -20,6 +20,15 @@ pub struct ShardMetrics {
     pub connections_rejected: Cell<u64>,
     /// Times a connection stopped reading because a budget was spent.
     pub backpressure_waits: Cell<u64>,
+    /// Consumer groups coordinated by this shard: joins answered.
+    pub group_joins: Cell<u64>,
+    /// Group generation changes (a member came or went, partitions were added).
+    pub group_rebalances: Cell<u64>,
+    /// Members dropped because their session expired.
+    pub group_members_expired: Cell<u64>,
+    /// Offset commits taken, and refused as fenced (unknown member, old generation).
+    pub group_commits: Cell<u64>,
+    pub group_commits_fenced: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -94,6 +103,17 @@ impl ShardMetrics {
                 self.connections_rejected.get(),
             ),
             ("backpressure_waits_total", self.backpressure_waits.get()),
+            ("group_joins_total", self.group_joins.get()),
+            ("group_rebalances_total", self.group_rebalances.get()),
+            (
+                "group_members_expired_total",
+                self.group_members_expired.get(),
+            ),
+            ("group_commits_total", self.group_commits.get()),
+            (
+                "group_commits_fenced_total",
+                self.group_commits_fenced.get(),
+            ),
         ]
     }
 }

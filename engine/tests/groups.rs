@@ -125,6 +125,21 @@ fn members_split_partitions_hand_them_over_safely_and_lose_them_when_their_sessi
     b.leave_group("g", &mb).unwrap();
     let e = code_of(b.heartbeat("g", &mb, gen_b));
     assert_eq!(e, ErrorCode::UnknownMember);
+
+    // The stats port counts what happened (summed over shards).
+    let (code, text) = common::http_get(&node.http, "/metrics");
+    assert_eq!(code, 200);
+    let total = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("sprawl_{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(total("group_joins_total"), 2);
+    assert_eq!(total("group_members_expired_total"), 1);
+    assert_eq!(total("group_commits_total"), 1);
+    assert_eq!(total("group_commits_fenced_total"), 2);
+    assert!(total("group_rebalances_total") >= 3);
 }
 
 /// A `sprawl sub --group` process whose printed records arrive on a channel as

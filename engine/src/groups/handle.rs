@@ -14,6 +14,7 @@ use super::{
     SINGLE_NODE_SLOT,
 };
 use crate::handlers::{now_ms, owned, Failure};
+use crate::metrics::add;
 use crate::partition::Partition;
 use crate::shard::Shard;
 
@@ -130,6 +131,7 @@ pub(super) async fn handle(
                 .groups
                 .entry(group.clone())
                 .or_insert_with(|| Group::new(&group));
+            let before = g.generation();
             // The group keeps partition counts only for topics a member subscribes to: the
             // new member's topics get theirs once it has joined.
             let joined = g
@@ -143,7 +145,13 @@ pub(super) async fn handle(
                     })
                 });
             let joined = match joined {
-                Ok(j) => j,
+                Ok(j) => {
+                    add(&shard.metrics.group_joins, 1);
+                    if j.generation != before {
+                        add(&shard.metrics.group_rebalances, 1);
+                    }
+                    j
+                }
                 Err(e) => {
                     if g.is_empty() {
                         slot.groups.remove(&group);
@@ -197,6 +205,7 @@ pub(super) async fn handle(
                 return Err(group_failure(GroupError::UnknownMember { member_id }));
             };
             g.leave(&member_id).map_err(group_failure)?;
+            add(&shard.metrics.group_rebalances, 1);
             if g.is_empty() {
                 slot.groups.remove(&group);
             }
@@ -250,7 +259,12 @@ fn with_group(
             member_id: member_id.to_string(),
         }));
     };
-    f(g).map_err(group_failure)
+    let before = g.generation();
+    let answer = f(g).map_err(group_failure);
+    if g.generation() != before {
+        add(&shard.metrics.group_rebalances, 1);
+    }
+    answer
 }
 
 async fn commit(
@@ -268,8 +282,10 @@ async fn commit(
         let Some(g) = slot.groups.get(&group) else {
             return Err(group_failure(GroupError::UnknownMember { member_id }));
         };
-        g.check_commit(&member_id, generation, &tp)
-            .map_err(group_failure)?;
+        if let Err(e) = g.check_commit(&member_id, generation, &tp) {
+            add(&shard.metrics.group_commits_fenced, 1);
+            return Err(group_failure(e));
+        }
     }
     let Some(p) = p else {
         // Single node: the partition's shard keeps the offset in its file.
@@ -284,6 +300,7 @@ async fn commit(
             generation: 0,
         };
         call_shard(shard, owner, request).await?;
+        add(&shard.metrics.group_commits, 1);
         return Ok(GroupAnswer::Done);
     };
     if crate::handlers::resolve(shard, &tp.topic, tp.partition).is_err() {
@@ -307,5 +324,6 @@ async fn commit(
         Some(s) if Some(s.epoch) == epoch => s.offsets.apply(at, offset_key, Some(offset)),
         _ => return Err(lost_slot()),
     }
+    add(&shard.metrics.group_commits, 1);
     Ok(GroupAnswer::Done)
 }

@@ -33,6 +33,7 @@ use cluster::group::Group;
 use net::codec::{encode, Body, Decoded, ErrorCode, Frame, Request, TopicConfig};
 
 use crate::handlers::{now_ms, Failure};
+use crate::metrics::add;
 use crate::shard::{CallBody, ReplyBody, Shard};
 use store::Offsets;
 
@@ -231,7 +232,11 @@ pub fn spawn_expiry(shard: &Rc<Shard>) {
             let mut slots = shard.groups.slots.borrow_mut();
             for slot in slots.values_mut() {
                 slot.groups.retain(|_, g| {
-                    g.expire(now);
+                    let expired = g.expire(now).len() as u64;
+                    if expired > 0 {
+                        add(&shard.metrics.group_members_expired, expired);
+                        add(&shard.metrics.group_rebalances, 1);
+                    }
                     !g.is_empty()
                 });
             }
