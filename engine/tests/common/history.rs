@@ -99,6 +99,32 @@ pub enum Event {
         from: u64,
         records: Vec<(u64, Option<ValueId>)>,
     },
+    /// A consumer-group member learned where to start an assigned partition: the group's
+    /// committed offset (`None`: nothing committed, it starts at 0). Asked at `invoked_at`.
+    GroupStart {
+        at: Duration,
+        invoked_at: Duration,
+        member: u32,
+        partition: u32,
+        offset: Option<u64>,
+    },
+    /// A consumer-group member fetched from `from` and got these (offset, value) pairs.
+    GroupPoll {
+        at: Duration,
+        member: u32,
+        partition: u32,
+        from: u64,
+        records: Vec<(u64, Option<ValueId>)>,
+    },
+    /// A member's commit of `offset` (the next to read) for `partition`, sent at `invoked_at`,
+    /// was acknowledged at `at`.
+    GroupCommit {
+        at: Duration,
+        invoked_at: Duration,
+        member: u32,
+        partition: u32,
+        offset: u64,
+    },
 }
 
 /// The shared, append-only history.

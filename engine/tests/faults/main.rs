@@ -1,16 +1,20 @@
 //! Black-box fault test: three real nodes, each in its own network namespace, a topic of three
-//! partitions (replication factor 3, min-insync 2), idempotent `acks=all` producers and tailing
-//! consumers running throughout a seeded schedule of kill -9 / restart cycles, full, one-way and
-//! pairwise network partitions (nftables), a lossy period and the "last replica standing" case
-//! (two nodes cut off, then the remaining one killed). Everything goes into a history that
-//! `common::history` checks at the end, after healing, together with every replica's log end and
-//! high watermark and a byte-for-byte re-read of every partition from other replicas.
+//! partitions (replication factor 3, min-insync 2), idempotent `acks=all` producers, tailing
+//! consumers and the members of a consumer group running throughout a seeded schedule of kill -9
+//! / restart cycles, full, one-way and pairwise network partitions (nftables), a lossy period and
+//! the "last replica standing" case (two nodes cut off, then the remaining one killed).
+//! Everything goes into a history that `common::history` (and `group_check` for the group's
+//! starts, polls and commits) checks at the end, after healing, together with every replica's
+//! log end and high watermark and a byte-for-byte re-read of every partition from other
+//! replicas.
 //!
 //! `docs/fault-tests.md` explains the gates and how to run it. Needs root, `ip` and `nft`;
 //! without them it prints "skipped: ..." and passes, unless `SPRAWL_FAULTS_REQUIRED=1`.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod group;
+mod group_check;
 mod observe;
 mod schedule;
 mod workload;
@@ -32,6 +36,7 @@ const NODES: usize = 3;
 const BATCH_RECORDS: u32 = 8;
 const VALUE_BYTES: usize = 128;
 
+use group::*;
 use observe::*;
 use schedule::*;
 use workload::*;
@@ -105,7 +110,11 @@ fn check_fault_injection(c: &NsCluster) {
 }
 
 /// The end of a run: heal, stop writing, check the history, the replicas and failover times.
-fn finish(run: &mut Run, producers: Vec<std::thread::JoinHandle<()>>) -> (Report, Vec<Duration>) {
+fn finish(
+    run: &mut Run,
+    producers: Vec<std::thread::JoinHandle<()>>,
+    members: Vec<std::thread::JoinHandle<()>>,
+) -> (Report, Vec<Duration>) {
     let shared = run.shared.clone();
     run.c.lab.heal_all().expect("remove fault rules");
     for i in 0..NODES {
@@ -162,17 +171,26 @@ fn finish(run: &mut Run, producers: Vec<std::thread::JoinHandle<()>>) -> (Report
         extra.violation("replica_divergence", bad);
     }
 
-    // Consumers catch up to the final end (every acknowledged record read within 60 s of heal).
+    // Consumers and the group catch up to the final end (every acknowledged record read within
+    // 60 s of heal).
     *shared.consumer_deadline.lock().unwrap() = Some(healed + Duration::from_secs(60));
+    *shared.group.deadline.lock().unwrap() = Some(healed + Duration::from_secs(60));
     for (p, end) in &ends {
         shared.consume_until[*p as usize].store(*end, Ordering::Relaxed);
+        shared.group.until[*p as usize].store(*end, Ordering::Relaxed);
     }
     let events_wait = Instant::now() + Duration::from_secs(70);
-    while (0..PARTITIONS as usize)
+    while ((0..PARTITIONS as usize)
         .any(|p| shared.consumed[p].load(Ordering::Relaxed) < ends[&(p as u32)])
+        || !shared.group.caught_up())
         && Instant::now() < events_wait
     {
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // The members are done (or out of time: stop them) before the content check kills nodes.
+    *shared.group.deadline.lock().unwrap() = Some(Instant::now());
+    for m in members {
+        m.join().expect("group member thread");
     }
     for (p, end) in &ends {
         let got = shared.consumed[*p as usize].load(Ordering::Relaxed);
@@ -225,8 +243,23 @@ fn finish(run: &mut Run, producers: Vec<std::thread::JoinHandle<()>>) -> (Report
         }
     }
 
+    if shared.group.members > 0 {
+        for p in read_final_group_offsets(&shared, Duration::from_secs(60)) {
+            extra.violation(
+                "final_read_failed",
+                format!("the group's committed offset of p{p} not readable in 60 s"),
+            );
+        }
+    }
+
     let events = shared.history.events();
     let mut report = history::check(&events, &finals, &run.no_majority);
+    if shared.group.members > 0 {
+        let group = group_check::check_group(&events, &finals);
+        report.gates.extend(group.gates);
+        report.examples.extend(group.examples);
+        report.stats.extend(group.stats);
+    }
     let mut failovers = Vec::new();
     for k in &run.leader_kills {
         match history::failover_time(&events, k.partition, k.at, k.victim) {
@@ -311,6 +344,7 @@ fn acked_records_survive_kills_partitions_and_packet_loss() {
         consumer_deadline: Mutex::new(None),
         consumed: (0..PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
         errors: Mutex::new(BTreeMap::new()),
+        group: GroupShared::from_env(),
     });
     let producers: Vec<_> = (0..PARTITIONS)
         .map(|p| {
@@ -322,6 +356,12 @@ fn acked_records_survive_kills_partitions_and_packet_loss() {
         .map(|p| {
             let s = shared.clone();
             std::thread::spawn(move || consume_loop(&s, p, p))
+        })
+        .collect();
+    let members: Vec<_> = (0..shared.group.members)
+        .map(|m| {
+            let s = shared.clone();
+            std::thread::spawn(move || group_member_loop(&s, m))
         })
         .collect();
 
@@ -357,7 +397,7 @@ fn acked_records_survive_kills_partitions_and_packet_loss() {
         run.apply(*fault);
     }
     let schedule_time = started.elapsed();
-    let (report, failovers) = finish(&mut run, producers);
+    let (report, failovers) = finish(&mut run, producers, members);
     for h in consumers {
         h.join().expect("consumer thread");
     }
@@ -386,6 +426,7 @@ fn acked_records_survive_kills_partitions_and_packet_loss() {
             failovers[failovers.len() - 1]
         );
     }
+    eprintln!("faults: {}", group_summary(&shared.group, &report));
     let acked = report.stats.get("acked_records").copied().unwrap_or(0);
     eprintln!(
         "faults: {acked} acknowledged records ({:.0}/s over the schedule)\n{}",

@@ -1,5 +1,6 @@
 //! The workload: a seeded PRNG, idempotent `acks=all` producers and tailing consumers, one of each
-//! per partition, logging every operation into the shared [`History`].
+//! per partition, logging every operation into the shared [`History`]. The consumer group's
+//! members are in `group.rs`.
 
 use super::*;
 
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) consumed: Vec<AtomicU64>,
     /// Client errors (each retried) by "operation: kind".
     pub(crate) errors: Mutex<BTreeMap<String, u64>>,
+    /// The consumer group's members: when to stop, how far they got, what happened.
+    pub(crate) group: GroupShared,
 }
 
 impl Shared {
@@ -82,7 +85,7 @@ impl Shared {
         *self.errors.lock().unwrap().entry(key).or_default() += 1;
     }
 
-    fn count_kind(&self, operation: &str, kind: &str) {
+    pub(crate) fn count_kind(&self, operation: &str, kind: &str) {
         let key = format!("{operation}: {kind}");
         *self.errors.lock().unwrap().entry(key).or_default() += 1;
     }
@@ -116,7 +119,7 @@ fn ends_writer(e: &ClientError) -> bool {
 /// How long a batch in flight is still retried after `stop_producers` was set.
 const STOP_RETRY: Duration = Duration::from_secs(60);
 /// Failed tries in a row after which the client is dropped and bootstrapped anew.
-const FAILURES_BEFORE_RECONNECT: u32 = 3;
+pub(crate) const FAILURES_BEFORE_RECONNECT: u32 = 3;
 
 /// One producer: batches of [`BATCH_RECORDS`] values, `acks=all`, one in flight, each sent again
 /// with the same sequence until acknowledged. Writer ids are distinct per partition and writer.
@@ -252,7 +255,7 @@ pub(crate) fn produce_loop(shared: &Shared, partition: u32) {
 }
 
 /// The most bytes one consumer fetch asks for.
-const FETCH_BYTES_MAX: u32 = 1 << 20;
+pub(crate) const FETCH_BYTES_MAX: u32 = 1 << 20;
 
 /// One consumer: long polls (200 ms) from where its previous poll ended, logging each non-empty
 /// poll, until it has read up to `consume_until[partition]` or the consumer deadline passed.
