@@ -117,3 +117,28 @@ impl ShardMetrics {
         ]
     }
 }
+
+/// A Prometheus family of per-partition values: metric name (without `sprawl_`), `gauge` or
+/// `counter`, and how to read the value from a partition's stats.
+pub type PartitionFamily<S> = (&'static str, &'static str, fn(&S) -> u64);
+
+/// Writes one Prometheus family per field, one sample per partition of `parts` (`(topic,
+/// partition, stats)`), labelled with the node, topic and partition.
+pub fn render_partition_families<S>(
+    out: &mut String,
+    node: u32,
+    fields: &[PartitionFamily<S>],
+    parts: &[(&str, u32, &S)],
+) {
+    use std::fmt::Write as _;
+    for (name, kind, get) in fields {
+        let _ = writeln!(out, "# TYPE sprawl_{name} {kind}");
+        for (topic, partition, s) in parts {
+            let _ = writeln!(
+                out,
+                "sprawl_{name}{{node=\"{node}\",topic=\"{topic}\",partition=\"{partition}\"}} {}",
+                get(s)
+            );
+        }
+    }
+}

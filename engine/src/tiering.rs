@@ -348,9 +348,7 @@ pub async fn read_remote(
 /// Per-partition cold-tier lines of `/metrics`: `(topic, partition, stats)` of every tiered
 /// partition whose manifest is loaded.
 pub fn render_metrics(out: &mut String, node: u32, parts: &[(&str, u32, &TierStats)]) {
-    use std::fmt::Write as _;
-    type Field = fn(&TierStats) -> u64;
-    let fields: [(&str, &str, Field); 11] = [
+    let fields: [crate::metrics::PartitionFamily<TierStats>; 11] = [
         ("tier_remote_start_offset", "gauge", |s| {
             s.remote_start_offset
         }),
@@ -375,14 +373,5 @@ pub fn render_metrics(out: &mut String, node: u32, parts: &[(&str, u32, &TierSta
             s.remote_segments_expired
         }),
     ];
-    for (name, kind, get) in fields {
-        let _ = writeln!(out, "# TYPE sprawl_{name} {kind}");
-        for (topic, partition, s) in parts {
-            let _ = writeln!(
-                out,
-                "sprawl_{name}{{node=\"{node}\",topic=\"{topic}\",partition=\"{partition}\"}} {}",
-                get(s)
-            );
-        }
-    }
+    crate::metrics::render_partition_families(out, node, &fields, parts);
 }

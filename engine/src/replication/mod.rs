@@ -144,9 +144,7 @@ pub fn stats(p: &Partition) -> Option<ReplicaStats> {
 
 /// Renders the replication lines of `/metrics`.
 pub fn render_metrics(out: &mut String, node: u32, parts: &[(&str, u32, &ReplicaStats)]) {
-    use std::fmt::Write;
-    type Field = fn(&ReplicaStats) -> u64;
-    let fields: [(&str, &str, Field); 11] = [
+    let fields: [crate::metrics::PartitionFamily<ReplicaStats>; 11] = [
         ("replica_role", "gauge", |s| s.role),
         ("replica_leader_epoch", "gauge", |s| s.leader_epoch),
         ("replica_high_watermark", "gauge", |s| s.high_watermark),
@@ -165,16 +163,7 @@ pub fn render_metrics(out: &mut String, node: u32, parts: &[(&str, u32, &Replica
             s.records_replicated
         }),
     ];
-    for (name, kind, get) in fields {
-        let _ = writeln!(out, "# TYPE sprawl_{name} {kind}");
-        for (topic, partition, s) in parts {
-            let _ = writeln!(
-                out,
-                "sprawl_{name}{{node=\"{node}\",topic=\"{topic}\",partition=\"{partition}\"}} {}",
-                get(s)
-            );
-        }
-    }
+    crate::metrics::render_partition_families(out, node, &fields, parts);
 }
 
 impl ReplicaSlot {
