@@ -267,6 +267,10 @@ pub fn start_call(shard: &Rc<Shard>, body: CallBody) -> LocalFut<ReplyBody> {
             let v = crate::membership::view(shard);
             Box::pin(async move { ReplyBody::Json(v) })
         }
+        CallBody::Groups => {
+            let v = serde_json::Value::Array(crate::groups::describe(shard));
+            Box::pin(async move { ReplyBody::Json(v) })
+        }
         CallBody::ClusterPrometheus => {
             let mut text = String::new();
             crate::membership::prometheus(shard, &mut text);

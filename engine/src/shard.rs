@@ -106,6 +106,8 @@ pub enum CallBody {
     ClusterView,
     /// The gossip lines of `/metrics` (run on shard 0).
     ClusterPrometheus,
+    /// The consumer groups this shard coordinates, as `GET /groups` shows them.
+    Groups,
 }
 
 /// The answer to a [`CallBody`].

@@ -94,6 +94,25 @@ fn members_split_partitions_hand_them_over_safely_and_lose_them_when_their_sessi
     let b_owns = partitions_of(&got);
     assert_eq!(b_owns.len(), 2);
     assert!(a_owns.is_disjoint(&b_owns));
+
+    // The stats port shows the group, its members and what each was given.
+    let (code, body) = common::http_get(&node.http, "/groups");
+    assert_eq!(code, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    let groups = doc["coordinated_here"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{doc}");
+    assert_eq!(groups[0]["group"], "g");
+    assert_eq!(groups[0]["assignor"], "cooperative-sticky");
+    let shown: BTreeMap<String, usize> = groups[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let id = m["id"].as_str().unwrap().to_string();
+            (id, m["assigned"].as_array().unwrap().len())
+        })
+        .collect();
+    assert_eq!(shown, BTreeMap::from([(ma.clone(), 2), (mb.clone(), 2)]));
     b.heartbeat("g", &mb, gen_b).unwrap();
 
     // A commit from a generation A no longer holds, for a partition B owns, is fenced.

@@ -244,3 +244,61 @@ pub fn spawn_expiry(shard: &Rc<Shard>) {
     })
     .detach();
 }
+
+/// The groups this shard coordinates (as `GET /groups` shows them), sorted by name.
+pub fn describe(shard: &Shard) -> Vec<serde_json::Value> {
+    let tps = |set: &std::collections::BTreeSet<cluster::group::Tp>| -> Vec<String> {
+        set.iter().map(ToString::to_string).collect()
+    };
+    let slots = shard.groups.slots.borrow();
+    let mut out: Vec<(String, serde_json::Value)> = slots
+        .iter()
+        .flat_map(|(slot, s)| s.groups.iter().map(move |(name, g)| (slot, name, g)))
+        .map(|(slot, name, g)| {
+            let members: Vec<serde_json::Value> = g
+                .members()
+                .into_iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m.id,
+                        "topics": m.topics,
+                        "session_timeout_ms": m.session_timeout_ms,
+                        "assigned": tps(&m.assigned),
+                        "owned": tps(&m.owned),
+                        "target": tps(&m.target),
+                        "last_seen_ms": m.last_seen_ms,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "group": name,
+                "generation": g.generation(),
+                "assignor": g.assignor().map(|a| a.name()),
+                "offsets_partition": (*slot != SINGLE_NODE_SLOT).then_some(*slot),
+                "shard": shard.id,
+                "members": members,
+            });
+            (name.clone(), doc)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// `GET /groups`: every group this node coordinates, from all its shards.
+pub async fn describe_all(shard: &Rc<Shard>) -> serde_json::Value {
+    let mut groups = describe(shard);
+    for s in (0..shard.shards).filter(|&s| s != shard.id) {
+        if let Some(ReplyBody::Json(serde_json::Value::Array(more))) =
+            shard.call(s, CallBody::Groups).await
+        {
+            groups.extend(more);
+        }
+    }
+    groups.sort_by(|a, b| a["group"].as_str().cmp(&b["group"].as_str()));
+    serde_json::json!({
+        "node_id": shard.config.node_id,
+        "coordinated_here": groups,
+        "note": "groups whose coordinator is this node; in a cluster other groups are on other nodes (FindCoordinator names them)",
+    })
+}

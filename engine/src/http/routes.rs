@@ -295,6 +295,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Reply {
             text.push_str(&crate::membership::prometheus_from_shard0(shard).await);
             respond(200, "text/plain; version=0.0.4", text)
         }
+        "/groups" => json(crate::groups::describe_all(shard).await),
         "/cluster" => match crate::membership::view_from_shard0(shard).await {
             Some(v) => json(v),
             None => error(503, "SHUTTING_DOWN", "shard 0 is shutting down; retry on another node"),
