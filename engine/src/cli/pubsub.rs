@@ -310,14 +310,7 @@ pub fn run_sub(a: SubArgs) -> Result<(), String> {
             a.session_timeout_ms,
             defaults,
         );
-        let settings = ConsumerSettings {
-            topic: a.topic,
-            topic_id: info.topic_id,
-            group: a.group,
-            count: a.count,
-            output: a.output,
-        };
-        return Consumer::in_group(cluster, settings, member).run();
+        return Consumer::in_group(cluster, consumer_settings(a, info.topic_id), member).run();
     }
     let mut starts = Vec::with_capacity(partitions.len());
     for part in &partitions {
@@ -334,14 +327,17 @@ pub fn run_sub(a: SubArgs) -> Result<(), String> {
         });
         starts.push((part.partition, start));
     }
-    let settings = ConsumerSettings {
+    Consumer::new(cluster, consumer_settings(a, info.topic_id), starts).run()
+}
+
+fn consumer_settings(a: SubArgs, topic_id: u64) -> ConsumerSettings {
+    ConsumerSettings {
         topic: a.topic,
-        topic_id: info.topic_id,
+        topic_id,
         group: a.group,
         count: a.count,
         output: a.output,
-    };
-    Consumer::new(cluster, settings, starts).run()
+    }
 }
 
 #[cfg(test)]

@@ -144,30 +144,7 @@ mod tests {
     use super::*;
 
     fn state(nodes: u64, rf: u16) -> MetadataState {
-        let mut s = MetadataState::default();
-        for id in 1..=nodes {
-            s.apply(&Command::RegisterNode {
-                node_id: id,
-                client_addr: format!("h{id}:7070"),
-            })
-            .unwrap();
-        }
-        s.apply(&Command::CreateTopic {
-            name: "t".into(),
-            partitions: 4,
-            replication_factor: rf,
-            min_insync: 1,
-            config: vec![],
-        })
-        .unwrap();
-        let all: BTreeSet<u64> = (1..=3).collect();
-        let mut topics = super::super::topics::Topics::default();
-        for _ in 0..2 {
-            for c in topics.placements(&s, &all, &all) {
-                s.apply(&c).unwrap();
-            }
-        }
-        s
+        super::super::topics::tests::test_state(nodes, rf, 4, 3)
     }
 
     #[test]

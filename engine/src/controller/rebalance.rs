@@ -209,30 +209,7 @@ mod tests {
 
     /// Four registered nodes, topic `t` (8 partitions, `rf`) placed over nodes 1-3 only.
     fn state(rf: u16) -> MetadataState {
-        let mut s = MetadataState::default();
-        for id in 1..=4 {
-            s.apply(&Command::RegisterNode {
-                node_id: id,
-                client_addr: format!("h{id}:7070"),
-            })
-            .unwrap();
-        }
-        s.apply(&Command::CreateTopic {
-            name: "t".into(),
-            partitions: 8,
-            replication_factor: rf,
-            min_insync: 1,
-            config: vec![],
-        })
-        .unwrap();
-        let three: BTreeSet<u64> = (1..=3).collect();
-        let mut topics = super::super::topics::Topics::default();
-        for _ in 0..2 {
-            for c in topics.placements(&s, &three, &three) {
-                s.apply(&c).unwrap();
-            }
-        }
-        s
+        super::super::topics::tests::test_state(4, rf, 8, 3)
     }
 
     /// Every replica catches up at once: the in-sync set becomes the replica set.

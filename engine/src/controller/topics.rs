@@ -464,4 +464,4 @@ pub fn config_to_settings(
 
 #[cfg(test)]
 #[path = "topics_tests.rs"]
-mod tests;
+pub(super) mod tests;

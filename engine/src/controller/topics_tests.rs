@@ -23,8 +23,19 @@ fn settings_round_trip_through_the_metadata_config() {
 }
 
 fn state_with_topic(rf: u16, partitions: u32) -> MetadataState {
+    test_state(3, rf, partitions, 0)
+}
+
+/// Nodes `1..=nodes` registered and topic `t` (`partitions`, `rf`) created, then placed and led
+/// over nodes `1..=placed_on` (not placed for 0). Shared with the reassignment and move tests.
+pub(in crate::controller) fn test_state(
+    nodes: u64,
+    rf: u16,
+    partitions: u32,
+    placed_on: u64,
+) -> MetadataState {
     let mut s = MetadataState::default();
-    for id in 1..=3u64 {
+    for id in 1..=nodes {
         s.apply(&Command::RegisterNode {
             node_id: id,
             client_addr: format!("h{id}:7070"),
@@ -39,6 +50,15 @@ fn state_with_topic(rf: u16, partitions: u32) -> MetadataState {
         config: vec![],
     })
     .unwrap();
+    if placed_on > 0 {
+        let on: BTreeSet<u64> = (1..=placed_on).collect();
+        let mut topics = Topics::default();
+        for _ in 0..2 {
+            for c in topics.placements(&s, &on, &on) {
+                s.apply(&c).unwrap();
+            }
+        }
+    }
     s
 }
 
