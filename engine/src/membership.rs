@@ -254,7 +254,7 @@ pub fn view(shard: &Shard) -> Value {
         "gossip_addr": gossip.as_ref().map(|h| h.advertise_addr().to_string()),
         "metadata": if crate::metadata::cluster_topics(shard) {
             json!({"version": meta.version, "topics": meta.topics.len(),
-                   "replication": "one replica per partition until replication lands (docs/cluster.md)"})
+                   "replication": "per topic (--replication-factor); leaders, replicas and in-sync sets under partitions"})
         } else {
             json!("local: without --controllers topics are this node's own")
         },
