@@ -10,6 +10,7 @@ use crate::forecast::season::detect_period;
 use crate::forecast::{Forecaster, Method};
 use crate::hot::{HotKind, HotState, Phase};
 use crate::keys::{HotKey, SeededState, WindowedKeys};
+use crate::lead::{LeaderBalancer, LedPartition, NodeLoad};
 use crate::ring::Ring;
 use crate::series::{Sample, SeriesId, SeriesKind};
 
@@ -201,6 +202,7 @@ pub struct Analyzer {
     others: BTreeMap<SeriesId, SeriesState>,
     keys: HashMap<u32, WindowedKeys, SeededState>,
     decider: Decider,
+    leader: LeaderBalancer,
     anomalies: Vec<Anomaly>,
     anomalies_dropped: u32,
     scratch_f32: Vec<f32>,
@@ -218,6 +220,7 @@ impl Analyzer {
             others: BTreeMap::new(),
             keys: HashMap::with_hasher(SeededState::new(seed ^ 0x6b65)),
             decider: Decider::new(seed),
+            leader: LeaderBalancer::new(seed),
             anomalies: Vec::new(),
             anomalies_dropped: 0,
             scratch_f32: Vec::new(),
@@ -451,6 +454,42 @@ impl Analyzer {
         out.anomalies = std::mem::take(&mut self.anomalies);
         out.anomalies_dropped = std::mem::take(&mut self.anomalies_dropped);
         out
+    }
+
+    /// In a cluster, once per tick after [`Analyzer::tick`]: whether this node (`me`, among
+    /// `nodes`) should hand the leadership of one of the partitions it leads (`led`) to another
+    /// in-sync replica ([`crate::lead`]). Rates are the partitions' smoothed msgs/s.
+    pub fn decide_leader(
+        &mut self,
+        now_s: u64,
+        me: u32,
+        nodes: &[NodeLoad],
+        led: &[LedPartition],
+    ) -> Option<Decision> {
+        let parts = &self.partitions;
+        let rate_of = |pid: u32| parts.get(&pid).map_or(0.0, |p| p.series[0].level());
+        let p = self
+            .leader
+            .decide(&self.config.decision, now_s, me, nodes, led, &rate_of)?;
+        Some(Decision::Lead {
+            partition: p.partition,
+            from_node: p.from_node,
+            to_node: p.to_node,
+            rate_msgs_per_s: p.rate_msgs_per_s,
+        })
+    }
+
+    /// Smoothed msgs/s of a partition (0 when it has no samples).
+    pub fn partition_rate(&self, partition: u32) -> f64 {
+        self.partitions
+            .get(&partition)
+            .map_or(0.0, |p| p.series[0].level())
+    }
+
+    /// Tells the leadership balance that this node now leads `partition`, taken over from
+    /// `from_node`: it is not handed back there within `no_return_s`.
+    pub fn leader_arrived(&mut self, partition: u32, from_node: u32, now_s: u64) {
+        self.leader.arrived(partition, from_node, now_s);
     }
 
     fn series(&self, id: SeriesId) -> Option<&SeriesState> {

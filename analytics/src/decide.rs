@@ -65,6 +65,18 @@ pub enum Decision {
         /// True when triggered by the forecast, false when by the measured load.
         predicted: bool,
     },
+    /// In a cluster: this node leads `partition` and is the busiest node; `to_node`, an in-sync
+    /// replica, should lead it instead (a hint for the controller, see [`crate::lead`]).
+    Lead {
+        /// Partition (analyzer id).
+        partition: u32,
+        /// This node, its leader now.
+        from_node: u32,
+        /// The in-sync replica asked to lead.
+        to_node: u32,
+        /// Smoothed partition rate used for the decision.
+        rate_msgs_per_s: f64,
+    },
     /// Capacity could be removed: measured load stayed low for `scale_in_after_s`. Never from a forecast.
     ScaleIn {
         /// Measured load.

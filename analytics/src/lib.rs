@@ -15,6 +15,8 @@
 //! * **Anomalies** ([`anomaly`]): robust residual z-score and an EWMA control chart, with a mute period.
 //! * **Decisions** ([`decide`]): move a partition to the coolest shard (same node first), split, scale out
 //!   ahead of forecast saturation; scale in only on measured load; cooldowns make flapping impossible.
+//!   In a cluster ([`lead`]): hand the leadership of a partition from the busiest node to a cooler
+//!   in-sync replica, a hint the cluster's controller checks before acting.
 //!
 //! How the engine drives it (events in, effects out):
 //!
@@ -59,6 +61,7 @@ pub mod decide;
 pub mod forecast;
 pub mod hot;
 pub mod keys;
+pub mod lead;
 pub mod ring;
 pub mod series;
 
@@ -66,4 +69,5 @@ pub use analyzer::{Analyzer, Anomaly, Forecast, HotEvent, ObserveError, Observed
 pub use config::{Config, ConfigError};
 pub use decide::{Decision, Placement, ShardInfo};
 pub use forecast::Method;
+pub use lead::{LedPartition, NodeLoad};
 pub use series::{Sample, SeriesId, SeriesKind};

@@ -1,6 +1,7 @@
 //! The analytics shard: once a second it samples every partition, shard and the host, feeds the
 //! `analytics` crate's [`Analyzer`], keeps its recent output for the stats port, and, in `act`
-//! mode, carries out partition moves between shards.
+//! mode, carries out partition moves between shards and, in a cluster, asks the controller to
+//! hand the leadership of a partition to a cooler node (`crate::analytics_lead`).
 //!
 //! It runs on shard 0 in a task queue with a small share of the CPU, so it yields to requests.
 //! Its inputs are the per-partition counters the request path already keeps (one add per batch)
@@ -109,6 +110,8 @@ pub struct AnalyticsShard {
     prev: RefCell<HashMap<(u64, u32), Prev>>,
     host: RefCell<Option<HostSampler>>,
     pub recent: RefCell<Recent>,
+    /// Leader of each cluster partition at the last tick (`crate::analytics_lead`).
+    pub leaders: RefCell<HashMap<(String, u32), u64>>,
 }
 
 impl std::fmt::Debug for AnalyticsShard {
@@ -130,10 +133,12 @@ impl AnalyticsShard {
             prev: RefCell::new(HashMap::new()),
             host: RefCell::new(None),
             recent: RefCell::new(Recent::default()),
+            leaders: RefCell::new(HashMap::new()),
         })
     }
 
-    fn entity(&self, topic: &str, topic_id: u64, partition: u32) -> u32 {
+    /// The analyzer id of a partition, assigned on first sight.
+    pub fn entity(&self, topic: &str, topic_id: u64, partition: u32) -> u32 {
         let mut ids = self.ids.borrow_mut();
         if let Some(e) = ids.get(&(topic_id, partition)) {
             return *e;
@@ -321,6 +326,10 @@ async fn tick(shard: &Rc<Shard>, a: &Rc<AnalyticsShard>) {
                     Err(f) => format!("failed: {}", f.message),
                 };
         }
+        push_bounded(&mut a.recent.borrow_mut().decisions, rec);
+    }
+    let local: Vec<u32> = placement.assignment.iter().map(|(e, _)| *e).collect();
+    if let Some(rec) = crate::analytics_lead::tick(shard, a, t_s, &local).await {
         push_bounded(&mut a.recent.borrow_mut().decisions, rec);
     }
 }

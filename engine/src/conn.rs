@@ -579,6 +579,7 @@ async fn dispatch(
             leader_epoch,
             isr_version,
             in_sync,
+            successor,
         } => {
             let shard = shard.clone();
             let topic = topic.to_string();
@@ -591,6 +592,7 @@ async fn dispatch(
                     leader_epoch,
                     isr_version,
                     &in_sync,
+                    successor,
                 )
                 .await;
                 Some(match res {

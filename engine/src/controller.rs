@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use meta::{Command, DirBackend, MetaConfig, MetaNode, MetadataState, ProposeError, Role};
 
+mod hand_over;
 mod reassign;
 mod rebalance;
 mod topics;
@@ -147,6 +148,7 @@ impl Controller {
             topics: topics::Topics::default(),
             reassign: reassign::Reassigner::new(node_loss_grace),
             rebalance: rebalance::Rebalancer::default(),
+            hand_overs: hand_over::HandOvers::with_analytics_defaults(),
         };
         let thread = std::thread::Builder::new()
             .name("controller".into())
@@ -252,6 +254,7 @@ struct Run {
     topics: topics::Topics,
     reassign: reassign::Reassigner,
     rebalance: rebalance::Rebalancer,
+    hand_overs: hand_over::HandOvers,
 }
 
 impl Run {
@@ -421,7 +424,28 @@ impl Run {
         }
         let live: std::collections::BTreeSet<u64> =
             self.members.iter().map(|(id, _)| *id).collect();
-        let cmd = match topics::command_for(&change, self.node.state(), &live) {
+        let cmd = match &change {
+            TopicChange::InSync {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                in_sync,
+                successor,
+                ..
+            } if in_sync.is_empty() && *successor != 0 => self.hand_overs.command(
+                self.node.state(),
+                &live,
+                topic,
+                *partition,
+                *leader,
+                *leader_epoch,
+                *successor,
+                Instant::now(),
+            ),
+            _ => topics::command_for(&change, self.node.state(), &live),
+        };
+        let cmd = match cmd {
             Ok(cmd) => cmd,
             Err(message) => {
                 let _ = reply.try_send(ChangeOutcome::Refused { message });

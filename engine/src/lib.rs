@@ -22,8 +22,8 @@
 //! Modules: [`config`] (flags > env > TOML), [`runtime`] (executors, limits, signals), [`shard`]
 //! (routing, mesh calls), [`conn`] (one connection), [`handlers`] (requests on the owning shard),
 //! [`follow`] (following a partition for pushes and streams), [`admin`] (topic create/delete),
-//! [`moves`] (live partition moves), [`analytics_shard`] and [`host`] (the analytics shard and
-//! its host readings), [`http`] (REST, WebSocket, events, stats, web page), [`stats`] (latency
+//! [`moves`] (live partition moves), [`analytics_shard`], [`analytics_lead`] and [`host`] (the
+//! analytics shard, its leadership hand-overs in a cluster, its host readings), [`http`] (REST, WebSocket, events, stats, web page), [`stats`] (latency
 //! histograms), [`partition`] (log + group commit + offsets), [`catalog`] (topic metadata file),
 //! [`groups`] (consumer group coordinators), [`cli`] (the `sprawl` command).
 //!
@@ -34,6 +34,7 @@
 //! ```
 
 pub mod admin;
+pub mod analytics_lead;
 pub mod analytics_shard;
 pub mod catalog;
 pub mod cli;

@@ -23,6 +23,7 @@ fn alter_request() -> AlterInSyncRequest {
         leader_epoch: 5,
         isr_version: 7,
         in_sync: IN_SYNC.to_vec(),
+        successor: 0,
     }
 }
 
@@ -35,6 +36,7 @@ fn seen(request: &Request<'_>) -> AlterInSyncRequest {
         leader_epoch,
         isr_version,
         ref in_sync,
+        successor,
     } = *request
     else {
         panic!("unexpected request {request:?}");
@@ -46,6 +48,7 @@ fn seen(request: &Request<'_>) -> AlterInSyncRequest {
         leader_epoch,
         isr_version,
         in_sync: in_sync.clone(),
+        successor,
     }
 }
 
@@ -125,7 +128,10 @@ fn alter_in_sync_sends_every_field_and_returns_the_committed_set() {
     });
     let mut client = Client::connect(&addr, client_config()).expect("connect");
     assert!(client.server_supports(ApiKey::AlterInSync));
-    assert_eq!(client.api_version(ApiKey::AlterInSync), 0);
+    assert_eq!(
+        client.api_version(ApiKey::AlterInSync),
+        ApiKey::ALTER_IN_SYNC_SUCCESSOR_VERSION
+    );
 
     let reply = client.alter_in_sync(&alter_request()).unwrap();
     assert_eq!(
@@ -147,12 +153,19 @@ fn alter_in_sync_sends_every_field_and_returns_the_committed_set() {
         ..alter_request()
     };
     assert_eq!(client.alter_in_sync(&full).unwrap().in_sync.len(), 255);
+    // A leadership hand-over: no set, a successor (v1).
+    let hand_over = AlterInSyncRequest {
+        in_sync: Vec::new(),
+        successor: 3,
+        ..alter_request()
+    };
+    assert!(client.alter_in_sync(&hand_over).unwrap().in_sync.is_empty());
 
     drop(client);
     server.join().unwrap();
     assert_eq!(
         seen_rx.try_iter().collect::<Vec<_>>(),
-        [alter_request(), grown, full]
+        [alter_request(), grown, full, hand_over]
     );
 }
 

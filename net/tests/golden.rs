@@ -462,8 +462,8 @@ fn produce_v1_is_the_v0_layout_at_version_1() {
 }
 
 /// AlterInSync written out by hand from docs/protocol.md. Request: `topic str, partition u32,
-/// leader u32, leader_epoch u32, isr_version u32, in_sync list<u32>`. Reply: the head, then
-/// `isr_version u32, in_sync list<u32>`.
+/// leader u32, leader_epoch u32, isr_version u32, in_sync list<u32>` (v1 adds `successor u32`).
+/// Reply: the head, then `isr_version u32, in_sync list<u32>`.
 #[test]
 fn alter_in_sync_layout_matches_the_spec() {
     let finish = |mut e: Vec<u8>| {
@@ -496,4 +496,16 @@ fn alter_in_sync_layout_matches_the_spec() {
         e.extend_from_slice(&node.to_le_bytes());
     }
     assert_eq!(golden("resp_alter_in_sync"), finish(e));
+
+    // v1: the same fields, then `successor u32`; here a hand-over to node 3 (no set).
+    let mut e = vec![0u8; 4];
+    e.extend_from_slice(&[17, 0, 1, 0, 21, 0, 0, 0, 0, 0]); // AlterInSync, v1, cid 21, request
+    e.extend_from_slice(&[6, 0]);
+    e.extend_from_slice(b"orders");
+    for field in [2u32, 1, 5, 7] {
+        e.extend_from_slice(&field.to_le_bytes()); // partition, leader, leader_epoch, isr_version
+    }
+    e.extend_from_slice(&0u32.to_le_bytes()); // in_sync count
+    e.extend_from_slice(&3u32.to_le_bytes()); // successor
+    assert_eq!(golden("req_alter_in_sync_hand_over_v1"), finish(e));
 }

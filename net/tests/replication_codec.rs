@@ -39,6 +39,7 @@ fn request(in_sync: Vec<u32>) -> Frame<'static> {
             leader_epoch: 5,
             isr_version: 7,
             in_sync,
+            successor: 0,
         },
     )
 }
@@ -186,15 +187,29 @@ fn truncated_and_overlong_bodies_are_malformed() {
         malformed(&bytes),
         ("body", Malformed::TrailingBytes { count: 1 })
     );
+    // v1 stops inside the successor.
+    let mut tail = count(0);
+    tail.extend_from_slice(&[3, 0]);
+    let bytes = frame(ApiKey::AlterInSync, 1, 0, &request_body(&tail));
+    assert_eq!(
+        malformed(&bytes),
+        (
+            "successor",
+            Malformed::Truncated {
+                needed_bytes: 4,
+                remaining_bytes: 2,
+            }
+        )
+    );
     // A version the codec has no layout for is skippable, not malformed.
-    let bytes = frame(ApiKey::AlterInSync, 1, 0, &request_body(&count(0)));
+    let bytes = frame(ApiKey::AlterInSync, 2, 0, &request_body(&count(0)));
     let err = decode(&bytes, &Limits::default()).unwrap_err();
     assert!(
         matches!(
             err,
             CodecError::UnsupportedVersion {
                 supported_min: 0,
-                supported_max: 0,
+                supported_max: 1,
                 ..
             }
         ),

@@ -250,10 +250,10 @@ fn versions_the_codec_does_not_implement_are_refused_by_the_encoder() {
             ),
         ),
         (
-            1,
+            2,
             Frame::request_at(
                 1,
-                1,
+                2,
                 Request::AlterInSync {
                     topic: "t",
                     partition: 0,
@@ -261,6 +261,7 @@ fn versions_the_codec_does_not_implement_are_refused_by_the_encoder() {
                     leader_epoch: 1,
                     isr_version: 1,
                     in_sync: vec![1],
+                    successor: 0,
                 },
             ),
         ),

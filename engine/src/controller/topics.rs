@@ -38,7 +38,8 @@ pub enum TopicChange {
     },
     /// A partition leader's in-sync set proposal, fenced by its epoch and the set version it saw.
     /// An empty `in_sync` asks for a new election instead: the leader cannot lead at
-    /// `leader_epoch` (its epoch history holds it already, after a fast restart).
+    /// `leader_epoch` (its epoch history holds it already, after a fast restart), or, with a
+    /// non-zero `successor`, wants that in-sync replica to lead (a hand-over, [`super::hand_over`]).
     InSync {
         topic: String,
         partition: u32,
@@ -46,6 +47,7 @@ pub enum TopicChange {
         leader_epoch: u32,
         isr_version: u32,
         in_sync: Vec<u64>,
+        successor: u64,
     },
 }
 

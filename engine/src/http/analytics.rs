@@ -166,6 +166,13 @@ fn decision_json(d: &Decision) -> Value {
         } => json!({"kind": "scale_out", "load_msgs_per_s": load_msgs_per_s,
                     "capacity_msgs_per_s": capacity_msgs_per_s, "lead_s": lead_s,
                     "predicted": predicted}),
+        Decision::Lead {
+            from_node,
+            to_node,
+            rate_msgs_per_s,
+            ..
+        } => json!({"kind": "lead", "from_node": from_node, "to_node": to_node,
+                    "rate_msgs_per_s": rate_msgs_per_s}),
         Decision::ScaleIn {
             load_msgs_per_s,
             capacity_msgs_per_s,
@@ -222,6 +229,7 @@ pub fn prometheus(a: &AnalyticsShard, node: u32, out: &mut String) {
             Decision::Split { .. } => "split",
             Decision::ScaleOut { .. } => "scale_out",
             Decision::ScaleIn { .. } => "scale_in",
+            Decision::Lead { .. } => "lead",
         };
         let outcome = r.outcome.split(':').next().unwrap_or("").to_string();
         *counts.entry((kind, outcome)).or_default() += 1;

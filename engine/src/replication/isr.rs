@@ -42,7 +42,7 @@ pub fn propose(shard: &Rc<Shard>, p: &Rc<Partition>, change: IsrChange) {
     p.replica.isr_sent.set(Some(Instant::now()));
     let (s, part) = (shard.clone(), p.clone());
     glommio::spawn_local(async move {
-        if let Err(f) = send(&s, &part, &change).await {
+        if let Err(f) = send(&s, &part.topic, part.index, &change, 0).await {
             part.replica.report(
                 &part,
                 format!(
@@ -56,25 +56,78 @@ pub fn propose(shard: &Rc<Shard>, p: &Rc<Partition>, change: IsrChange) {
     .detach();
 }
 
-fn to_change(shard: &Shard, p: &Partition, c: &IsrChange) -> TopicChange {
+/// Asks the metadata controller to let `successor`, another in-sync replica, lead
+/// `topic`/`partition`, which this node leads (a leadership hand-over decided by the analytics
+/// shard). Any shard may ask: the epoch and in-sync set version come from the metadata this node
+/// holds, and the controller refuses the hand-over unless its committed metadata agrees and the
+/// partition's hand-over history allows it (`controller::hand_over`). `Ok` once the new leader
+/// is committed.
+pub async fn hand_over(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: u32,
+    successor: u32,
+) -> Result<(), Failure> {
+    let meta = shard.meta.get();
+    let ps = meta
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .ok_or_else(|| crate::handlers::unknown_topic(topic))?;
+    let me = shard.config.node_id;
+    if ps.leader != u64::from(me) {
+        return Err(Failure::new(
+            ErrorCode::NotLeader,
+            format!(
+                "{topic}/{partition} is led by node {}, not this node ({me}); only its leader \
+                 hands it over",
+                ps.leader
+            ),
+        ));
+    }
+    let change = IsrChange {
+        leader_epoch: ps.leader_epoch,
+        isr_version: ps.isr_version,
+        in_sync: Vec::new(),
+    };
+    send(shard, topic, partition, &change, successor).await
+}
+
+fn to_change(
+    shard: &Shard,
+    topic: &str,
+    partition: u32,
+    c: &IsrChange,
+    successor: u32,
+) -> TopicChange {
     TopicChange::InSync {
-        topic: p.topic.clone(),
-        partition: p.index,
+        topic: topic.to_string(),
+        partition,
         leader: u64::from(shard.config.node_id),
         leader_epoch: c.leader_epoch,
         isr_version: c.isr_version,
         in_sync: c.in_sync.iter().map(|n| u64::from(*n)).collect(),
+        successor: u64::from(successor),
     }
 }
 
-async fn send(shard: &Rc<Shard>, p: &Rc<Partition>, c: &IsrChange) -> Result<(), Failure> {
+async fn send(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: u32,
+    c: &IsrChange,
+    successor: u32,
+) -> Result<(), Failure> {
     if let Some(ctl) = shard.controller.clone() {
-        match ctl.change(to_change(shard, p, c)).await {
+        match ctl
+            .change(to_change(shard, topic, partition, c, successor))
+            .await
+        {
             ChangeOutcome::InSyncCommitted => return Ok(()),
             ChangeOutcome::NotLeader {
                 leader_addr: Some(addr),
                 ..
-            } => return send_to(shard, &addr, p, c).await,
+            } => return send_to(shard, &addr, topic, partition, c, successor).await,
             ChangeOutcome::Refused { message } => {
                 return Err(Failure::new(ErrorCode::InvalidRequest, message))
             }
@@ -91,7 +144,7 @@ async fn send(shard: &Rc<Shard>, p: &Rc<Partition>, c: &IsrChange) -> Result<(),
     }
     let mut last = None;
     for (_, addr) in &shard.config.cluster.controllers {
-        match send_to(shard, addr, p, c).await {
+        match send_to(shard, addr, topic, partition, c, successor).await {
             Ok(()) => return Ok(()),
             Err(f) if f.code == ErrorCode::NotLeader => last = Some(f),
             Err(f) => return Err(f),
@@ -103,8 +156,10 @@ async fn send(shard: &Rc<Shard>, p: &Rc<Partition>, c: &IsrChange) -> Result<(),
 async fn send_to(
     shard: &Rc<Shard>,
     addr: &str,
-    p: &Partition,
+    topic: &str,
+    partition: u32,
     c: &IsrChange,
+    successor: u32,
 ) -> Result<(), Failure> {
     let config = PeerConfig {
         client_name: "sprawl-isr".into(),
@@ -116,12 +171,13 @@ async fn send_to(
     let conn = PeerConn::connect(addr, config).await.map_err(unreachable)?;
     let reply = conn
         .call(&Request::AlterInSync {
-            topic: &p.topic,
-            partition: p.index,
+            topic,
+            partition,
             leader: shard.config.node_id,
             leader_epoch: c.leader_epoch,
             isr_version: c.isr_version,
             in_sync: c.in_sync.clone(),
+            successor,
         })
         .await
         .map_err(unreachable)?;
@@ -135,7 +191,9 @@ async fn send_to(
 }
 
 /// A controller's handling of an AlterInSync request from a partition leader: the committed
-/// `(isr_version, in_sync)` once the metadata holds a newer set than the one the leader saw.
+/// `(isr_version, in_sync)` once the metadata holds a newer set than the one the leader saw
+/// (or, for an election or hand-over, a newer leader epoch).
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     shard: &Shard,
     topic: &str,
@@ -144,7 +202,17 @@ pub async fn handle(
     leader_epoch: u32,
     isr_version: u32,
     in_sync: &[u32],
+    successor: u32,
 ) -> Result<(u32, Vec<u32>), Failure> {
+    if successor != 0 && !in_sync.is_empty() {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "a successor ({successor}) goes with an empty in-sync set (a hand-over), not \
+                 with {in_sync:?}"
+            ),
+        ));
+    }
     // An empty set is the leader's request for a new election (it cannot lead at its epoch).
     if !in_sync.is_empty() && !in_sync.contains(&leader) {
         return Err(Failure::new(
@@ -168,6 +236,7 @@ pub async fn handle(
         leader_epoch,
         isr_version,
         in_sync: in_sync.iter().map(|n| u64::from(*n)).collect(),
+        successor: u64::from(successor),
     };
     match ctl.change(change).await {
         ChangeOutcome::InSyncCommitted => {

@@ -108,6 +108,7 @@ impl Client {
             leader_epoch: req.leader_epoch,
             isr_version: req.isr_version,
             in_sync: req.in_sync.clone(),
+            successor: req.successor,
         };
         match self.call(request, "in-sync set change", 0)? {
             Reply::AlterInSync(reply) => Ok(reply),

@@ -177,8 +177,11 @@ pub struct AlterInSyncRequest {
     pub isr_version: u32,
     /// The in-sync set to commit (node ids, the leader included); at most
     /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries, or the call fails with
-    /// [`ClientError::Encode`] and sends nothing.
+    /// [`ClientError::Encode`] and sends nothing. Empty: ask for a new election instead.
     pub in_sync: Vec<u32>,
+    /// With an empty `in_sync`: the in-sync replica asked to lead next, `0` to let the
+    /// controller pick. Non-zero needs AlterInSync v1 on the server.
+    pub successor: u32,
 }
 
 /// The metadata controller's answer to [`crate::client::Client::alter_in_sync`].

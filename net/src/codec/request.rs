@@ -4,7 +4,7 @@ use super::group::{
     read_offset_commit, read_request as read_group_request, write_commit_member,
     write_group_topics, write_topic_names,
 };
-use super::in_sync::{read_request as read_alter_in_sync, write_nodes};
+use super::in_sync::{read_request as read_alter_in_sync, write_nodes, write_successor};
 use super::topic::{read_topic_config, write_topic_config};
 use super::types::{Acks, ApiKey, GroupTopic, ProducerIdent, RecordView, TopicConfig};
 use super::wire::{FieldError, ReadResult, Reader, WriteResult, Writer};
@@ -124,8 +124,13 @@ pub enum Request<'a> {
         /// that version.
         isr_version: u32,
         /// The in-sync set to commit (node ids, the leader included); at most
-        /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries.
+        /// [`crate::codec::PartitionPlacement::NODES_MAX`] entries. Empty: the leader asks for
+        /// a new election instead.
         in_sync: Vec<u32>,
+        /// With an empty `in_sync`: the in-sync replica the leader asks to lead next (a
+        /// leadership hand-over), `0` to let the controller pick. From
+        /// [`crate::codec::ApiKey::ALTER_IN_SYNC_SUCCESSOR_VERSION`] on; `0` below it.
+        successor: u32,
     },
     /// Which node coordinates `group` (consumer groups).
     FindCoordinator {
@@ -343,6 +348,7 @@ impl Request<'_> {
                 leader_epoch,
                 isr_version,
                 in_sync,
+                successor,
             } => {
                 w.str("topic", topic)?;
                 w.u32(*partition);
@@ -350,6 +356,7 @@ impl Request<'_> {
                 w.u32(*leader_epoch);
                 w.u32(*isr_version);
                 write_nodes(w, in_sync)?;
+                write_successor(w, version, *successor)?;
             }
             Request::FindCoordinator { group } => w.str("group", group)?,
             Request::JoinGroup {
@@ -499,7 +506,7 @@ impl Request<'_> {
                 max_bytes: r.u32("max_bytes")?,
                 max_wait_ms: r.u32("max_wait_ms")?,
             },
-            ApiKey::AlterInSync => read_alter_in_sync(r)?,
+            ApiKey::AlterInSync => read_alter_in_sync(r, version)?,
             ApiKey::FindCoordinator
             | ApiKey::JoinGroup
             | ApiKey::SyncGroup

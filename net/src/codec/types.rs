@@ -73,6 +73,10 @@ impl ApiKey {
     /// generation (`member_id`, `generation`); below it both are absent (`""` and `0`).
     pub const OFFSET_COMMIT_MEMBER_VERSION: u16 = 1;
 
+    /// The AlterInSync version that first carries `successor`: the in-sync replica a leader
+    /// asking for a new election wants to lead next (a leadership hand-over).
+    pub const ALTER_IN_SYNC_SUCCESSOR_VERSION: u16 = 1;
+
     pub fn from_u16(raw: u16) -> Option<ApiKey> {
         ApiKey::ALL.get(usize::from(raw)).copied()
     }
@@ -91,6 +95,8 @@ impl ApiKey {
             ApiKey::Produce => (0, ErrorCode::NOT_ENOUGH_REPLICAS_VERSION),
             // v1 appends the member id and generation ([`ApiKey::OFFSET_COMMIT_MEMBER_VERSION`]).
             ApiKey::OffsetCommit => (0, ApiKey::OFFSET_COMMIT_MEMBER_VERSION),
+            // v1 appends the successor ([`ApiKey::ALTER_IN_SYNC_SUCCESSOR_VERSION`]).
+            ApiKey::AlterInSync => (0, ApiKey::ALTER_IN_SYNC_SUCCESSOR_VERSION),
             _ => (0, 0),
         }
     }

@@ -3,7 +3,7 @@
 //! the AlterInSync proptest strategies. Kept apart from `samples.rs` and `strategies.rs` so each
 //! file stays one responsibility.
 
-use net::codec::{ErrorCode, Frame, Request, Response, TopicConfig, TopicDescription};
+use net::codec::{ApiKey, ErrorCode, Frame, Request, Response, TopicConfig, TopicDescription};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -32,6 +32,7 @@ pub fn alter_in_sync_request() -> Request<'static> {
         leader_epoch: 5,
         isr_version: 7,
         in_sync: IN_SYNC.to_vec(),
+        successor: 0,
     }
 }
 
@@ -96,6 +97,10 @@ pub fn samples() -> Vec<(&'static str, Frame<'static>)> {
             Frame::request_at(20, 0, alter_in_sync_request()),
         ),
         (
+            "req_alter_in_sync_hand_over_v1",
+            Frame::request_at(21, 1, hand_over_request()),
+        ),
+        (
             "resp_alter_in_sync",
             Frame::response_at(
                 20,
@@ -115,18 +120,57 @@ fn nodes() -> impl Strategy<Value = Vec<u32>> {
     vec(any::<u32>(), 0..6)
 }
 
-/// Any AlterInSync request with a short in-sync list.
-pub fn alter_in_sync_request_strategy() -> impl Strategy<Value = Request<'static>> {
-    (text(), any::<(u32, u32, u32, u32)>(), nodes()).prop_map(
-        |(topic, (partition, leader, leader_epoch, isr_version), in_sync)| Request::AlterInSync {
-            topic,
-            partition,
-            leader,
-            leader_epoch,
-            isr_version,
-            in_sync,
-        },
+/// Any AlterInSync request with a short in-sync list, with its version: v0 without a
+/// successor, v1 with any.
+pub fn alter_in_sync_request_strategy() -> impl Strategy<Value = (u16, Request<'static>)> {
+    (
+        text(),
+        any::<(u32, u32, u32, u32)>(),
+        nodes(),
+        0..=ApiKey::ALTER_IN_SYNC_SUCCESSOR_VERSION,
+        any::<u32>(),
     )
+        .prop_map(
+            |(
+                topic,
+                (partition, leader, leader_epoch, isr_version),
+                in_sync,
+                version,
+                successor,
+            )| {
+                let successor = if version >= ApiKey::ALTER_IN_SYNC_SUCCESSOR_VERSION {
+                    successor
+                } else {
+                    0
+                };
+                (
+                    version,
+                    Request::AlterInSync {
+                        topic,
+                        partition,
+                        leader,
+                        leader_epoch,
+                        isr_version,
+                        in_sync,
+                        successor,
+                    },
+                )
+            },
+        )
+}
+
+/// Leader 1 of "orders"/2 in epoch 5 asks to hand its leadership to node 3 (an empty in-sync
+/// set with a successor, AlterInSync v1).
+pub fn hand_over_request() -> Request<'static> {
+    Request::AlterInSync {
+        topic: "orders",
+        partition: 2,
+        leader: 1,
+        leader_epoch: 5,
+        isr_version: 7,
+        in_sync: Vec::new(),
+        successor: 3,
+    }
 }
 
 /// Any AlterInSync answer with a short in-sync list and an arbitrary error code and message.

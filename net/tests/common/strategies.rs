@@ -181,7 +181,8 @@ pub fn request() -> impl Strategy<Value = (u16, Request<'static>)> {
         1 => (version_of(ApiKey::Produce), produce_request())
             .prop_map(|(version, request)| (version, request)),
         1 => super::replica_fetch::request_strategy().prop_map(|request| (0, request)),
-        1 => super::replication::alter_in_sync_request_strategy().prop_map(|request| (0, request)),
+        // AlterInSync at v0 (no successor) and v1 (any successor).
+        1 => super::replication::alter_in_sync_request_strategy(),
         // OffsetCommit at v0 (no membership) and v1 (any member id and generation).
         1 => super::groups::offset_commit_request(),
         5 => super::groups::group_request().prop_map(|request| (0, request)),
