@@ -8,7 +8,8 @@
 #   bash benches/analytics/skew.sh
 # Settings (environment): REPS (3), DURATION_S (20), WARMUP_S (1), CAL_S (8), SIZE (1024),
 # WINDOW (8), BATCH (16), PRODUCERS (2), ZIPF_S (1.5), KEY_SPACE (1000), PARTITION_CAP_FRAC (0.4),
-# SHARD_CAP_FRAC (1.0), GATE_LOAD (1.0), GATE_TIMEOUT_S (60), SKIP_BUILD (unset).
+# SHARD_CAP_FRAC (1.0), GATE_LOAD (1.0), GATE_TIMEOUT_S (60), LOADGEN_CPUS (unset: anywhere;
+# "0": on the hot shard's core), SKIP_BUILD (unset).
 # Raw results (loadgen reports, ledgers, node logs, runs.json) stay in the printed directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,7 +27,7 @@ echo "results in $out"
 python3 benches/analytics/skew_run.py "$TARGET_DIR/release" "$out"
 settings=""
 for v in REPS DURATION_S WARMUP_S CAL_S SIZE WINDOW BATCH PRODUCERS ZIPF_S KEY_SPACE \
-  PARTITION_CAP_FRAC SHARD_CAP_FRAC GATE_LOAD GATE_TIMEOUT_S; do
+  PARTITION_CAP_FRAC SHARD_CAP_FRAC GATE_LOAD GATE_TIMEOUT_S LOADGEN_CPUS; do
   if [ -n "${!v:-}" ]; then settings="$settings $v=${!v}"; fi
 done
 python3 benches/analytics/skew_summarize.py "$out" "bash benches/analytics/skew.sh  #${settings:- defaults}"

@@ -33,6 +33,9 @@ PARTITION_CAP_FRAC = float(ENV.get("PARTITION_CAP_FRAC", "0.4"))
 SHARD_CAP_FRAC = float(ENV.get("SHARD_CAP_FRAC", "1.0"))
 GATE_LOAD = float(ENV.get("GATE_LOAD", "1.0"))
 GATE_TIMEOUT_S = float(ENV.get("GATE_TIMEOUT_S", "60"))
+# CPUs loadgen may run on (taskset list), empty = anywhere. "0" puts it on the core of shard 0,
+# which the default placement makes the hot shard: that core becomes the bottleneck.
+LOADGEN_CPUS = ENV.get("LOADGEN_CPUS", "")
 POLL_S = 0.25
 TOPIC = "skew"
 
@@ -124,7 +127,8 @@ class Node:
 
 
 def loadgen_command(node, name, duration_s):
-    return [os.path.join(BIN_DIR, "loadgen"), "--broker", node.client, "--topic", TOPIC,
+    pin = ["taskset", "-c", LOADGEN_CPUS] if LOADGEN_CPUS else []
+    return pin + [os.path.join(BIN_DIR, "loadgen"), "--broker", node.client, "--topic", TOPIC,
             "--partitions", str(PARTITIONS), "--keys", "zipf", "--zipf-s", str(ZIPF_S),
             "--key-space", str(KEY_SPACE), "--size", str(SIZE), "--window", str(WINDOW),
             "--batch", str(BATCH), "--producers", str(PRODUCERS), "--acks", "leader",
@@ -231,6 +235,7 @@ def main():
                 "key_space": KEY_SPACE, "partitions": PARTITIONS,
                 "partition_cap_frac": PARTITION_CAP_FRAC, "shard_cap_frac": SHARD_CAP_FRAC,
                 "gate_load": GATE_LOAD, "gate_timeout_s": GATE_TIMEOUT_S,
+                "loadgen_cpus": LOADGEN_CPUS,
                 "source": ENV.get("SOURCE_REV", "unknown")}
     with open(os.path.join(OUT_DIR, "runs.json"), "w") as f:
         json.dump({"settings": settings, "capacities": caps, "calibration": cal, "runs": runs}, f, indent=1)
