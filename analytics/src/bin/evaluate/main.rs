@@ -42,6 +42,9 @@ struct Args {
     quick: bool,
 }
 
+/// Seeds D1 is also run at, besides `--seed`.
+const D1_OTHER_SEEDS: [u64; 5] = [1, 3, 7, 11, 42];
+
 struct Sizes {
     scenario_s: u64,
     rebalance_s: u64,
@@ -155,6 +158,26 @@ fn main() -> anyhow::Result<()> {
     report.insert("hot_keys".into(), h3_json);
     eprintln!("decisions...");
     let (d1, d1_json) = decisions::d1(args.seed, sizes.rebalance_s)?;
+    // D1 hinges on a few moves, so show how it fares at other seeds too (not only the reported one).
+    let mut d1_other_seeds = Vec::new();
+    let mut d1_seeds_json = serde_json::Map::new();
+    for s in D1_OTHER_SEEDS.into_iter().filter(|s| *s != args.seed) {
+        let (row, _) = decisions::d1(s, sizes.rebalance_s)?;
+        let verdict = if row.pass == Some(true) {
+            "pass"
+        } else {
+            "missed"
+        };
+        d1_other_seeds.push(format!("seed {s}: {} ({verdict})", row.measured));
+        d1_seeds_json.insert(
+            s.to_string(),
+            serde_json::json!({"measured": row.measured, "pass": row.pass}),
+        );
+    }
+    report.insert(
+        "rebalance_other_seeds".into(),
+        serde_json::Value::Object(d1_seeds_json),
+    );
     let (d2, d2_json) = decisions::d2(args.seed, sizes.ramp_s, sizes.day_s)?;
     report.insert("rebalance".into(), d1_json);
     report.insert("scale".into(), d2_json);
@@ -197,6 +220,7 @@ fn main() -> anyhow::Result<()> {
         "A3: an event (burst onset on each partition of the topic, stall, hot episode) is detected by any anomaly/Hot/Warning alert on its partition within [onset - 5 s, onset + 60 s]; an alert outside every [onset - 5 s, end + 120 s] of its partition is a false alarm.".into(),
         "A1: NAB's standard profile (A_TP 1, A_FP 0.11, A_FN 1), probationary 15% (at most 750 rows), scores normalised between the null and the perfect detector. As NAB itself does, the alert threshold is chosen by optimising the corpus score; the score at the library's default threshold is shown beside it.".into(),
         "F1 forecasts of high-rate partitions come mostly from `local_trend_cusum`: a local linear trend fitted by discounted least squares (discount 0.98, about 50 samples), its slope shrunk by t^2 / (t^2 + 4) (t = slope over its standard error, so a noise-level slope is nearly dropped and a ramp's kept) and damped by 0.98 per step ahead, restarted on the samples since the change when a two-sided CUSUM on the standardised one-step residuals (allowance 1 sd, threshold 4 sd) fires or one residual is beyond 8 sd. It replaced `ses_0.02_reset` (SES 0.02 restarted after two residuals beyond 4 x its mean absolute residual), which measured 1.041 / 1.046 x oracle at 10 s / 60 s. The oracle-now knows a step (burst, stall, hot step) the second it happens, while a causal forecaster needs one to a few samples to see it and then averages the noise at the new level; on ramps (hot ramps, 60 s bursts, skew drift) the fitted slope lets a causal forecaster beat an oracle that only knows the present, which is why a ratio can fall below 1. The per-scenario numbers under Details show where the 2% bound is met and where it is not. The CUSUM and shrinkage constants were picked among a few variants measured on these same scenarios (seed 7; seeds 1, 3, 11 and 42 give at most 1.001 / 1.006 x oracle), so the margin is not a held-out number.".into(),
+        format!("D1 at other seeds (same scenario and code, worst time to balance; moves per partition per 30 min; flaps): {}. A miss there (n/a) is an episode whose busiest shard does not get to 1.10 x mean within the 15 minutes looked at; `rebalance_other_seeds` in the JSON report has each run's figures, and the cause of a miss is not analysed here.", d1_other_seeds.join("; ")),
         "NAB anomaly settings (baseline smoothing 0.002, chart limit 4, residual z 6, mute 200 rows, score likelihood with limit 2 used alone) were picked among a small number of variants evaluated on this same corpus, so A1 is optimistic rather than a held-out number, and the pass is marginal: the A1 row lists the score for neighbouring mute periods. The partition defaults (used for every synthetic target) do not use these settings.".into(),
         "F4 takes the NAB art_daily_* series as the seasonal set (their season is known to be 288 rows); the forecaster is not told the period.".into(),
         "C1 wall time is measured with std::time::Instant in this binary only (the library reads no clock), on the evaluation machine (2 cores shared with other work), single thread, steady state after a warm-up of the same length; the share of a core is the median tick time per second (the mean, which also counts preemption by other processes, is shown beside it). Sample generation is outside the timed section; observe + tick (hot detection, decisions on a 16-shard placement) are inside. C2 needs the engine and is not measured here.".into(),
