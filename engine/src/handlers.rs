@@ -184,6 +184,37 @@ pub fn decode_reply(reply: &[u8]) -> Result<Response<'_>, Failure> {
     }
 }
 
+/// Encodes `request` as a frame and has shard `to` of this node handle it, exactly like a
+/// binary-protocol request. Returns the encoded reply frame (empty when the request expects
+/// none), still to be read with [`decode_reply`].
+///
+/// Fails with MESSAGE_TOO_LARGE (the encoder's message) when the request cannot be encoded, and
+/// with SHUTTING_DOWN when shard `to` no longer answers.
+pub async fn call_shard(
+    shard: &Rc<Shard>,
+    to: usize,
+    request: Request<'_>,
+) -> Result<Bytes, Failure> {
+    let mut buf = BytesMut::new();
+    encode(&Frame::request(0, request), &mut buf, &limits(shard))
+        .map_err(|e| Failure::new(ErrorCode::MessageTooLarge, e.to_string()))?;
+    let frame = buf.freeze();
+    let reply = if to == shard.id {
+        start_frame(shard, frame).await
+    } else {
+        match shard.call(to, CallBody::Frame(frame)).await {
+            Some(ReplyBody::Frame(r)) => r,
+            _ => {
+                return Err(Failure::new(
+                    ErrorCode::ShuttingDown,
+                    "the shard serving this request is shutting down; retry",
+                ))
+            }
+        }
+    };
+    Ok(reply.unwrap_or_default())
+}
+
 /// Encodes a response frame; on encoding failure, an INTERNAL error frame instead.
 pub fn encode_response(header: FrameHeader, response: Response<'_>, limits: &Limits) -> Bytes {
     let mut buf = BytesMut::new();

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, wait_registered, Cluster};
+use common::cluster::{cluster_doc, Cluster};
 use common::Node;
 use net::client::{ClientConfig, ClusterClient, RoutingConfig};
 use net::codec::{Acks, TopicConfig};
@@ -77,12 +77,7 @@ fn failover_stages() {
         .unwrap_or(10);
     let root = tempfile::tempdir().unwrap();
     let mut c = Cluster::new(root.path(), 3, 3);
-    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let (mut nodes, addrs) = c.start_registered(3);
     let config = TopicConfig {
         partitions: 1,
         replication_factor: Some(3),

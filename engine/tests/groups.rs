@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{wait_registered, Cluster};
+use common::cluster::Cluster;
 use common::{Node, BIN};
 use net::client::{ClientConfig, ClientError, ClusterClient};
 use net::codec::{ErrorCode, TopicConfig};
@@ -300,12 +300,7 @@ fn sub_group_members_share_partitions_and_a_killed_members_partitions_are_taken_
 fn committed_offsets_survive_a_kill_of_the_coordinator_node() {
     let root = tempfile::tempdir().unwrap();
     let mut c = Cluster::new(root.path(), 3, 3);
-    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let (mut nodes, addrs) = c.start_registered(3);
     let config = TopicConfig {
         partitions: 2,
         replication_factor: Some(3),

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, produce_retrying, read_partition, wait_registered, Cluster};
+use common::cluster::{cluster_doc, produce_retrying, read_partition, Cluster};
 use common::Node;
 use net::client::ClientError;
 use net::codec::{Acks, TopicConfig};
@@ -50,12 +50,7 @@ fn isr_len(p: &Value) -> usize {
 fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
     let root = tempfile::tempdir().unwrap();
     let mut c = Cluster::new(root.path(), 3, 3);
-    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let (mut nodes, addrs) = c.start_registered(3);
 
     let config = TopicConfig {
         partitions: PARTITIONS,
@@ -192,12 +187,7 @@ fn acknowledged_records_survive_a_leader_kill_and_the_node_rejoins_in_sync() {
 fn a_lost_follower_leaves_the_in_sync_set_and_min_insync_refuses_writes_until_it_returns() {
     let root = tempfile::tempdir().unwrap();
     let mut c = Cluster::new(root.path(), 3, 3);
-    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let (mut nodes, addrs) = c.start_registered(3);
     let config = TopicConfig {
         partitions: PARTITIONS,
         replication_factor: Some(3),
@@ -287,12 +277,7 @@ fn a_lost_follower_leaves_the_in_sync_set_and_min_insync_refuses_writes_until_it
 fn a_leader_restarted_at_once_never_leads_twice_at_one_epoch_and_writes_resume() {
     let root = tempfile::tempdir().unwrap();
     let mut c = Cluster::new(root.path(), 3, 3);
-    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let (mut nodes, addrs) = c.start_registered(3);
     let config = TopicConfig {
         partitions: PARTITIONS,
         replication_factor: Some(3),
@@ -360,12 +345,7 @@ fn a_lost_replica_is_replaced_and_the_new_copy_serves_everything() {
     let root = tempfile::tempdir().unwrap();
     let mut c = Cluster::new(root.path(), 4, 3);
     c.extra = "node_loss_grace_ms = 3000\n".into();
-    let mut nodes: Vec<Option<Node>> = (0..4).map(|i| Some(c.start(i))).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-    wait_registered(nodes[0].as_ref().unwrap(), 4);
+    let (mut nodes, addrs) = c.start_registered(4);
     let config = TopicConfig {
         partitions: PARTITIONS,
         replication_factor: Some(3),
@@ -451,12 +431,7 @@ fn a_joining_node_takes_its_share_of_replicas_and_nothing_is_lost() {
     const JOINED_PARTITIONS: u32 = 8;
     let root = tempfile::tempdir().unwrap();
     let mut c = Cluster::new(root.path(), 4, 3);
-    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(c.start(i))).collect();
-    let mut addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-    wait_registered(nodes[0].as_ref().unwrap(), 3);
+    let (mut nodes, mut addrs) = c.start_registered(3);
     let config = TopicConfig {
         partitions: JOINED_PARTITIONS,
         replication_factor: Some(2),

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use meta::{Command, MetadataState};
 
+use super::topics::assign_replicas;
+
 /// Partitions given new replicas per tick.
 const REASSIGN_PER_TICK: usize = 16;
 /// A reassignment proposed but not committed is proposed again after this long.
@@ -120,17 +122,7 @@ impl Reassigner {
                     // Not enough live nodes: keep the lost replica listed until one comes.
                     continue;
                 }
-                out.push(Command::AssignReplicas {
-                    topic: name.clone(),
-                    partition: index,
-                    replicas,
-                });
-                out.push(Command::SetLeader {
-                    topic: name.clone(),
-                    partition: index,
-                    leader: p.leader,
-                    leader_epoch: p.leader_epoch + 1,
-                });
+                out.extend(assign_replicas(name, index, replicas, p));
                 self.proposed.insert(key, now);
                 moved += 1;
             }

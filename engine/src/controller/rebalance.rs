@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use meta::{Command, MetadataState, PartitionState};
 
+use super::topics::assign_replicas;
+
 /// Partitions with an extra replica at once (cluster-wide).
 pub const MOVES_IN_FLIGHT_MAX: usize = 2;
 /// How long a node must have been live before replicas move onto it.
@@ -107,17 +109,7 @@ impl Rebalancer {
             };
             let mut replicas = p.replicas.clone();
             replicas.push(joining);
-            out.push(Command::AssignReplicas {
-                topic: name.clone(),
-                partition: index,
-                replicas,
-            });
-            out.push(Command::SetLeader {
-                topic: name.clone(),
-                partition: index,
-                leader: p.leader,
-                leader_epoch: p.leader_epoch + 1,
-            });
+            out.extend(assign_replicas(name, index, replicas, p));
             self.proposed.insert(key, now);
             in_flight += 1;
         }
@@ -172,19 +164,7 @@ impl Rebalancer {
             .copied()
             .filter(|n| *n != surplus)
             .collect();
-        Some(vec![
-            Command::AssignReplicas {
-                topic: name.to_string(),
-                partition: index,
-                replicas,
-            },
-            Command::SetLeader {
-                topic: name.to_string(),
-                partition: index,
-                leader: p.leader,
-                leader_epoch: p.leader_epoch + 1,
-            },
-        ])
+        Some(assign_replicas(name, index, replicas, p).into())
     }
 }
 

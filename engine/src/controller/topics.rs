@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use meta::{Applied, Command, MetadataState, ProposalId};
+use meta::{Applied, Command, MetadataState, PartitionState, ProposalId};
 
 /// How long a topic change may take to commit (and be placed) before the caller is told.
 pub const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,6 +21,30 @@ pub const PENDING_MAX: usize = 64;
 const PLACEMENTS_PER_TICK: usize = 512;
 /// A placement proposed but not committed is proposed again after this long.
 const PLACEMENT_RETRY: Duration = Duration::from_secs(2);
+
+/// The commands giving partition `partition` of `topic` (now `current`) the replica set
+/// `replicas`: `AssignReplicas`, then `SetLeader` of the same leader at the next epoch, so the
+/// leader starts over with the new set. Used by reassignment and rebalancing alike.
+pub(super) fn assign_replicas(
+    topic: &str,
+    partition: u32,
+    replicas: Vec<u64>,
+    current: &PartitionState,
+) -> [Command; 2] {
+    [
+        Command::AssignReplicas {
+            topic: topic.to_string(),
+            partition,
+            replicas,
+        },
+        Command::SetLeader {
+            topic: topic.to_string(),
+            partition,
+            leader: current.leader,
+            leader_epoch: current.leader_epoch + 1,
+        },
+    ]
+}
 
 /// A topic change asked of the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]

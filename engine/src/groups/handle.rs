@@ -29,7 +29,7 @@ fn group_failure(e: GroupError) -> Failure {
 
 /// The coordinator slot of `group` on this shard, checked and loaded: `(slot key, the offsets
 /// partition it lives in)`; the partition is `None` on a single node.
-fn slot_for(shard: &Rc<Shard>, group: &str) -> Result<(u32, Option<Rc<Partition>>), Failure> {
+async fn slot_for(shard: &Rc<Shard>, group: &str) -> Result<(u32, Option<Rc<Partition>>), Failure> {
     check_group_name(group)?;
     if !crate::metadata::cluster_topics(shard) {
         let mut slots = shard.groups.slots.borrow_mut();
@@ -44,20 +44,27 @@ fn slot_for(shard: &Rc<Shard>, group: &str) -> Result<(u32, Option<Rc<Partition>
     let index = partition_of(group, t.partitions);
     crate::metadata::check_leader(shard, &t, index).map_err(store::not_coordinator_if_moved)?;
     let p = owned(shard, &t, index).map_err(store::not_coordinator_if_moved)?;
-    let epoch = if crate::replication::is_replicated(shard, &p) {
-        p.replica.leading_epoch().ok_or_else(|| {
-            Failure::new(
-                ErrorCode::NotCoordinator,
-                format!("this node is taking over {OFFSETS_TOPIC}/{index}; retry"),
-            )
-        })?
-    } else {
-        0
+    let epoch = leading_epoch(shard, &p, index)?;
+    let loaded = |shard: &Shard| {
+        let slots = shard.groups.slots.borrow();
+        slots.get(&index).is_some_and(|s| s.epoch == epoch)
     };
-    let mut slots = shard.groups.slots.borrow_mut();
-    if slots.get(&index).is_none_or(|s| s.epoch != epoch) {
-        let offsets = store::load(&p)?;
-        slots.insert(
+    if loaded(shard) {
+        return Ok((index, Some(p)));
+    }
+    // One load at a time on this shard: requests arriving meanwhile find the slot loaded.
+    let _permit = shard
+        .groups
+        .load_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "the node is shutting down"))?;
+    if !loaded(shard) {
+        let offsets = store::load(&p).await?;
+        if leading_epoch(shard, &p, index)? != epoch {
+            return Err(lost_slot());
+        }
+        shard.groups.slots.borrow_mut().insert(
             index,
             Slot {
                 epoch,
@@ -67,6 +74,19 @@ fn slot_for(shard: &Rc<Shard>, group: &str) -> Result<(u32, Option<Rc<Partition>
         );
     }
     Ok((index, Some(p)))
+}
+
+/// The epoch at which this node leads offsets partition `index` (`p`); 0 when not replicated.
+fn leading_epoch(shard: &Shard, p: &Partition, index: u32) -> Result<u32, Failure> {
+    if !crate::replication::is_replicated(shard, p) {
+        return Ok(0);
+    }
+    p.replica.leading_epoch().ok_or_else(|| {
+        Failure::new(
+            ErrorCode::NotCoordinator,
+            format!("this node is taking over {OFFSETS_TOPIC}/{index}; retry"),
+        )
+    })
 }
 
 /// Partition counts of the topics `group`'s members and `extra` subscribe to.
@@ -111,7 +131,7 @@ pub(super) async fn handle(
                     format!("group {group:?} subscribes to topic {missing:?}, which does not exist; create it first"),
                 ));
             }
-            let (key, _) = slot_for(shard, &group)?;
+            let (key, _) = slot_for(shard, &group).await?;
             let member_id = if member_id.is_empty() {
                 let n = shard.groups.next_member.get() + 1;
                 shard.groups.next_member.set(n);
@@ -169,15 +189,18 @@ pub(super) async fn handle(
             member_id,
             generation,
             owned,
-        } => with_group(shard, &group, &member_id, |g| {
-            let counts = topic_counts(shard, Some(g), &BTreeSet::new());
-            g.set_topics(counts)?;
-            let s = g.sync(&member_id, generation, owned, now)?;
-            Ok(GroupAnswer::Synced {
-                generation: s.generation,
-                assigned: s.assigned,
+        } => {
+            with_group(shard, &group, &member_id, |g| {
+                let counts = topic_counts(shard, Some(g), &BTreeSet::new());
+                g.set_topics(counts)?;
+                let s = g.sync(&member_id, generation, owned, now)?;
+                Ok(GroupAnswer::Synced {
+                    generation: s.generation,
+                    assigned: s.assigned,
+                })
             })
-        }),
+            .await
+        }
         GroupRequest::Heartbeat {
             group,
             member_id,
@@ -188,7 +211,8 @@ pub(super) async fn handle(
                 g.set_topics(counts)?;
                 g.heartbeat(&member_id, generation, now)
                     .map(GroupAnswer::Beat)
-            })?;
+            })
+            .await?;
             match beat {
                 GroupAnswer::Beat(Beat::SyncNeeded) => Err(Failure::new(
                     ErrorCode::RebalanceInProgress,
@@ -198,7 +222,7 @@ pub(super) async fn handle(
             }
         }
         GroupRequest::Leave { group, member_id } => {
-            let (key, _) = slot_for(shard, &group)?;
+            let (key, _) = slot_for(shard, &group).await?;
             let mut slots = shard.groups.slots.borrow_mut();
             let slot = slots.get_mut(&key).ok_or_else(lost_slot)?;
             let Some(g) = slot.groups.get_mut(&group) else {
@@ -219,7 +243,7 @@ pub(super) async fn handle(
             offset,
         } => commit(shard, group, member_id, generation, tp, offset).await,
         GroupRequest::FetchOffset { group, tp } => {
-            let (key, p) = slot_for(shard, &group)?;
+            let (key, p) = slot_for(shard, &group).await?;
             if p.is_none() {
                 return Err(Failure::new(
                     ErrorCode::Internal,
@@ -245,13 +269,13 @@ fn lost_slot() -> Failure {
 }
 
 /// Runs `f` on an existing group; an unknown group is an unknown member.
-fn with_group(
+async fn with_group(
     shard: &Rc<Shard>,
     group: &str,
     member_id: &str,
     f: impl FnOnce(&mut Group) -> Result<GroupAnswer, GroupError>,
 ) -> Result<GroupAnswer, Failure> {
-    let (key, _) = slot_for(shard, group)?;
+    let (key, _) = slot_for(shard, group).await?;
     let mut slots = shard.groups.slots.borrow_mut();
     let slot = slots.get_mut(&key).ok_or_else(lost_slot)?;
     let Some(g) = slot.groups.get_mut(group) else {
@@ -275,7 +299,7 @@ async fn commit(
     tp: Tp,
     offset: u64,
 ) -> Result<GroupAnswer, Failure> {
-    let (key, p) = slot_for(shard, &group)?;
+    let (key, p) = slot_for(shard, &group).await?;
     if !member_id.is_empty() {
         let slots = shard.groups.slots.borrow();
         let slot = slots.get(&key).ok_or_else(lost_slot)?;

@@ -28,9 +28,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use cluster::group::Group;
-use net::codec::{encode, Body, Decoded, ErrorCode, Frame, Request, TopicConfig};
+use net::codec::{ErrorCode, Request, TopicConfig};
 
 use crate::handlers::{now_ms, Failure};
 use crate::metrics::add;
@@ -53,12 +52,25 @@ const SINGLE_NODE_SLOT: u32 = u32::MAX;
 const EXPIRY_TICK: Duration = Duration::from_millis(250);
 
 /// The coordinator state of one shard.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Coordinator {
     slots: RefCell<HashMap<u32, Slot>>,
     next_member: Cell<u64>,
     /// Set while this shard asks for the offsets topic to be created.
     creating: Cell<bool>,
+    /// Held while a slot's committed offsets load, so that one takeover loads them once.
+    load_lock: glommio::sync::Semaphore,
+}
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Coordinator {
+            slots: RefCell::default(),
+            next_member: Cell::new(0),
+            creating: Cell::new(false),
+            load_lock: glommio::sync::Semaphore::new(1),
+        }
+    }
 }
 
 /// Groups of one offsets partition as led at `epoch` (or of the single node).
@@ -175,45 +187,8 @@ fn ensure_offsets_topic(shard: &Rc<Shard>) {
 
 /// Has shard `to` handle `request`; `Ok` when it answered without an error.
 async fn call_shard(shard: &Rc<Shard>, to: usize, request: Request<'_>) -> Result<(), Failure> {
-    let limits = crate::handlers::limits(shard);
-    let mut buf = BytesMut::new();
-    encode(&Frame::request(0, request), &mut buf, &limits).map_err(|e| {
-        Failure::new(
-            ErrorCode::Internal,
-            format!("cannot encode an internal request: {e}"),
-        )
-    })?;
-    let frame = buf.freeze();
-    let reply = if to == shard.id {
-        crate::handlers::start_frame(shard, frame).await
-    } else {
-        match shard.call(to, CallBody::Frame(frame)).await {
-            Some(ReplyBody::Frame(r)) => r,
-            _ => {
-                return Err(Failure::new(
-                    ErrorCode::ShuttingDown,
-                    "node is shutting down",
-                ))
-            }
-        }
-    };
-    let bad = || {
-        Failure::new(
-            ErrorCode::Internal,
-            "an internal request got no usable answer",
-        )
-    };
-    let reply = reply.ok_or_else(bad)?;
-    let Ok(Decoded::Frame(f, _)) = net::codec::decode(&reply, &limits) else {
-        return Err(bad());
-    };
-    let Body::Response(r) = f.body else {
-        return Err(bad());
-    };
-    match r.error() {
-        (ErrorCode::None, _) => Ok(()),
-        (code, message) => Err(Failure::new(code, message.to_string())),
-    }
+    let reply = crate::handlers::call_shard(shard, to, request).await?;
+    crate::handlers::decode_reply(&reply).map(drop)
 }
 
 /// True when an OffsetCommit / OffsetFetch for `consumer` goes to the group coordinator rather

@@ -10,9 +10,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use net::codec::ErrorCode;
+use storage::StorageError;
 
 use crate::handlers::{now_ms, Failure};
 use crate::partition::Partition;
+use crate::runtime::blocking;
 use crate::shard::Shard;
 
 const KIND_OFFSET: u8 = 1;
@@ -89,42 +91,65 @@ impl Offsets {
     }
 }
 
-/// Reads every offset record of `p`'s log (which this node leads). Synchronous: the topic is
-/// compacted and small, and no request of the partition runs meanwhile.
-pub fn load(p: &Partition) -> Result<Offsets, Failure> {
-    let log = p.log.borrow();
+/// Reads every offset record of `p`'s log (which this node leads) up to its end when the load
+/// starts. Each step takes up to [`LOAD_READ_BYTES`] of batches from the log on the reactor (no
+/// borrow of the log is held across an await); their checksums and records are checked and
+/// decoded on the blocking pool, where reading cold segment pages may wait for the disk.
+///
+/// The caller checks afterwards that it still leads at the epoch it loaded for: the log may be
+/// truncated meanwhile (a lost leadership), which ends the load early.
+pub async fn load(p: &Partition) -> Result<Offsets, Failure> {
+    let failure = |e: StorageError| {
+        Failure::new(
+            ErrorCode::StorageError,
+            format!("loading group offsets from {}/{}: {e}", p.topic, p.index),
+        )
+    };
     let mut offsets = Offsets::default();
-    let mut at = log.start_offset();
-    let end = log.end_offset();
+    let (mut at, end) = {
+        let log = p.log.borrow();
+        (log.start_offset(), log.end_offset())
+    };
     let now = now_ms();
-    while at < end {
-        let read = log.read(at, LOAD_READ_BYTES).map_err(|e| {
-            Failure::new(
-                ErrorCode::StorageError,
-                format!("loading group offsets from {}/{}: {e}", p.topic, p.index),
-            )
-        })?;
+    loop {
+        let read = {
+            let log = p.log.borrow();
+            // Compaction may drop records below `at` meanwhile: newer ones superseded them.
+            at = at.max(log.start_offset());
+            if at >= end.min(log.end_offset()) {
+                break;
+            }
+            log.read(at, LOAD_READ_BYTES).map_err(failure)?
+        };
         if read.batches.is_empty() || read.next_offset <= at {
             break;
         }
-        for b in &read.batches {
-            let records = b.records(at, now).map_err(|e| {
-                Failure::new(
-                    ErrorCode::StorageError,
-                    format!("loading group offsets from {}/{}: {e}", p.topic, p.index),
-                )
-            })?;
-            for r in records {
-                let Some(key) = r.key.as_deref().and_then(OffsetKey::decode) else {
-                    continue;
-                };
-                let next = <[u8; 8]>::try_from(&r.value[..])
-                    .ok()
-                    .map(u64::from_le_bytes);
-                offsets.apply(r.offset, key, next);
-            }
-        }
+        let (from, batches) = (at, read.batches);
+        offsets = blocking(move || apply_batches(offsets, &batches, from, now))
+            .await
+            .map_err(failure)?;
         at = read.next_offset;
+    }
+    Ok(offsets)
+}
+
+/// Applies the offset records at or after `from` in `batches` (verified and decoded here).
+fn apply_batches(
+    mut offsets: Offsets,
+    batches: &[storage::FetchedBatch],
+    from: u64,
+    now: i64,
+) -> Result<Offsets, StorageError> {
+    for b in batches {
+        for r in b.records(from, now)? {
+            let Some(key) = r.key.as_deref().and_then(OffsetKey::decode) else {
+                continue;
+            };
+            let next = <[u8; 8]>::try_from(&r.value[..])
+                .ok()
+                .map(u64::from_le_bytes);
+            offsets.apply(r.offset, key, next);
+        }
     }
     Ok(offsets)
 }

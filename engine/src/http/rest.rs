@@ -8,14 +8,12 @@
 use std::rc::Rc;
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use net::codec::{
-    encode, message_id, Acks, ErrorCode, Frame, Limits, RecordView, Request, Response, TopicConfig,
-};
+use bytes::Bytes;
+use net::codec::{message_id, Acks, ErrorCode, RecordView, Request, Response, TopicConfig};
 use serde_json::{json, Value};
 
 use crate::handlers::{self, Failure, ReadArgs};
-use crate::shard::{CallBody, ReplyBody, Shard};
+use crate::shard::Shard;
 
 /// Records one publish request may carry.
 pub const RECORDS_PER_REQUEST_MAX: usize = 10_000;
@@ -355,30 +353,18 @@ pub async fn call_owner(
     call_shard(shard, owner, request).await
 }
 
-/// Encodes `request` as a frame and has shard `to` handle it (shard 0 for topic admin).
+/// Encodes `request` as a frame and has shard `to` handle it (shard 0 for topic admin); see
+/// [`handlers::call_shard`]. A request too large to encode is a 413 saying what to send instead.
 pub async fn call_shard(shard: &Rc<Shard>, to: usize, request: Request<'_>) -> Result<Bytes> {
-    let limits = Limits::new(shard.config.frame_bytes_max);
-    let mut buf = BytesMut::new();
-    encode(&Frame::request(0, request), &mut buf, &limits).map_err(|e| HttpError {
-        status: 413,
-        code: "MESSAGE_TOO_LARGE",
-        message: format!("{e}; send fewer or smaller records per request"),
-    })?;
-    let frame: Bytes = buf.freeze();
-    let reply = if to == shard.id {
-        handlers::start_frame(shard, frame).await
-    } else {
-        match shard.call(to, CallBody::Frame(frame)).await {
-            Some(ReplyBody::Frame(r)) => r,
-            _ => {
-                return Err(HttpError::from(Failure::new(
-                    ErrorCode::ShuttingDown,
-                    "the shard serving this request is shutting down; retry",
-                )))
+    handlers::call_shard(shard, to, request)
+        .await
+        .map_err(|mut f| {
+            if f.code == ErrorCode::MessageTooLarge {
+                f.message
+                    .push_str("; send fewer or smaller records per request");
             }
-        }
-    };
-    Ok(reply.unwrap_or_default())
+            HttpError::from(f)
+        })
 }
 
 /// Decodes a reply frame; the generic error body and any error code become an [`HttpError`].

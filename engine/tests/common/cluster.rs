@@ -82,6 +82,18 @@ impl Cluster {
         self.gossip[i] = Some(ports["gossip"].as_str().unwrap().to_string());
         node
     }
+
+    /// Starts nodes `0..count` (with [`Cluster::extra`] as set now) and waits until node 0 sees a
+    /// metadata leader with all `count` registered. Returns the nodes, as `Option`s so a test can
+    /// kill one and restart it in its place, and their client addresses in the same order.
+    pub fn start_registered(&mut self, count: usize) -> (Vec<Option<Node>>, Vec<String>) {
+        let nodes: Vec<Option<Node>> = (0..count).map(|i| Some(self.start(i))).collect();
+        let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.addr.clone()).collect();
+        if let Some(first) = nodes.first().and_then(Option::as_ref) {
+            wait_registered(first, count);
+        }
+        (nodes, addrs)
+    }
 }
 
 /// `GET /cluster` of `node`.
