@@ -9,7 +9,7 @@
 # Settings (environment): REPS (3), DURATION_S (20), WARMUP_S (1), CAL_S (8), SIZE (1024),
 # WINDOW (8), BATCH (16), PRODUCERS (2), ZIPF_S (1.5), KEY_SPACE (1000), PARTITION_CAP_FRAC (0.4),
 # SHARD_CAP_FRAC (1.0), GATE_LOAD (1.0), GATE_TIMEOUT_S (60), LOADGEN_CPUS (unset: anywhere;
-# "0": on the hot shard's core), SKIP_BUILD (unset).
+# a taskset list; "hot": the core of the shard owning partition 0), SKIP_BUILD (unset).
 # Raw results (loadgen reports, ledgers, node logs, runs.json) stay in the printed directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

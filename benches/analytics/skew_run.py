@@ -33,9 +33,18 @@ PARTITION_CAP_FRAC = float(ENV.get("PARTITION_CAP_FRAC", "0.4"))
 SHARD_CAP_FRAC = float(ENV.get("SHARD_CAP_FRAC", "1.0"))
 GATE_LOAD = float(ENV.get("GATE_LOAD", "1.0"))
 GATE_TIMEOUT_S = float(ENV.get("GATE_TIMEOUT_S", "60"))
-# CPUs loadgen may run on (taskset list), empty = anywhere. "0" puts it on the core of shard 0,
-# which the default placement makes the hot shard: that core becomes the bottleneck.
+# CPUs loadgen may run on (a taskset list), empty = anywhere, "hot" = the core of the shard that
+# owns partition 0 (the Zipf head) when the topic is created, so that core becomes the bottleneck.
+# Shard i runs on the i-th CPU the node may use (all of them here).
 LOADGEN_CPUS = ENV.get("LOADGEN_CPUS", "")
+
+
+def loadgen_cpus(layout):
+    """The taskset CPU list for this run, or "" for no pinning."""
+    if LOADGEN_CPUS != "hot":
+        return LOADGEN_CPUS
+    shard = next(p["shard"] for p in layout if p["partition"] == 0)
+    return str(sorted(os.sched_getaffinity(0))[shard])
 POLL_S = 0.25
 TOPIC = "skew"
 
@@ -126,8 +135,8 @@ class Node:
         return rc
 
 
-def loadgen_command(node, name, duration_s):
-    pin = ["taskset", "-c", LOADGEN_CPUS] if LOADGEN_CPUS else []
+def loadgen_command(node, name, duration_s, cpus=""):
+    pin = ["taskset", "-c", cpus] if cpus else []
     return pin + [os.path.join(BIN_DIR, "loadgen"), "--broker", node.client, "--topic", TOPIC,
             "--partitions", str(PARTITIONS), "--keys", "zipf", "--zipf-s", str(ZIPF_S),
             "--key-space", str(KEY_SPACE), "--size", str(SIZE), "--window", str(WINDOW),
@@ -144,7 +153,8 @@ def one_run(name, mode, caps, duration_s):
     created = http_json(node.http, "/topics", "POST",
                         json.dumps({"name": TOPIC, "partitions": PARTITIONS}).encode())
     layout_before = node.layout()
-    cmd = loadgen_command(node, name, duration_s)
+    cpus = loadgen_cpus(layout_before)
+    cmd = loadgen_command(node, name, duration_s, cpus)
     log(f"{name}: analytics {mode}, load1 {read('/proc/loadavg').split()[0]}")
     out = open(os.path.join(OUT_DIR, f"{name}.out"), "w")
     started_unix = time.time()
@@ -183,7 +193,7 @@ def one_run(name, mode, caps, duration_s):
                       if e.get("topic") == TOPIC and e.get("kind") == "hot"})
     node_rc = node.stop()
     report = json.loads(read(os.path.join(OUT_DIR, f"{name}.json")) or "null")
-    return {"name": name, "mode": mode, "gate": gate, "loadgen_rc": rc, "node_rc": node_rc,
+    return {"name": name, "mode": mode, "gate": gate, "loadgen_cpus": cpus, "loadgen_rc": rc, "node_rc": node_rc,
             "started_unix": started_unix, "node_command": node.command, "loadgen_command": cmd,
             "topic_created": created, "layout_before": layout_before,
             "layout_at_move": layout_at_move, "layout_after": layout_after,

@@ -25,10 +25,15 @@ def placement_note(settings):
     if not cpus:
         return ("Node and loadgen share the 2-vCPU VM unpinned (a 2-shard node needs both cores; the "
                 "kernel gives loadgen whatever a shard leaves idle).")
+    if cpus == "hot":
+        return ("The node's shards pin themselves to cores 0 and 1; loadgen is pinned (`taskset`) to "
+                "the core of the shard that owns partition 0 (the Zipf head) when the run starts, so "
+                "that core is the bottleneck, as a hot shard's core is on a node whose clients run "
+                "elsewhere, while the other core has room to spare. This is the situation a move is "
+                "for; with loadgen unpinned the kernel hands it whatever a shard leaves idle, which "
+                "evens the cores out by itself.")
     return (f"The node's shards pin themselves to cores 0 and 1; loadgen runs on CPU(s) {cpus} "
-            "(`taskset`). With loadgen on core 0, the core of shard 0, which the default placement "
-            "makes the hot shard, that core is the bottleneck, as a hot shard's core is on a node "
-            "whose clients run elsewhere; the other core has room to spare.")
+            "(`taskset`).")
 
 def produce(run):
     return run["report"]["results"]["produce"]
