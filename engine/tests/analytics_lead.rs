@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, read_partition, wait_registered, Cluster};
+use common::cluster::{read_partition, topic_partitions, wait_registered, Cluster};
 use common::{http_get, Node};
 use net::client::ClusterClient;
 use net::codec::{Acks, ProducerIdent, TopicConfig};
@@ -26,13 +26,7 @@ const BATCH: u32 = 20;
 const PAUSE: Duration = Duration::from_millis(100);
 
 fn partitions(node: &Node) -> Vec<Value> {
-    cluster_doc(node)["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["topic"] == TOPIC)
-        .cloned()
-        .collect()
+    topic_partitions(node, TOPIC)
 }
 
 fn leader_of(ps: &[Value], partition: u32) -> u64 {

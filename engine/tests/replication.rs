@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_doc, produce_retrying, read_partition, Cluster};
+use common::cluster::{produce_retrying, read_partition, topic_partitions, Cluster};
 use common::Node;
 use net::client::ClientError;
 use net::codec::{Acks, TopicConfig};
@@ -18,15 +18,8 @@ use serde_json::Value;
 const TOPIC: &str = "replicated";
 const PARTITIONS: u32 = 2;
 
-/// The topic's partitions in `/cluster` of `node`.
 fn partitions(node: &Node) -> Vec<Value> {
-    cluster_doc(node)["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["topic"] == TOPIC)
-        .cloned()
-        .collect()
+    topic_partitions(node, TOPIC)
 }
 
 /// Waits until every partition, as `node` sees it, satisfies `ok`.
@@ -471,13 +464,7 @@ fn a_joining_node_takes_its_share_of_replicas_and_nothing_is_lost() {
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let ps: Vec<Value> = cluster_doc(nodes[0].as_ref().unwrap())["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["topic"] == JOINED)
-            .cloned()
-            .collect();
+        let ps = topic_partitions(nodes[0].as_ref().unwrap(), JOINED);
         let settled = ps.iter().all(|p| {
             let i = p["partition"].as_u64().unwrap() as u32;
             let mut r: Vec<u64> = p["replicas"]

@@ -65,18 +65,7 @@ impl HandOvers {
         successor: u64,
         now: Instant,
     ) -> Result<Command, String> {
-        let ps = state
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(partition as usize))
-            .ok_or_else(|| format!("unknown partition {topic}/{partition}"))?;
-        if ps.leader != asker || ps.leader_epoch != leader_epoch {
-            return Err(format!(
-                "stale hand-over: {topic}/{partition} is led by node {} at epoch {}, not by node \
-                 {asker} at epoch {leader_epoch}",
-                ps.leader, ps.leader_epoch
-            ));
-        }
+        let ps = super::topics::led_by(state, topic, partition, asker, leader_epoch, "hand-over")?;
         if successor == asker {
             return Err(format!(
                 "hand-over of {topic}/{partition} to its own leader {asker}"

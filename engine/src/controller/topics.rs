@@ -403,6 +403,31 @@ pub fn command_for(
     })
 }
 
+/// The partition's state if `asker` still leads it at `leader_epoch`; otherwise why `what` (a
+/// request of that leader) is stale, or that the partition is unknown.
+pub(super) fn led_by<'a>(
+    state: &'a MetadataState,
+    topic: &str,
+    partition: u32,
+    asker: u64,
+    leader_epoch: u32,
+    what: &str,
+) -> Result<&'a meta::PartitionState, String> {
+    let ps = state
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .ok_or_else(|| format!("unknown partition {topic}/{partition}"))?;
+    if ps.leader != asker || ps.leader_epoch != leader_epoch {
+        return Err(format!(
+            "stale {what}: {topic}/{partition} is led by node {} at epoch {}, not by node \
+             {asker} at epoch {leader_epoch}",
+            ps.leader, ps.leader_epoch
+        ));
+    }
+    Ok(ps)
+}
+
 /// The election a leader asks for when it cannot lead at `leader_epoch`: the first live in-sync
 /// replica other than the asker (else the asker itself) at the next epoch. `Err` names why none
 /// is proposed: the request is stale or nobody can lead.
@@ -414,18 +439,14 @@ pub fn reelection(
     asker: u64,
     leader_epoch: u32,
 ) -> Result<Command, String> {
-    let ps = state
-        .topics
-        .get(topic)
-        .and_then(|t| t.partitions.get(partition as usize))
-        .ok_or_else(|| format!("unknown partition {topic}/{partition}"))?;
-    if ps.leader != asker || ps.leader_epoch != leader_epoch {
-        return Err(format!(
-            "stale re-election request: {topic}/{partition} is led by node {} at epoch {}, not \
-             by node {asker} at epoch {leader_epoch}",
-            ps.leader, ps.leader_epoch
-        ));
-    }
+    let ps = led_by(
+        state,
+        topic,
+        partition,
+        asker,
+        leader_epoch,
+        "re-election request",
+    )?;
     let electable = |n: &&u64| ps.in_sync.contains(n) && (live.contains(n) || **n == asker);
     let leader = ps
         .replicas

@@ -103,6 +103,17 @@ pub fn cluster_doc(node: &Node) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The partitions of `topic` in `/cluster` of `node`.
+pub fn topic_partitions(node: &Node, topic: &str) -> Vec<Value> {
+    cluster_doc(node)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == topic)
+        .cloned()
+        .collect()
+}
+
 /// The controller section of `/cluster`.
 pub fn controller(node: &Node) -> Value {
     cluster_doc(node)["controller"].clone()
