@@ -69,7 +69,6 @@ fn on_fetch(p: &Partition, req: &FetchRequest) -> Result<FetchAnswer, Failure> {
     };
     let before = l.high_watermark();
     let answer = l.on_fetch(req, now).map_err(|r| refusal(p, r))?;
-    crate::metrics::add(&p.replica.fetches_served, 1);
     let moved = l.high_watermark() != before;
     drop(role);
     if moved {
@@ -87,6 +86,8 @@ pub async fn serve(
     max_wait_ms: u32,
 ) -> Result<Served, Failure> {
     let mut answer = on_fetch(p, &req)?;
+    // Counted once: a held fetch is applied again below to refresh its answer.
+    crate::metrics::add(&p.replica.fetches_served, 1);
     if matches!(answer.reply, FetchReply::Records { .. }) && max_wait_ms > 0 {
         let deadline =
             Instant::now() + Duration::from_millis(max_wait_ms.min(REPLICA_WAIT_MS_MAX).into());
