@@ -34,7 +34,7 @@ pub use topics::{
     config_to_settings, settings_to_config, ChangeOutcome, TopicChange, PROPOSAL_TIMEOUT,
 };
 
-/// Raft's tick (the `meta` defaults assume 100 ms: elections after 0.6-1.2 s).
+/// Raft's tick (the `meta` defaults assume 100 ms: elections after 1-2 s).
 const TICK: Duration = Duration::from_millis(100);
 /// Inbound queue of the controller thread (Raft messages and member lists).
 const INBOX_MAX: usize = 4096;
