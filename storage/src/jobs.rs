@@ -5,6 +5,15 @@
 //! everything appended so far; the job fdatasyncs them (fdatasync also writes back the file's dirty
 //! mmap pages); appends continue meanwhile; [`PartitionLog::complete_flush`] then advances
 //! `durable_offset` to the snapshot. At most one flush is in flight per log.
+//!
+//! Writeback write-protects every page it cleans (that is how the kernel notices the next write
+//! to a shared file mapping), including the write-prefaulted pages just past the data, so the
+//! first append to each of them after a flush would take a minor fault on the shard. A flush job
+//! therefore *rewarms* those pages after its fdatasync (`MADV_POPULATE_WRITE` again, off the
+//! reactor): as many bytes past the write position as were appended between the last two flushes
+//! began, capped at the reserved frontier. At a steady rate the appends fill the rewarmed pages
+//! before the next flush starts, so the rewarm adds no zero pages to the next writeback and the
+//! append path takes no fault; appends that land on a page while its writeback runs still fault.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -12,7 +21,9 @@ use std::sync::Arc;
 
 use crate::config::Prefault;
 use crate::error::StorageError;
-use crate::format::{encode_checkpoint, OffsetIndexEntry, TimeIndexEntry, CHECKPOINT_BYTES};
+use crate::format::{
+    encode_checkpoint, OffsetIndexEntry, TimeIndexEntry, BATCH_HEADER_BYTES, CHECKPOINT_BYTES,
+};
 use crate::index::{index_paths, write_index_files, IndexOwner};
 use crate::io::Io;
 use crate::log::PartitionLog;
@@ -101,6 +112,24 @@ pub struct FlushJob {
     target_offset: u64,
     seals: Vec<SealWork>,
     active: Option<(PathBuf, Arc<File>)>,
+    rewarm: Option<Rewarm>,
+}
+
+/// Pages of the active segment to write-prefault again once the flush's fdatasync is done.
+struct Rewarm {
+    map: Arc<MmapRaw>,
+    gate: Arc<TrimGate>,
+    from: u64,
+    to: u64,
+}
+
+impl std::fmt::Debug for Rewarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rewarm")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish()
+    }
 }
 
 /// Proof that a [`FlushJob`] finished; hand it to [`PartitionLog::complete_flush`].
@@ -118,7 +147,13 @@ impl FlushJob {
         self.target_offset
     }
 
-    /// Does the fdatasync(s). Blocking.
+    /// The byte range of the active segment the job write-prefaults again after its fdatasync
+    /// (see the module doc); `None` when it rewarms nothing.
+    pub fn rewarm_range(&self) -> Option<std::ops::Range<u64>> {
+        self.rewarm.as_ref().map(|r| r.from..r.to)
+    }
+
+    /// Does the fdatasync(s), then rewarms the pages just past the data. Blocking.
     pub fn run(self) -> Result<FlushDone, StorageError> {
         for s in &self.seals {
             s.run(&self.io, &self.dir)?;
@@ -127,6 +162,12 @@ impl FlushJob {
             self.io
                 .sync_data(path, file)
                 .map_err(|e| StorageError::io(path, "fdatasync", e))?;
+        }
+        if let Some(r) = &self.rewarm {
+            // Under the gate: a segment sealed and trimmed meanwhile is left alone (its mapping
+            // past the trimmed end has no file behind it).
+            r.gate
+                .unless_trimmed(|| prefault_active(&r.map, r.from, r.to, Prefault::Write));
         }
         // Every segment sealed before this job was synced by an earlier (completed) flush, so the
         // last seal's end is a valid checkpoint.
@@ -180,6 +221,62 @@ pub struct PrefaultJob {
     from: u64,
     to: u64,
     prefault: Prefault,
+    /// Capacities of the fresh offset and time index vectors to prepare, when the active
+    /// segment's are about to run out of room.
+    index_room: Option<(usize, usize)>,
+}
+
+/// Fresh, already touched vectors for the active segment's in-memory index (see
+/// [`PartitionLog::prefault_job`]): growing a vector on the shard would fault its new pages in
+/// on the append path, one fault per 4 KiB of entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexRoom {
+    offsets: Vec<OffsetIndexEntry>,
+    times: Vec<TimeIndexEntry>,
+}
+
+impl IndexRoom {
+    fn prepare(offsets: usize, times: usize) -> IndexRoom {
+        IndexRoom {
+            offsets: touched(
+                offsets,
+                OffsetIndexEntry {
+                    relative_offset: 0,
+                    position: 0,
+                },
+            ),
+            times: touched(
+                times,
+                TimeIndexEntry {
+                    max_timestamp_ms: 0,
+                    relative_offset: 0,
+                },
+            ),
+        }
+    }
+}
+
+/// An empty vector with room for `capacity` entries whose pages are already faulted in.
+fn touched<T: Copy>(capacity: usize, fill: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(capacity);
+    v.resize(capacity, fill);
+    // The writes must happen (they fault the pages in): the optimizer may not drop them.
+    std::hint::black_box(&mut v);
+    v.clear();
+    v
+}
+
+/// Room the index vectors need beyond their length before the job after next can grow them:
+/// two windows of appends, each adding an entry per `index_interval_bytes` at most (and one per
+/// batch, which is at least a batch header).
+fn index_headroom(window_bytes: u64, index_interval_bytes: u32) -> usize {
+    let spacing = u64::from(index_interval_bytes).max(BATCH_HEADER_BYTES as u64);
+    (2 * window_bytes / spacing + 2) as usize
+}
+
+/// The capacity to grow to, or `None` while `len` leaves `headroom` free.
+fn grown_capacity(len: usize, capacity: usize, headroom: usize) -> Option<usize> {
+    (capacity - len < headroom).then(|| (2 * capacity).max(len + 2 * headroom))
 }
 
 impl std::fmt::Debug for PrefaultJob {
@@ -194,12 +291,13 @@ impl std::fmt::Debug for PrefaultJob {
 }
 
 /// Result of a [`PrefaultJob`]; hand it to [`PartitionLog::complete_prefault`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefaultDone {
     seq: u64,
     /// `[0, allocated)` of the segment is now reserved; `None` if the segment was sealed and
     /// trimmed before the job ran (it did nothing).
     pub allocated: Option<u64>,
+    index_room: Option<IndexRoom>,
 }
 
 impl PrefaultJob {
@@ -208,7 +306,8 @@ impl PrefaultJob {
         self.from..self.to
     }
 
-    /// fallocate + madvise(MADV_POPULATE_*) of the range. Blocking (about 0.1-0.3 ms per MiB).
+    /// fallocate + madvise(MADV_POPULATE_*) of the range, and room for the segment's index when
+    /// it runs short. Blocking (about 0.1-0.3 ms per MiB).
     pub fn run(self) -> Result<PrefaultDone, StorageError> {
         // Under the gate: a seal's trim either happened before (then nothing is reserved past
         // the trimmed end) or waits until the reservation is done (and frees it).
@@ -223,9 +322,14 @@ impl PrefaultJob {
             })
             .transpose()?
             .is_some();
+        let index_room = self
+            .index_room
+            .filter(|_| grown)
+            .map(|(offsets, times)| IndexRoom::prepare(offsets, times));
         Ok(PrefaultDone {
             seq: self.seq,
             allocated: grown.then_some(self.to),
+            index_room,
         })
     }
 }
@@ -242,6 +346,7 @@ impl PartitionLog {
             return None;
         }
         self.flush_in_flight = true;
+        let rewarm = self.rewarm_for_flush();
         Some(FlushJob {
             io: self.io.clone(),
             dir: self.dir.clone(),
@@ -249,7 +354,31 @@ impl PartitionLog {
             target_offset: self.end_offset,
             seals: std::mem::take(&mut self.pending_seals),
             active: self.active().map(|s| (s.path.clone(), Arc::clone(&s.file))),
+            rewarm,
         })
+    }
+
+    /// The pages a flush beginning now rewarms (module doc): from the write position, as many
+    /// bytes as were appended since the previous flush began (one page at least), up to the
+    /// reserved frontier. Nothing with [`Prefault::Read`], whose pages fault on first write anyway.
+    fn rewarm_for_flush(&mut self) -> Option<Rewarm> {
+        let previous = self.last_flush_pos.take();
+        let seg = self.active()?;
+        let (seq, write_pos) = (seg.seq, seg.write_pos);
+        let since = match previous {
+            Some((s, pos)) if s == seq && pos <= write_pos => write_pos - pos,
+            _ => write_pos,
+        };
+        let rewarm = (self.config.prefault == Prefault::Write).then(|| Rewarm {
+            map: Arc::clone(&seg.map),
+            gate: Arc::clone(&seg.gate),
+            from: write_pos,
+            to: (write_pos + since.max(PAGE_BYTES))
+                .next_multiple_of(PAGE_BYTES)
+                .min(seg.allocated),
+        });
+        self.last_flush_pos = Some((seq, write_pos));
+        rewarm.filter(|r| r.from < r.to)
     }
 
     /// Applies a finished flush: `durable_offset` advances to the flush's snapshot (appends that
@@ -317,6 +446,17 @@ impl PartitionLog {
         let to = (seg.write_pos + window)
             .next_multiple_of(PAGE_BYTES)
             .min(capacity);
+        let headroom = index_headroom(window, self.config.index_interval_bytes);
+        let offsets = &seg.offset_index;
+        let times = &seg.time_index;
+        let index_room = match (
+            grown_capacity(offsets.len(), offsets.capacity(), headroom),
+            grown_capacity(times.len(), times.capacity(), headroom),
+        ) {
+            (None, None) => None,
+            // 0: that one has room (an empty vector allocates nothing).
+            (o, t) => Some((o.unwrap_or(0), t.unwrap_or(0))),
+        };
         let job = PrefaultJob {
             io: self.io.clone(),
             path: seg.path.clone(),
@@ -327,13 +467,15 @@ impl PartitionLog {
             from: seg.allocated,
             to,
             prefault: self.config.prefault,
+            index_room,
         };
         self.prefault_in_flight = true;
         Some(job)
     }
 
     /// Applies a finished [`PrefaultJob`]: the frontier of its segment moves, if that segment is
-    /// still the active one.
+    /// still the active one, and its index moves into the prepared room (a copy into memory
+    /// already faulted in) if the job brought more than the index has now.
     pub fn complete_prefault(&mut self, done: PrefaultDone) {
         self.prefault_in_flight = false;
         self.counters.prefaults += 1;
@@ -346,6 +488,16 @@ impl PartitionLog {
             .filter(|s| !s.is_sealed() && s.seq == done.seq)
         {
             seg.allocated = seg.allocated.max(allocated);
+            if let Some(mut room) = done.index_room {
+                if room.offsets.capacity() > seg.offset_index.capacity() {
+                    room.offsets.extend_from_slice(&seg.offset_index);
+                    seg.offset_index = room.offsets;
+                }
+                if room.times.capacity() > seg.time_index.capacity() {
+                    room.times.extend_from_slice(&seg.time_index);
+                    seg.time_index = room.times;
+                }
+            }
         }
     }
 

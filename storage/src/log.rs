@@ -108,6 +108,9 @@ pub struct PartitionLog {
     pub(crate) compaction_in_flight: bool,
     /// Segments ending at or below this offset were rewritten by the last compaction pass.
     pub(crate) compacted_through: u64,
+    /// Active segment (seq) and write position when the last flush began: how far appends got
+    /// between two flushes, which sizes the next flush's rewarm (see [`crate::FlushJob`]).
+    pub(crate) last_flush_pos: Option<(u64, u64)>,
     pub(crate) counters: Counters,
 }
 

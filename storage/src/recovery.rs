@@ -438,6 +438,7 @@ impl PartitionLog {
             fenced: false,
             compaction_in_flight: false,
             compacted_through: 0,
+            last_flush_pos: None,
             counters: Counters::default(),
         };
         Ok((log, report))
