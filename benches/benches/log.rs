@@ -11,8 +11,8 @@ use std::cell::RefCell;
 use std::os::unix::fs::FileExt;
 
 use benches::fixtures::{
-    bench_dir, ensure_prepared, fill_log, flush, open_log, storage_records, Workload,
-    BENCH_TIMESTAMP_MS,
+    bench_dir, ensure_prepared, fill_log, flush, open_log, run_prefault_jobs, storage_records,
+    Workload, BENCH_TIMESTAMP_MS,
 };
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
@@ -24,6 +24,9 @@ const APPEND_WORKLOADS: [Workload; 2] = [Workload::new(16, 1024), Workload::new(
 /// samples and the next one can be prepared between samples, untimed, as the engine does it
 /// off the reactor.
 const APPEND_SAMPLE_SIZE: u32 = 64;
+/// Prefault window of the append benchmark's log (the engine's default is 1 MiB, with a job after
+/// every append).
+const APPEND_PREFAULT_WINDOW_BYTES: u64 = 4 << 20;
 /// Batches in the log the read benchmarks read from.
 const READ_LOG_BATCHES: u32 = 256;
 /// `max_bytes` of each read, a typical fetch size.
@@ -42,26 +45,41 @@ fn stored_bytes(workload: Workload) -> usize {
 }
 
 /// `PartitionLog::append` of one batch into a prefaulted, never-flushed active segment (the
-/// `acks=leader` path: no fdatasync). Rolls to a segment prepared between samples.
+/// `acks=leader` path: no fdatasync). Rolls to a segment prepared between samples; the prefault
+/// jobs also run between samples (untimed, as the engine runs them off the reactor).
 #[divan::bench(args = APPEND_WORKLOADS, sample_size = APPEND_SAMPLE_SIZE)]
 fn append(bencher: Bencher, workload: Workload) {
     let dir = bench_dir().expect("bench dir");
-    let log = RefCell::new(open_log(dir.path(), LogConfig::default()).expect("open log"));
+    // The engine runs the prefault job after every append; here it runs between samples, so the
+    // window must hold a sample's appends (64 x 17 KiB) past the half-window trigger.
+    let config = LogConfig {
+        prefault_window_bytes: APPEND_PREFAULT_WINDOW_BYTES,
+        ..LogConfig::default()
+    };
+    let log = RefCell::new(open_log(dir.path(), config).expect("open log"));
     let values = workload.values();
     let records = storage_records(&values);
     bencher
         .counter(BytesCount::new(stored_bytes(workload)))
         .counter(ItemsCount::new(workload.records))
-        .with_inputs(|| ensure_prepared(&mut log.borrow_mut()).expect("prepare a segment"))
+        .with_inputs(|| {
+            let mut log = log.borrow_mut();
+            ensure_prepared(&mut log).expect("prepare a segment");
+            run_prefault_jobs(&mut log).expect("prefault");
+        })
         .bench_local_values(|()| {
             log.borrow_mut()
                 .append(black_box(&records), None, BENCH_TIMESTAMP_MS)
                 .expect("append")
         });
+    let stats = log.borrow().stats();
     assert_eq!(
-        log.borrow().stats().sync_fallbacks,
-        0,
+        stats.sync_fallbacks, 0,
         "every roll found a prepared segment"
+    );
+    assert_eq!(
+        stats.inline_reserves, 0,
+        "the prefault jobs kept the frontier ahead"
     );
 }
 

@@ -262,13 +262,22 @@ impl BatchHeader {
 
     /// Verifies the CRC of a whole batch (`b` is exactly `batch_bytes` long).
     pub fn verify_crc(&self, b: &[u8]) -> bool {
-        b.len() == self.batch_bytes as usize && crc32c::crc32c(&b[8..]) == self.crc32c
+        b.len() == self.batch_bytes as usize && batch_crc32c(&b[8..]) == self.crc32c
     }
+}
+
+/// CRC32C (Castagnoli, the same function as `crc32c::crc32c`) of a batch's bytes after its CRC
+/// field. Computed on every append and verified on every decode, so it uses `crc-fast`, which
+/// folds with (V)PCLMULQDQ where the CPU has it: about 4.5x the `crc32c` crate's rate on 17 KB
+/// here (85 against 19 GB/s), which is most of what an append costs beyond its memcpy.
+pub fn batch_crc32c(bytes: &[u8]) -> u32 {
+    // CRC-32/ISCSI is CRC32C; the u64 holds the 32-bit result.
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 /// Seals a fully written batch: computes the CRC over `[8, len)` and stores it at bytes 4..8.
 pub fn seal_batch_crc(batch: &mut [u8]) -> u32 {
-    let crc = crc32c::crc32c(&batch[8..]);
+    let crc = batch_crc32c(&batch[8..]);
     put(batch, 4, &crc.to_le_bytes());
     crc
 }
