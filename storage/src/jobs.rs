@@ -10,13 +10,16 @@
 //! to a shared file mapping), including the write-prefaulted pages just past the data, so the
 //! first append to each of them after a flush would take a minor fault on the shard. A flush job
 //! therefore *rewarms* those pages after its fdatasync (`MADV_POPULATE_WRITE` again, off the
-//! reactor): as many bytes past the write position as were appended between the last two flushes
-//! began, capped at the reserved frontier. At a steady rate the appends fill the rewarmed pages
-//! before the next flush starts, so the rewarm adds no zero pages to the next writeback and the
-//! append path takes no fault; appends that land on a page while its writeback runs still fault.
+//! reactor): from the write position as the shard last published it (pages below it hold data the
+//! writeback may just have cleaned; dirtying them again would make the next flush write them
+//! twice), as many bytes as were appended between the last two flushes began, capped at the
+//! reserved frontier. At a steady rate the appends fill the rewarmed pages before the next flush
+//! starts, so the rewarm adds no zero pages to the next writeback and the append path takes no
+//! fault; appends that land on a page while its writeback runs still fault.
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::config::Prefault;
@@ -115,19 +118,33 @@ pub struct FlushJob {
     rewarm: Option<Rewarm>,
 }
 
-/// Pages of the active segment to write-prefault again once the flush's fdatasync is done.
+/// Pages of the active segment to write-prefault again once the flush's fdatasync is done:
+/// `bytes` from the write position the shard published last, up to the reserved frontier.
 struct Rewarm {
     map: Arc<MmapRaw>,
     gate: Arc<TrimGate>,
-    from: u64,
-    to: u64,
+    bytes: u64,
+}
+
+impl Rewarm {
+    fn run(&self) {
+        let from = self.gate.write_pos_hint.load(Ordering::Relaxed);
+        let to = (from + self.bytes)
+            .next_multiple_of(PAGE_BYTES)
+            .min(self.gate.frontier_hint.load(Ordering::Relaxed));
+        if from < to {
+            // Under the gate: a segment sealed and trimmed meanwhile is left alone (its mapping
+            // past the trimmed end has no file behind it).
+            self.gate
+                .unless_trimmed(|| prefault_active(&self.map, from, to, Prefault::Write));
+        }
+    }
 }
 
 impl std::fmt::Debug for Rewarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rewarm")
-            .field("from", &self.from)
-            .field("to", &self.to)
+            .field("bytes", &self.bytes)
             .finish()
     }
 }
@@ -147,10 +164,10 @@ impl FlushJob {
         self.target_offset
     }
 
-    /// The byte range of the active segment the job write-prefaults again after its fdatasync
-    /// (see the module doc); `None` when it rewarms nothing.
-    pub fn rewarm_range(&self) -> Option<std::ops::Range<u64>> {
-        self.rewarm.as_ref().map(|r| r.from..r.to)
+    /// How many bytes past the write position the job write-prefaults again after its fdatasync
+    /// (see the module doc; fewer if the frontier is closer); `None` when it rewarms nothing.
+    pub fn rewarm_bytes(&self) -> Option<u64> {
+        self.rewarm.as_ref().map(|r| r.bytes)
     }
 
     /// Does the fdatasync(s), then rewarms the pages just past the data. Blocking.
@@ -164,10 +181,7 @@ impl FlushJob {
                 .map_err(|e| StorageError::io(path, "fdatasync", e))?;
         }
         if let Some(r) = &self.rewarm {
-            // Under the gate: a segment sealed and trimmed meanwhile is left alone (its mapping
-            // past the trimmed end has no file behind it).
-            r.gate
-                .unless_trimmed(|| prefault_active(&r.map, r.from, r.to, Prefault::Write));
+            r.run();
         }
         // Every segment sealed before this job was synced by an earlier (completed) flush, so the
         // last seal's end is a valid checkpoint.
@@ -318,6 +332,9 @@ impl PrefaultJob {
                     .allocate_range(&self.path, &self.file, self.from, self.to - self.from)
                     .map_err(|e| StorageError::io(&self.path, "fallocate", e))?;
                 prefault_active(&self.map, self.from, self.to, self.prefault);
+                self.gate
+                    .frontier_hint
+                    .fetch_max(self.to, Ordering::Relaxed);
                 Ok::<(), StorageError>(())
             })
             .transpose()?
@@ -372,13 +389,10 @@ impl PartitionLog {
         let rewarm = (self.config.prefault == Prefault::Write).then(|| Rewarm {
             map: Arc::clone(&seg.map),
             gate: Arc::clone(&seg.gate),
-            from: write_pos,
-            to: (write_pos + since.max(PAGE_BYTES))
-                .next_multiple_of(PAGE_BYTES)
-                .min(seg.allocated),
+            bytes: since.max(PAGE_BYTES),
         });
         self.last_flush_pos = Some((seq, write_pos));
-        rewarm.filter(|r| r.from < r.to)
+        rewarm
     }
 
     /// Applies a finished flush: `durable_offset` advances to the flush's snapshot (appends that

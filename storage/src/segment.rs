@@ -15,6 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -61,12 +62,18 @@ impl AsRef<[u8]> for MapWindow {
     }
 }
 
-/// Serializes growing a segment (a [`crate::PrefaultJob`]) with trimming it (its seal), both on
-/// blocking threads: once trimmed, a segment never grows again, so a late job cannot reserve
-/// blocks past the trimmed end. The shard's thread never takes it.
+/// What a segment's blocking jobs share with the shard. The mutex serializes growing a segment (a
+/// [`crate::PrefaultJob`]) with trimming it (its seal), both on blocking threads: once trimmed, a
+/// segment never grows again, so a late job cannot reserve blocks past the trimmed end. The
+/// shard's thread never takes it; it only stores the two hints, which a flush's rewarm reads
+/// (`jobs` module doc) and which are never trusted for anything but the range of an madvise.
 #[derive(Debug, Default)]
 pub(crate) struct TrimGate {
     trimmed: Mutex<bool>,
+    /// End of the batches, as of the last append.
+    pub write_pos_hint: AtomicU64,
+    /// Reserved frontier, as of the last reservation (activation, job or inline).
+    pub frontier_hint: AtomicU64,
 }
 
 impl TrimGate {
@@ -307,7 +314,10 @@ impl Segment {
             map: prepared.map,
             header,
             allocated: prepared.allocated,
-            gate: Arc::default(),
+            gate: Arc::new(TrimGate {
+                frontier_hint: AtomicU64::new(prepared.allocated),
+                ..TrimGate::default()
+            }),
             write_pos: SEGMENT_HEADER_BYTES as u64,
             high_water: SEGMENT_HEADER_BYTES as u64,
             next_offset: base_offset,
@@ -419,6 +429,7 @@ impl Segment {
         io.allocate_range(&self.path, &self.file, self.allocated, to - self.allocated)
             .map_err(|e| StorageError::io(&self.path, "fallocate", e))?;
         self.allocated = to;
+        self.gate.frontier_hint.fetch_max(to, Ordering::Relaxed);
         Ok(())
     }
 
@@ -504,6 +515,9 @@ impl Segment {
         self.next_offset = h.last_offset() + 1;
         self.write_pos = position + u64::from(h.batch_bytes);
         self.high_water = self.high_water.max(self.write_pos);
+        self.gate
+            .write_pos_hint
+            .store(self.write_pos, Ordering::Relaxed);
         // Bytes holding batches have their blocks (recovery learns the frontier this way).
         self.allocated = self.allocated.max(self.write_pos);
         self.batch_count += 1;

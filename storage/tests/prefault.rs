@@ -271,8 +271,8 @@ fn a_flush_rewarms_the_pages_past_the_data() {
         let taken = minor_faults() - before;
         prefault_due(&mut log);
         let job = log.begin_flush().expect("a flush is due");
-        if let Some(r) = job.rewarm_range() {
-            rewarmed += r.end - r.start;
+        if let Some(bytes) = job.rewarm_bytes() {
+            rewarmed += bytes;
         }
         log.complete_flush(job.run().expect("fdatasync"));
         if round >= 80 {
