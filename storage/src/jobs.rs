@@ -16,6 +16,12 @@
 //! reserved frontier. At a steady rate the appends fill the rewarmed pages before the next flush
 //! starts, so the rewarm adds no zero pages to the next writeback and the append path takes no
 //! fault; appends that land on a page while its writeback runs still fault.
+//!
+//! When flushes run back to back (the next begins as the last completes, before any append, as
+//! under a steady `acks=all` load), the next flush's writeback would clean the rewarmed pages
+//! again before the appends reach them: the rewarm would only add zero pages to its I/O, so such a
+//! flush does not rewarm. A page written while a flush is in flight then faults once per flush
+//! (a shared file mapping cannot be writable and clean at once).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -380,13 +386,14 @@ impl PartitionLog {
     /// reserved frontier. Nothing with [`Prefault::Read`], whose pages fault on first write anyway.
     fn rewarm_for_flush(&mut self) -> Option<Rewarm> {
         let previous = self.last_flush_pos.take();
+        let back_to_back = self.appends_at_flush_complete == Some(self.counters.appends);
         let seg = self.active()?;
         let (seq, write_pos) = (seg.seq, seg.write_pos);
         let since = match previous {
             Some((s, pos)) if s == seq && pos <= write_pos => write_pos - pos,
             _ => write_pos,
         };
-        let rewarm = (self.config.prefault == Prefault::Write).then(|| Rewarm {
+        let rewarm = (self.config.prefault == Prefault::Write && !back_to_back).then(|| Rewarm {
             map: Arc::clone(&seg.map),
             gate: Arc::clone(&seg.gate),
             bytes: since.max(PAGE_BYTES),
@@ -400,6 +407,7 @@ impl PartitionLog {
     pub fn complete_flush(&mut self, done: FlushDone) {
         self.flush_in_flight = false;
         self.counters.flushes += 1;
+        self.appends_at_flush_complete = Some(self.counters.appends);
         if done.generation != self.generation {
             return;
         }

@@ -111,6 +111,9 @@ pub struct PartitionLog {
     /// Active segment (seq) and write position when the last flush began: how far appends got
     /// between two flushes, which sizes the next flush's rewarm (see [`crate::FlushJob`]).
     pub(crate) last_flush_pos: Option<(u64, u64)>,
+    /// `counters.appends` when the last flush completed: equal at the next `begin_flush` means
+    /// flushes run back to back, and then a rewarm would only add zero pages to the next one.
+    pub(crate) appends_at_flush_complete: Option<u64>,
     pub(crate) counters: Counters,
 }
 

@@ -439,6 +439,7 @@ impl PartitionLog {
             compaction_in_flight: false,
             compacted_through: 0,
             last_flush_pos: None,
+            appends_at_flush_complete: None,
             counters: Counters::default(),
         };
         Ok((log, report))

@@ -291,6 +291,37 @@ fn a_flush_rewarms_the_pages_past_the_data() {
     );
 }
 
+/// Flushes back to back (the next begun as the last completes, appends only while one runs) do not
+/// rewarm: the next writeback would clean the pages again before the appends reach them.
+#[test]
+fn back_to_back_flushes_do_not_rewarm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = PartitionLog::open(dir.path(), config(Prefault::Write)).expect("open");
+    prepare(&mut log);
+    let value = vec![5u8; 1000];
+    log.append(&[rec(&value)], None, 1_000).expect("append");
+    let first = log.begin_flush().expect("flush");
+    assert!(first.rewarm_bytes().is_some(), "the first flush rewarms");
+    for _ in 0..3 {
+        log.append(&[rec(&value)], None, 1_000)
+            .expect("append while flushing");
+    }
+    log.complete_flush(first.run().expect("fdatasync"));
+    let second = log.begin_flush().expect("flush");
+    assert_eq!(second.rewarm_bytes(), None, "begun as the first completed");
+    log.append(&[rec(&value)], None, 1_000)
+        .expect("append while flushing");
+    log.complete_flush(second.run().expect("fdatasync"));
+    log.append(&[rec(&value)], None, 1_000)
+        .expect("append between flushes");
+    let third = log.begin_flush().expect("flush");
+    assert_eq!(
+        third.rewarm_bytes(),
+        Some(4096),
+        "appends since the last completion: the two last appends' bytes, at least a page"
+    );
+}
+
 /// The segment's in-memory index grows into room a `PrefaultJob` allocated and touched off the
 /// shard, so pushing entries takes no page fault either. With an entry per batch (interval below
 /// the batch size) the 4 MiB of 1 KiB appends measured add ~3,800 entries, ~45 KiB of index: 1
