@@ -3,10 +3,12 @@
 //! A log is a list of segment files. The active one is reserved (fallocate) and prefaulted a window
 //! at a time ahead of the write position ([`SegmentJob`] creates it with its first window,
 //! [`PrefaultJob`]s move the frontier, both off the reactor) and appended to by encoding each batch
-//! straight into its mapping: one memcpy of the payload, a CRC32C, a sparse index update. Reads hand out `Bytes`
+//! straight into its mapping: one memcpy of the payload, a CRC32C, a sparse index update (its room
+//! prepared by the prefault job). Reads hand out `Bytes`
 //! that share the mapping ([`FetchedBatch::bytes`]); published bytes are never rewritten, which is
 //! what makes that sound. Durability is group commit: [`PartitionLog::begin_flush`] snapshots what is
-//! dirty, a [`FlushJob`] fdatasyncs it on a blocking pool while appends go on, and
+//! dirty, a [`FlushJob`] fdatasyncs it on a blocking pool while appends go on (and then makes the
+//! pages past the data writable again, so that appends take no page fault), and
 //! [`PartitionLog::complete_flush`] advances the durable offset. Open runs crash recovery: trusted
 //! sealed segments up to the checkpoint, a CRC-verifying scan after it, a torn tail cut at a batch
 //! boundary. Compacted topics get key compaction as a background [`CompactionJob`]. Formats are
