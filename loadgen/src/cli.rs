@@ -70,6 +70,7 @@ fn drive(
         replication_factor: config.replication_factor,
         min_insync: config.min_insync,
     };
+    driver::conn::set_busy_poll(config.busy_poll);
     let target: Box<dyn Target> = driver::open(endpoint).map_err(|e| e.to_string())?;
     let server_version = target.server_version().map_err(|e| e.to_string())?;
     if config.create_topic {

@@ -78,6 +78,7 @@ pub fn config_json(c: &Config) -> Value {
         "duration_ms": c.duration_ms,
         "acks": c.acks.name(),
         "seed": c.seed,
+        "busy_poll": c.busy_poll,
     })
 }
 

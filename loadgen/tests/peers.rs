@@ -135,11 +135,16 @@ fn nats_jetstream_driver() {
         "0.2",
         "--duration-secs",
         "1",
+        "--busy-poll",
         "--report",
         report.to_str().unwrap(),
     ]);
     let r = read_json(&report);
     check_counts(&r, true);
+    assert_eq!(
+        r["config"]["busy_poll"], true,
+        "the NATS run spins (--busy-poll)"
+    );
     assert!(
         r["results"]["consume"]["end_to_end_latency_us"]["count"]
             .as_u64()

@@ -157,6 +157,31 @@ fn report_counts_match_the_node_closed_and_open_loop() {
         "open loop sent {measured} in 1 s at 2000/s"
     );
     assert_eq!(r["config"]["pace"]["kind"], "open");
+    assert_eq!(r["config"]["busy_poll"], false);
+
+    // --busy-poll (spinning, non-blocking reads) at window 1, with a consumer: the same counts.
+    let report = dir.path().join("busy.json");
+    loadgen(&[
+        "--broker",
+        &node.client_addr,
+        "--topic",
+        "busy",
+        "--create-topic",
+        "--window",
+        "1",
+        "--consumers",
+        "1",
+        "--busy-poll",
+        "--warmup-secs",
+        "0.2",
+        "--duration-secs",
+        "1",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let r = read_json(&report);
+    check_counts(&r, true);
+    assert_eq!(r["config"]["busy_poll"], true);
     node.stop().expect("sprawl stops cleanly on SIGTERM");
 }
 

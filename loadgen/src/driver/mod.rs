@@ -6,7 +6,7 @@
 //! [`ConsumerConn`] delivers records with the producer's send timestamp. Every connection is
 //! blocking and used by one thread.
 
-mod conn;
+pub mod conn;
 pub mod http;
 pub mod kafka;
 mod kafka_wire;

@@ -5,13 +5,14 @@
 //! [`wait_readable`] waits on several links at once (`ppoll(2)`), so a producer routing to
 //! several leaders still sleeps in one system call.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use net::codec::{decode, encode, Body, Decoded, Frame, Limits, Request, Response};
 
+use super::conn::{busy_poll, read_until};
 use super::DriverError;
 
 pub(super) const TARGET: &str = "sprawl";
@@ -162,34 +163,21 @@ impl Link {
         if self.read_buf.len() < want {
             self.read_buf.resize(want, 0);
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Ok(false);
-        }
-        // Round up so that short waits stay short but a wait is never zero (which means "block").
-        let timeout = Some(remaining.max(Duration::from_micros(1)));
-        if self.read_timeout != timeout {
-            let set = self.stream.set_read_timeout(timeout);
-            set.map_err(|e| self.io(e))?;
-            self.read_timeout = timeout;
-        }
-        loop {
-            match self.stream.read(&mut self.read_buf[self.end..]) {
-                Ok(0) => {
-                    return Err(DriverError::Closed {
-                        target: TARGET,
-                        addr: self.addr.clone(),
-                    })
-                }
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Ok(false)
-                }
-                Err(e) => return Err(self.io(e)),
+        let read = read_until(
+            &mut self.stream,
+            &mut self.read_buf[self.end..],
+            deadline,
+            &mut self.read_timeout,
+        );
+        match read.map_err(|e| self.io(e))? {
+            None => Ok(false),
+            Some(0) => Err(DriverError::Closed {
+                target: TARGET,
+                addr: self.addr.clone(),
+            }),
+            Some(n) => {
+                self.end += n;
+                Ok(true)
             }
         }
     }
@@ -211,21 +199,32 @@ pub(super) fn wait_readable(
             revents: 0,
         })
         .collect();
+    // With --busy-poll: ppoll without waiting, again and again until something is ready or the
+    // time is up.
+    let spin = busy_poll();
+    let wait = if spin { Duration::ZERO } else { timeout };
     let spec = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        tv_sec: wait.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
     };
-    // SAFETY: `fds` is a live, exclusively borrowed array of `fds.len()` initialised pollfd
-    // structs (ppoll writes only their `revents`); `spec` is a valid timespec that outlives the
-    // call; a null signal mask means "leave the mask unchanged". The descriptors belong to
-    // streams borrowed through `links` for the duration of the call.
-    let rc = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            &spec,
-            std::ptr::null(),
-        )
+    let deadline = Instant::now() + timeout;
+    let rc = loop {
+        // SAFETY: `fds` is a live, exclusively borrowed array of `fds.len()` initialised pollfd
+        // structs (ppoll writes only their `revents`); `spec` is a valid timespec that outlives
+        // the call; a null signal mask means "leave the mask unchanged". The descriptors belong
+        // to streams borrowed through `links` for the duration of the call.
+        let rc = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &spec,
+                std::ptr::null(),
+            )
+        };
+        if !spin || rc != 0 || Instant::now() >= deadline {
+            break rc;
+        }
+        std::hint::spin_loop();
     };
     if rc < 0 {
         let e = std::io::Error::last_os_error();
