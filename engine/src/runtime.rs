@@ -283,7 +283,7 @@ pub fn serve(
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
-            .spin_before_park(Duration::from_micros(cfg.spin_before_park_us))
+            .spin_before_park(Duration::from_micros(cfg.effective_spin_before_park_us()))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(2));
         let handle = builder
             .spawn(move || async move {

@@ -32,7 +32,8 @@ pub struct ServeArgs {
     /// node id (default 0; env SPRAWL_NODE_ID)
     #[argh(option)]
     pub node_id: Option<u32>,
-    /// microseconds an idle shard spins before parking (default 50; env SPRAWL_SPIN_BEFORE_PARK_US)
+    /// microseconds an idle shard spins before parking (default 0 with one shard, 50 with more;
+    /// env SPRAWL_SPIN_BEFORE_PARK_US)
     #[argh(option)]
     pub spin_before_park_us: Option<u64>,
     /// background fdatasync interval for acks=leader data, ms (default 1000; env SPRAWL_FLUSH_INTERVAL_MS)

@@ -51,8 +51,9 @@ pub struct ServeConfig {
     pub shards: usize,
     /// This node's id (reported in metadata).
     pub node_id: u32,
-    /// How long an idle reactor spins before parking, in microseconds (0 = park at once).
-    pub spin_before_park_us: u64,
+    /// How long an idle reactor spins before parking, in microseconds (0 = park at once); `None`
+    /// = [`ServeConfig::effective_spin_before_park_us`] decides from the shard count.
+    pub spin_before_park_us: Option<u64>,
     /// Background fdatasync interval for data not already synced for `acks=all`.
     pub flush_interval_ms: u64,
     /// Largest accepted frame after the handshake.
@@ -89,6 +90,20 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// How long an idle reactor spins before parking: the configured value, else 0 with one shard
+    /// and 50 us with more. Spinning pays off only for cross-shard traffic, which glommio's spin
+    /// loop polls in memory (a parked shard needs an eventfd wake-up); network completions do not
+    /// arrive faster while it spins: one shard, `loadgen --window 1 --busy-poll`, 1 KiB, pinned,
+    /// p50 16 us parked at once against 37 us spinning 50 or 1000 us (three rounds each,
+    /// `docs/decisions.md`).
+    pub fn effective_spin_before_park_us(&self) -> u64 {
+        match self.spin_before_park_us {
+            Some(us) => us,
+            None if self.shards <= 1 => 0,
+            None => 50,
+        }
+    }
+
     /// The defaults a new user gets with a bare `sprawl serve`.
     pub fn defaults() -> Self {
         ServeConfig {
@@ -98,7 +113,7 @@ impl ServeConfig {
             http_port: DEFAULT_HTTP_PORT,
             shards: available_cores(),
             node_id: 0,
-            spin_before_park_us: 50,
+            spin_before_park_us: None,
             flush_interval_ms: 1000,
             frame_bytes_max: 8 << 20,
             conn_inflight_max: 256,
@@ -224,7 +239,10 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
     set(&mut cfg.http_port, file.http_port);
     set(&mut cfg.shards, file.shards);
     set(&mut cfg.node_id, file.node_id);
-    set(&mut cfg.spin_before_park_us, file.spin_before_park_us);
+    set(
+        &mut cfg.spin_before_park_us,
+        file.spin_before_park_us.map(Some),
+    );
     set(&mut cfg.flush_interval_ms, file.flush_interval_ms);
     set(&mut cfg.frame_bytes_max, file.frame_bytes_max);
     set(&mut cfg.conn_inflight_max, file.conn_inflight_max);
@@ -314,12 +332,16 @@ fn apply_env(cfg: &mut ServeConfig, env: &HashMap<String, String>) -> Result<(),
         "node-id",
         "SPRAWL_NODE_ID",
     )?;
-    env_num(
-        &mut cfg.spin_before_park_us,
-        get("SPRAWL_SPIN_BEFORE_PARK_US"),
-        "spin-before-park-us",
-        "SPRAWL_SPIN_BEFORE_PARK_US",
-    )?;
+    if let Some(v) = get("SPRAWL_SPIN_BEFORE_PARK_US") {
+        let mut us = 0u64;
+        env_num(
+            &mut us,
+            Some(v),
+            "spin-before-park-us",
+            "SPRAWL_SPIN_BEFORE_PARK_US",
+        )?;
+        cfg.spin_before_park_us = Some(us);
+    }
     env_num(
         &mut cfg.flush_interval_ms,
         get("SPRAWL_FLUSH_INTERVAL_MS"),
@@ -379,7 +401,10 @@ fn apply_flags(cfg: &mut ServeConfig, f: &Overrides) -> Result<(), ConfigError> 
     set(&mut cfg.http_port, f.http_port);
     set(&mut cfg.shards, f.shards);
     set(&mut cfg.node_id, f.node_id);
-    set(&mut cfg.spin_before_park_us, f.spin_before_park_us);
+    set(
+        &mut cfg.spin_before_park_us,
+        f.spin_before_park_us.map(Some),
+    );
     set(&mut cfg.flush_interval_ms, f.flush_interval_ms);
     if let Some(v) = &f.analytics {
         cfg.analytics = parse_mode(v, "--analytics")?;

@@ -157,3 +157,34 @@ fn s3_settings_layer_and_must_come_together() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn spin_before_park_follows_the_shard_count_unless_set() {
+    let with = |shards: usize, env: &[(&str, &str)], flag: Option<u64>| {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let flags = Overrides {
+            shards: Some(shards),
+            spin_before_park_us: flag,
+            ..Overrides::default()
+        };
+        resolve(&flags, &env)
+            .unwrap()
+            .effective_spin_before_park_us()
+    };
+    assert_eq!(with(1, &[], None), 0, "one shard parks at once");
+    assert_eq!(
+        with(2, &[], None),
+        50,
+        "shards hear each other faster spinning"
+    );
+    assert_eq!(with(1, &[("SPRAWL_SPIN_BEFORE_PARK_US", "200")], None), 200);
+    assert_eq!(with(2, &[("SPRAWL_SPIN_BEFORE_PARK_US", "0")], None), 0);
+    assert_eq!(
+        with(2, &[("SPRAWL_SPIN_BEFORE_PARK_US", "0")], Some(30)),
+        30,
+        "the flag wins"
+    );
+}
