@@ -16,9 +16,10 @@
 #   --duration-secs S   DURATION_S    measured seconds per run (5)
 #   --warmup-secs S     WARMUP_S      warm-up seconds per run (1)
 #   --reps N            REPS          repetitions per workload (3)
-#   --workloads "..."   WORKLOADS     subset and order (g1 g2 g4 g3 g5 g6 u1 b2; g5 needs g1;
+#   --workloads "..."   WORKLOADS     subset and order (g1 g2 g4 s4 g3 g5 g6 u1 b2; g5 needs g1;
 #                                     u1 is G1 with neither side pinned, b2 is G2 in batches
-#                                     of 16 records)
+#                                     of 16 records, s4 is G4 with a client that sleeps in
+#                                     read() instead of spinning)
 #   --out DIR           OUT_DIR       results directory (/tmp/sprawl-peers-<UTC time>)
 #   --doc-dir DIR       DOC_DIR       where peers.md and peers.json go (docs/benchmarks; with
 #                                     --smoke the results directory)
@@ -45,7 +46,7 @@ source "$HERE/servers.sh"
 : "${DURATION_S:=5}"
 : "${WARMUP_S:=1}"
 : "${REPS:=3}"
-: "${WORKLOADS:=g1 g2 g4 g3 g5 g6 u1 b2}"
+: "${WORKLOADS:=g1 g2 g4 s4 g3 g5 g6 u1 b2}"
 : "${GATE_TIMEOUT_S:=120}"
 : "${GATE_LOAD:=1.0}"
 : "${WINDOW:=256}"
@@ -85,8 +86,8 @@ done
 
 for W0 in $WORKLOADS; do
     case $W0 in
-        g1 | g2 | g3 | g4 | g5 | g6 | u1 | b2) ;;
-        *) echo "peers: unknown workload $W0 (g1..g6, u1, b2)" >&2; exit 2 ;;
+        g1 | g2 | g3 | g4 | s4 | g5 | g6 | u1 | b2) ;;
+        *) echo "peers: unknown workload $W0 (g1..g6, s4, u1, b2)" >&2; exit 2 ;;
     esac
 done
 OUT_DIR=${OUT_DIR:-/tmp/sprawl-peers-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -297,9 +298,10 @@ warmup_of() {
         *) echo "$WARMUP_S" ;;
     esac
 }
-closed_loop() { # size window system-label
+closed_loop() { # size window system-label [more loadgen flags]
     loadgen_run "$W" "$R" "$3" measure --create-topic --size "$1" --window "$2" --batch 1 \
-        --acks "$(acks_of "$3")" --warmup-secs "$(warmup_of "$3")" --duration-secs "$DURATION_S"
+        --acks "$(acks_of "$3")" --warmup-secs "$(warmup_of "$3")" --duration-secs "$DURATION_S" \
+        "${@:4}"
 }
 g1_run() { closed_loop 1024 "$WINDOW" "$SYS"; }
 u1_run() { closed_loop 1024 "$WINDOW" "$SYS"; }
@@ -311,7 +313,11 @@ b2_run() {
         --batch 16 --acks leader --warmup-secs "$WARMUP_S" --duration-secs "$DURATION_S"
 }
 g3_run() { closed_loop 1024 "$WINDOW" "$SYS"; }
-g4_run() { closed_loop 1024 1 "$SYS"; }
+# G4 measures the servers' latency, so loadgen spins on its socket (--busy-poll) for every system:
+# a client sleeping in read() adds its own wake-up (~55 us here) to every reply. S4 is the same
+# with the sleeping client, reported next to it.
+g4_run() { closed_loop 1024 1 "$SYS" --busy-poll; }
+s4_run() { closed_loop 1024 1 "$SYS"; }
 g5_run() {
     loadgen_run "$W" "$R" "$SYS" measure --create-topic --size 1024 --window "$WINDOW" \
         --batch 1 --rate "$G5_RATE" --acks leader --warmup-secs "$WARMUP_S" \
@@ -329,7 +335,7 @@ systems_of() {
         g1) echo "sprawl-d1 nats"; ((KAFKA)) && echo "kafka-d1" ;;
         g2 | b2) echo "sprawl-d1 nats redis-d1" ;;
         g3) echo "sprawl-d2 redis-d2"; ((KAFKA)) && echo "kafka-d2" ;;
-        g4 | g5 | g6 | u1) echo "sprawl-d1 nats" ;;
+        g4 | s4 | g5 | g6 | u1) echo "sprawl-d1 nats" ;;
     esac
 }
 
