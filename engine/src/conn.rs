@@ -221,12 +221,18 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
         else {
             return;
         };
-        // A client that announces a frame and then stalls must not hold the budget forever.
+        // A client that announces a frame and then stalls must not hold the budget forever. A
+        // frame already in the buffer (the usual case with pipelined requests) needs no timer:
+        // arming and cancelling one per request cost ~3% of a shard's CPU (perf, 128 B produce).
         let read_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms);
-        let body = glommio::timer::timeout(read_timeout, async {
-            Ok(read_until(conn, &mut reader, &mut buf, total).await)
-        })
-        .await;
+        let body = if buf.len() >= total {
+            Ok(Some(total))
+        } else {
+            glommio::timer::timeout(read_timeout, async {
+                Ok(read_until(conn, &mut reader, &mut buf, total).await)
+            })
+            .await
+        };
         match body {
             Ok(Some(_)) => {}
             Ok(None) => return,

