@@ -265,7 +265,9 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
                     continue;
                 };
                 let timed = match &req {
-                    Request::Produce { topic, .. } => Some((Op::Produce, Some(topic.to_string()))),
+                    Request::Produce { topic, .. } => {
+                        Some((Op::Produce, Some(shard.stats.topic_key(topic))))
+                    }
                     Request::Fetch { .. } => Some((Op::Fetch, None)),
                     _ => None,
                 };
@@ -279,7 +281,7 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
                         let us = received.elapsed().as_micros() as u64;
                         match timed {
                             Some((Op::Produce, Some(topic))) => {
-                                conn.shard.stats.record_produce(&topic, us)
+                                conn.shard.stats.record_produce_keyed(&topic, us)
                             }
                             Some((op, _)) => conn.shard.stats.record(op, us),
                             None => {}

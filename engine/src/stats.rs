@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use hdrhistogram::Histogram;
 
@@ -15,6 +16,8 @@ pub const BUCKETS_KEPT: usize = 6;
 const LATENCY_US_MAX: u64 = 3_600_000_000;
 /// Topics with their own produce histogram per shard; beyond this they share "_other".
 const TOPICS_TRACKED_MAX: usize = 1024;
+/// The key the topics beyond `TOPICS_TRACKED_MAX` share.
+const OTHER_TOPICS: &str = "_other";
 
 /// The recorded operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,7 +118,9 @@ impl LatencyWindow {
 #[derive(Debug, Default)]
 pub struct ShardStats {
     ops: RefCell<HashMap<Op, LatencyWindow>>,
-    topics: RefCell<HashMap<String, LatencyWindow>>,
+    /// Keyed by shared names, so that a request can carry its topic's key to where its latency
+    /// is recorded without copying the name ([`ShardStats::topic_key`]).
+    topics: RefCell<HashMap<Rc<str>, LatencyWindow>>,
 }
 
 /// Wall-clock seconds since the Unix epoch.
@@ -134,25 +139,42 @@ impl ShardStats {
             .record(latency_us, now_s());
     }
 
+    /// The key `topic`'s produce latencies are recorded under: its own name while fewer than
+    /// `TOPICS_TRACKED_MAX` topics are tracked, else `_other`. A clone of the stored key when the
+    /// topic is known (no allocation per request).
+    pub fn topic_key(&self, topic: &str) -> Rc<str> {
+        let mut topics = self.topics.borrow_mut();
+        if let Some((key, _)) = topics.get_key_value(topic) {
+            return Rc::clone(key);
+        }
+        let key: Rc<str> = if topics.len() < TOPICS_TRACKED_MAX {
+            Rc::from(topic)
+        } else {
+            Rc::from(OTHER_TOPICS)
+        };
+        topics.entry(Rc::clone(&key)).or_default();
+        key
+    }
+
     /// Records a produce latency for the shard and for its topic.
     pub fn record_produce(&self, topic: &str, latency_us: u64) {
+        let key = self.topic_key(topic);
+        self.record_produce_keyed(&key, latency_us);
+    }
+
+    /// [`ShardStats::record_produce`] with a key from [`ShardStats::topic_key`].
+    pub fn record_produce_keyed(&self, key: &Rc<str>, latency_us: u64) {
         let now = now_s();
         self.ops
             .borrow_mut()
             .entry(Op::Produce)
             .or_default()
             .record(latency_us, now);
-        let mut topics = self.topics.borrow_mut();
-        if let Some(w) = topics.get_mut(topic) {
-            w.record(latency_us, now);
-            return;
-        }
-        let key = if topics.len() < TOPICS_TRACKED_MAX {
-            topic.to_string()
-        } else {
-            "_other".to_string()
-        };
-        topics.entry(key).or_default().record(latency_us, now);
+        self.topics
+            .borrow_mut()
+            .entry(Rc::clone(key))
+            .or_default()
+            .record(latency_us, now);
     }
 
     /// Copies the histograms (total or the last `window_s`) for the HTTP port.
@@ -173,7 +195,7 @@ impl ShardStats {
             .topics
             .borrow()
             .iter()
-            .map(|(t, w)| (t.clone(), w.view(window_s, now)))
+            .map(|(t, w)| (t.to_string(), w.view(window_s, now)))
             .collect();
         StatsSnapshot { shard, ops, topics }
     }
@@ -236,6 +258,39 @@ mod tests {
         }
         assert!(w.view(Some(3600), 1_200).len() <= BUCKETS_KEPT as u64 + 1);
         assert_eq!(w.total.len(), 108, "the total keeps everything");
+    }
+
+    #[test]
+    fn topics_past_the_limit_share_one_key_and_known_keys_are_shared() {
+        let stats = ShardStats::default();
+        let first = stats.topic_key("orders");
+        assert!(
+            Rc::ptr_eq(&first, &stats.topic_key("orders")),
+            "no new key per request"
+        );
+        stats.record_produce_keyed(&first, 10);
+        stats.record_produce("orders", 20);
+        for i in 1..TOPICS_TRACKED_MAX {
+            stats.record_produce(&format!("t{i}"), 5);
+        }
+        assert_eq!(&*stats.topic_key("one-too-many"), OTHER_TOPICS);
+        stats.record_produce("another", 7);
+        let snap = stats.snapshot(0, None);
+        let count = |name: &str| {
+            snap.topics
+                .iter()
+                .find(|(t, _)| t == name)
+                .map_or(0, |(_, h)| h.len())
+        };
+        assert_eq!(count("orders"), 2);
+        assert_eq!(
+            count(OTHER_TOPICS),
+            1,
+            "both late topics under _other, one recorded"
+        );
+        assert_eq!(snap.topics.len(), TOPICS_TRACKED_MAX + 1);
+        let produce = snap.ops.iter().find(|(op, _)| *op == Op::Produce).unwrap();
+        assert_eq!(produce.1.len() as usize, 2 + (TOPICS_TRACKED_MAX - 1) + 1);
     }
 
     #[test]
