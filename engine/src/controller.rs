@@ -34,7 +34,7 @@ pub use topics::{
     config_to_settings, settings_to_config, ChangeOutcome, TopicChange, PROPOSAL_TIMEOUT,
 };
 
-/// Raft's tick (the `meta` defaults assume 100 ms: elections after 1-2 s).
+/// Raft's tick (the `meta` defaults assume 100 ms: elections after 0.6-1.2 s).
 const TICK: Duration = Duration::from_millis(100);
 /// Inbound queue of the controller thread (Raft messages and member lists).
 const INBOX_MAX: usize = 4096;
@@ -457,6 +457,8 @@ impl Run {
                 self.counters
                     .proposals_total
                     .fetch_add(1, Ordering::Relaxed);
+                self.topics
+                    .vouch(&change, self.node.state(), Instant::now());
                 self.topics.pending.push(topics::Pending {
                     change,
                     proposal: Some(id),

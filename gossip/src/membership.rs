@@ -144,14 +144,18 @@ impl Membership {
     /// Timings for a small LAN cluster that must ride out 10% packet loss and a
     /// 5 s stall of a peer without declaring anyone dead.
     ///
-    /// - `probe_period` 1 s, `probe_rtt` 300 ms, 3 indirect probes: one probe
+    /// - `probe_period` 500 ms, `probe_rtt` 300 ms, 3 indirect probes: one probe
     ///   round (direct or via any of 3 helpers) fails under 10% independent loss
-    ///   with probability about 0.19 * 0.34^3 ~= 0.8%, so suspicions are rare.
+    ///   with probability about 0.19 * 0.34^3 ~= 0.8%, so suspicions are rare
+    ///   (with fewer members there are fewer helpers: with 3 nodes, one, ~6%).
+    ///   The period sets how fast a crashed node is suspected, which is when the
+    ///   controller moves leadership off it: with 1 s, suspicion took 1.1-4.1 s
+    ///   on 3 loopback nodes; with 500 ms, 0.6-2.0 s (`engine/tests/failover.rs`).
     /// - `suspect_to_down_after` 12 s: a stalled peer is suspected at the
-    ///   earliest ~1 s into its stall; after a 5 s stall it still has ~8 s to hear
+    ///   earliest ~0.5 s into its stall; after a 5 s stall it still has ~8 s to hear
     ///   the suspicion (gossip every 200 ms to 3 members, plus probes) and refute
     ///   it, which it does within a few hundred ms even at 10% loss.
-    ///   The cost: a crashed node is declared down ~13-18 s after it stops
+    ///   The cost: a crashed node is declared down ~12.5-15 s after it stops
     ///   (one probe cycle to be picked + 12 s + dissemination).
     /// - `max_transmissions` 10: each update rides on 10 packets so it reaches
     ///   everyone despite loss (foca's LAN default would give 3 for 5 nodes).
@@ -161,7 +165,7 @@ impl Membership {
     ///   learns it and renews its incarnation).
     pub fn recommended_config() -> foca::Config {
         let mut config = foca::Config::simple();
-        config.probe_period = Duration::from_millis(1000);
+        config.probe_period = Duration::from_millis(500);
         config.probe_rtt = Duration::from_millis(300);
         config.num_indirect_probes = NonZeroUsize::MIN.saturating_add(2);
         config.max_transmissions = NonZeroU8::MIN.saturating_add(9);

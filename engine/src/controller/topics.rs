@@ -131,6 +131,11 @@ pub(super) struct Topics {
     /// Leaders replaced because they were not live: (old leader, the epoch that replaced it).
     /// The old leader leaves the in-sync set at that epoch while it is still not live.
     deposed: BTreeMap<(String, u32), (u64, u32)>,
+    /// Registered nodes gossip does not report live, and since when (as seen by `placements`).
+    not_live_since: BTreeMap<u64, Instant>,
+    /// (topic, partition, member): when the partition's leader last proposed the member as in
+    /// sync through this controller. Kept only for members that are not live.
+    vouched: BTreeMap<(String, u32, u64), Instant>,
 }
 
 impl Topics {
@@ -212,6 +217,46 @@ impl Topics {
         }
     }
 
+    /// Notes, at `now`, the members an in-sync set proposal of a partition's leader (`change`)
+    /// adds to the set committed in `state`: the leader vouches for them, it saw them fetching
+    /// and caught up.
+    pub fn vouch(&mut self, change: &TopicChange, state: &MetadataState, now: Instant) {
+        let TopicChange::InSync {
+            topic,
+            partition,
+            in_sync,
+            ..
+        } = change
+        else {
+            return;
+        };
+        let Some(p) = state
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(*partition as usize))
+        else {
+            return;
+        };
+        for n in in_sync.iter().filter(|n| !p.in_sync.contains(n)) {
+            self.vouched.insert((topic.clone(), *partition, *n), now);
+        }
+    }
+
+    /// Whether `member` of `topic`/`partition`, which gossip does not report present, may stay in
+    /// the in-sync set all the same: its leader proposed it as in sync after gossip last lost
+    /// it. Gossip can keep a healed node suspected, then down, for many seconds (its suspicion
+    /// never reached it while it was cut off, so it could not refute it); meanwhile the node
+    /// fetches and its leader adds it back. Removing it again on gossip's word would undo every
+    /// such add. It leaves the set when gossip loses it anew, or by its leader's lag rule.
+    fn vouched_since_lost(&self, topic: &str, partition: u32, member: u64) -> bool {
+        let Some(lost) = self.not_live_since.get(&member) else {
+            return false;
+        };
+        self.vouched
+            .get(&(topic.to_string(), partition, member))
+            .is_some_and(|at| at > lost)
+    }
+
     /// Placement commands for partitions without replicas or without a leader, on `live`
     /// registered nodes, and in-sync shrinks for members that are not `present` (neither live
     /// nor only suspected by gossip). Skips what was proposed less than `PLACEMENT_RETRY` ago.
@@ -224,6 +269,14 @@ impl Topics {
         let now = Instant::now();
         self.placing
             .retain(|_, (at, _)| now.duration_since(*at) < PLACEMENT_RETRY);
+        self.not_live_since
+            .retain(|id, _| state.nodes.contains_key(id) && !live.contains(id));
+        for id in state.nodes.keys().filter(|id| !live.contains(id)) {
+            self.not_live_since.entry(*id).or_insert(now);
+        }
+        self.vouched.retain(|(topic, _, member), _| {
+            !live.contains(member) && state.topics.contains_key(topic)
+        });
         let candidates: Vec<cluster::Candidate> = live
             .iter()
             .filter(|id| state.nodes.contains_key(id))
@@ -286,13 +339,18 @@ impl Topics {
                         isr_version: Some(p.isr_version),
                         in_sync,
                     }
-                } else if p.in_sync.iter().any(|n| !present.contains(n)) {
+                } else if p
+                    .in_sync
+                    .iter()
+                    .any(|n| !present.contains(n) && !self.vouched_since_lost(name, index, *n))
+                {
                     // A member that is not present leaves the in-sync set (the live leader stays,
                     // so the set is never empty); the leader's pending proposal ends with the new
                     // version. `present` holds the live members and those gossip has suspected
                     // only briefly (the controller's grace): a crashed follower goes within a
                     // second or two of its suspicion, and a healthy one dropped by a false
-                    // suspicion is added back by its leader once it has caught up.
+                    // suspicion is added back by its leader once it has caught up, and stays
+                    // (`vouched_since_lost`).
                     Command::SetInSync {
                         topic: name.clone(),
                         partition: index,
@@ -302,7 +360,9 @@ impl Topics {
                             .in_sync
                             .iter()
                             .copied()
-                            .filter(|n| present.contains(n))
+                            .filter(|n| {
+                                present.contains(n) || self.vouched_since_lost(name, index, *n)
+                            })
                             .collect(),
                     }
                 } else {
@@ -332,11 +392,18 @@ impl Topics {
             }
             return None;
         }
+        let (topic, partition) = (key.0.as_str(), key.1);
+        if self.vouched_since_lost(topic, partition, old) {
+            return None;
+        }
         Some(
             p.in_sync
                 .iter()
                 .copied()
-                .filter(|n| *n != old && present.contains(n))
+                .filter(|n| {
+                    *n != old
+                        && (present.contains(n) || self.vouched_since_lost(topic, partition, *n))
+                })
                 .collect(),
         )
     }

@@ -234,3 +234,51 @@ fn pending_changes_resolve_on_commit_refusal_leadership_and_deadline() {
     );
     assert!(topics.pending.is_empty());
 }
+
+#[test]
+fn a_follower_its_leader_adds_back_stays_until_gossip_loses_it_anew() {
+    let mut s = test_state(3, 3, 1, 3);
+    let mut topics = Topics::default();
+    let all: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+    let p = s.topics["t"].partitions[0].clone();
+    assert!(p.leader != 0 && p.in_sync.len() == 3, "{p:?}");
+    let follower = *p.replicas.iter().find(|n| **n != p.leader).unwrap();
+    let others: BTreeSet<u64> = all.iter().copied().filter(|n| *n != follower).collect();
+
+    // Gossip loses the follower (cut off, then suspected past the grace, or declared down): the
+    // controller drops it from the in-sync set.
+    let drop = topics.placements(&s, &others, &others);
+    let [Command::SetInSync { in_sync, .. }] = drop.as_slice() else {
+        panic!("{drop:?}")
+    };
+    assert_eq!(in_sync.iter().copied().collect::<BTreeSet<_>>(), others);
+    s.apply(&drop[0]).unwrap();
+
+    // The partition heals but gossip still has the follower suspected (it never heard of the
+    // suspicion, so it cannot refute it). It fetches and catches up, and its leader adds it back.
+    let p = s.topics["t"].partitions[0].clone();
+    let add = TopicChange::InSync {
+        topic: "t".into(),
+        partition: 0,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        isr_version: p.isr_version,
+        in_sync: p.replicas.clone(),
+        successor: 0,
+    };
+    topics.vouch(&add, &s, Instant::now() + Duration::from_millis(1));
+    s.apply(&command_for(&add, &s, &others).unwrap()).unwrap();
+    assert_eq!(s.topics["t"].partitions[0].in_sync.len(), 3);
+    // The controller does not take it out again on gossip's stale word.
+    assert!(topics.placements(&s, &others, &others).is_empty());
+    topics.placing.clear();
+    assert!(topics.placements(&s, &others, &others).is_empty());
+
+    // Gossip sees it live again, then loses it anew (a real failure): it leaves the set.
+    assert!(topics.placements(&s, &all, &all).is_empty());
+    let drop = topics.placements(&s, &others, &others);
+    let [Command::SetInSync { in_sync, .. }] = drop.as_slice() else {
+        panic!("{drop:?}")
+    };
+    assert_eq!(in_sync.iter().copied().collect::<BTreeSet<_>>(), others);
+}
