@@ -175,6 +175,11 @@ fn init_prepared(
         .len(len_bytes as usize)
         .map_raw(file)
         .map_err(|e| StorageError::io(path, "mmap", e))?;
+    // No readahead on faults in this mapping: a window's MADV_POPULATE_* must fault in that window,
+    // not zero-fill pages of the sparse file far beyond it (with readahead one 1 MiB populate ran
+    // 27 ms on a blocking thread sharing the reactor's core, perf sched). Best effort: without
+    // the advice prefaulting is slower, not wrong.
+    let _ = map.advise(memmap2::Advice::Random);
     let header = SegmentHeader {
         state: SegmentState::Prepared,
         seq,
@@ -575,6 +580,9 @@ impl Segment {
         self.header.max_expires_at_ms = self.max_expires_at_ms;
         self.header.batch_count = self.batch_count;
         self.store_header();
+        // Readers of a sealed segment go front to back: readahead is welcome again (it was off
+        // while the segment was prefaulted a window at a time, see `create_prepared`).
+        let _ = self.map.advise(memmap2::Advice::Normal);
     }
 
     pub fn is_sealed(&self) -> bool {
