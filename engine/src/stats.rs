@@ -144,15 +144,16 @@ impl ShardStats {
     /// topic is known (no allocation per request).
     pub fn topic_key(&self, topic: &str) -> Rc<str> {
         let mut topics = self.topics.borrow_mut();
-        if let Some((key, _)) = topics.get_key_value(topic) {
+        let name = if topics.contains_key(topic) || topics.len() < TOPICS_TRACKED_MAX {
+            topic
+        } else {
+            OTHER_TOPICS
+        };
+        if let Some((key, _)) = topics.get_key_value(name) {
             return Rc::clone(key);
         }
-        let key: Rc<str> = if topics.len() < TOPICS_TRACKED_MAX {
-            Rc::from(topic)
-        } else {
-            Rc::from(OTHER_TOPICS)
-        };
-        topics.entry(Rc::clone(&key)).or_default();
+        let key: Rc<str> = Rc::from(name);
+        topics.insert(Rc::clone(&key), LatencyWindow::default());
         key
     }
 
@@ -273,7 +274,12 @@ mod tests {
         for i in 1..TOPICS_TRACKED_MAX {
             stats.record_produce(&format!("t{i}"), 5);
         }
-        assert_eq!(&*stats.topic_key("one-too-many"), OTHER_TOPICS);
+        let other = stats.topic_key("one-too-many");
+        assert_eq!(&*other, OTHER_TOPICS);
+        assert!(
+            Rc::ptr_eq(&other, &stats.topic_key("yet-another")),
+            "the shared key of late topics is not allocated per request either"
+        );
         stats.record_produce("another", 7);
         let snap = stats.snapshot(0, None);
         let count = |name: &str| {
