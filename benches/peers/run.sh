@@ -4,7 +4,12 @@
 #
 #   benches/peers/run.sh                      # the full run, writes docs/benchmarks/peers.{md,json}
 #   benches/peers/run.sh --smoke              # 1 repetition of 2 s, report into the results dir
-#   KAFKA_HOME=/path/with/lib benches/peers/run.sh   # also Kafka (jars in $KAFKA_HOME/lib or libs)
+#   benches/peers/run.sh --no-kafka           # without Kafka
+#   KAFKA_HOME=/path/with/lib benches/peers/run.sh   # Kafka from these jars ($KAFKA_HOME/lib or libs)
+#
+# Peers are installed when missing: nats-server and redis-server from Debian (apt-get), Kafka
+# from the Maven Central jars (benches/peers/fetch-kafka.sh, cached under ~/.cache/sprawl-peers)
+# unless KAFKA_HOME names an installation.
 #
 # For each repetition and workload: a quiet gate (wait, bounded, until the 1-minute load average
 # is below GATE_LOAD; /proc/pressure/{cpu,io} logged), then every system in turn (A/B/A/B...),
@@ -29,6 +34,8 @@
 #   --from-head         FROM_HEAD=1   build the committed HEAD (a `git archive` snapshot in
 #                                     SRC_SNAPSHOT, default /tmp/sprawl-peers-src), not the working
 #                                     tree, e.g. while others edit it
+#   --no-kafka          NO_KAFKA=1    leave Kafka out (no download, G3/G7/G8's Kafka parts
+#                                     reported as not measured)
 # Other variables: WINDOW (256), GATE_LOAD (1.0), PREFILL_S (12, G6 log fill), REPLAY_S (1, G6
 # measured replay), KAFKA_WARMUP_S (10, JIT warm-up), G5_RATE (default: half the median NATS
 # msgs/s of G1), G6_NATS_MAX_PENDING_BYTES (1 GiB, NATS's per-client buffer in G6 only),
@@ -57,6 +64,7 @@ source "$HERE/servers.sh"
 : "${LOADGEN_CPU:=0}"
 : "${SKIP_BUILD:=0}"
 : "${FROM_HEAD:=0}"
+: "${NO_KAFKA:=0}"
 : "${SRC_SNAPSHOT:=/tmp/sprawl-peers-src}"
 : "${CARGO_TARGET_DIR:=$REPO/target}"
 SMOKE=0
@@ -74,6 +82,7 @@ while (($#)); do
         --gate-timeout-secs) GATE_TIMEOUT_S=$2; shift 2 ;;
         --skip-build) SKIP_BUILD=1; shift ;;
         --from-head) FROM_HEAD=1; shift ;;
+        --no-kafka) NO_KAFKA=1; shift ;;
         --smoke)
             SMOKE=1 REPS=1 DURATION_S=2 WARMUP_S=0.5 GATE_TIMEOUT_S=10 PREFILL_S=3 REPLAY_S=1
             KAFKA_WARMUP_S=5
@@ -125,9 +134,17 @@ install_peers() {
 KAFKA_CLASSPATH=""
 KAFKA_NOTE=""
 find_kafka() {
-    if [[ -z ${KAFKA_HOME:-} ]]; then
-        KAFKA_NOTE="not measured: KAFKA_HOME is not set (the harness does not download Kafka)"
+    if ((NO_KAFKA)); then
+        KAFKA_NOTE="not measured: --no-kafka"
         return 1
+    fi
+    if [[ -z ${KAFKA_HOME:-} ]]; then
+        # From Maven Central into a cache directory (once; later runs reuse it offline).
+        log "installing Kafka from Maven Central (benches/peers/fetch-kafka.sh)"
+        if ! KAFKA_HOME=$("$HERE/fetch-kafka.sh"); then
+            KAFKA_NOTE="not measured: benches/peers/fetch-kafka.sh failed (see its message above)"
+            return 1
+        fi
     fi
     local lib
     for lib in "$KAFKA_HOME/lib" "$KAFKA_HOME/libs"; do

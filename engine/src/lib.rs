@@ -5,8 +5,9 @@
 //! the topic id, the partition and the shard count, so every shard routes without asking), and
 //! forwards requests for partitions it does not own across glommio's channel mesh. Appends are
 //! synchronous memcpys into mapped segments (the `storage` crate); fdatasync, segment preparation,
-//! retention and compaction rewrites run on a blocking pool and come back as completions; segments
-//! are reserved and prefaulted a window at a time ahead of the write position. Known exceptions
+//! retention and compaction rewrites run on a blocking pool and come back as completions;
+//! segments are reserved and prefaulted a window at a time ahead of the write position, on the
+//! shard's idle-priority [`background`] thread. Known exceptions
 //! that still block a reactor: an append that outruns its prefault job reserves inline (one
 //! fallocate), a segment created inline is counted in
 //! `sprawl_partition_sync_segment_creations_total`, and installing a compaction renames files. Backpressure is budget-based: a connection that has spent its in-flight budget is
@@ -36,6 +37,7 @@
 pub mod admin;
 pub mod analytics_lead;
 pub mod analytics_shard;
+pub mod background;
 pub mod catalog;
 pub mod cli;
 pub mod cold;

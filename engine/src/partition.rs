@@ -2,9 +2,12 @@
 //! committed consumer offsets.
 //!
 //! Appends are synchronous memcpys into the mapped segment and never await. Everything that blocks
-//! (fdatasync, preparing the next segment, reserving and prefaulting the next window of the active
-//! one, writing an offset commit) goes to the blocking pool and its result is handed back, so the
-//! reactor only ever does bookkeeping. A partition reopened after a clean close (which seals) gets
+//! goes off the reactor and its result is handed back, so the reactor only ever does bookkeeping:
+//! what a reply waits for (fdatasync, writing an offset commit) and preparing the next segment to
+//! the blocking pool, what no reply waits for (reserving and prefaulting the next window of the
+//! active one, rewarming after a flush) to the shard's idle-priority [`crate::background`] thread.
+//! Segment preparation stays at normal priority: starved behind a saturated reactor, the roll
+//! would create the segment inline (8-13 ms on the reactor; seen at idle priority). A partition reopened after a clean close (which seals) gets
 //! its next segment prepared by a background job as it opens; that claims one prefault window of
 //! disk (`storage::LogConfig::prefault_window_bytes`), not a whole segment. A brand-new partition
 //! stays lazy: its first append creates the first segment inline (8-13 ms, counted in
@@ -61,6 +64,8 @@ pub struct Partition {
     flush_error: RefCell<Option<String>>,
     segment_job_running: Cell<bool>,
     prefault_job_running: Cell<bool>,
+    /// A flush's rewarm is queued or running on the background thread.
+    rewarm_running: Cell<bool>,
     pub closed: Cell<bool>,
     offsets_file: RefCell<Option<Arc<offsets::OffsetsFile>>>,
     offsets_end: Cell<u64>,
@@ -127,6 +132,7 @@ impl Partition {
             flush_error: RefCell::new(None),
             segment_job_running: Cell::new(false),
             prefault_job_running: Cell::new(false),
+            rewarm_running: Cell::new(false),
             closed: Cell::new(false),
             offsets_file: RefCell::new(Some(Arc::new(file))),
             offsets_end: Cell::new(end),
@@ -156,9 +162,12 @@ impl Partition {
         if self.flush_running.get() {
             return;
         }
-        let Some(job) = self.log.borrow_mut().begin_flush() else {
+        let Some(mut job) = self.log.borrow_mut().begin_flush() else {
             return;
         };
+        // Rewarming the pages the writeback cleaned is not part of the durability a waiting
+        // acks=all reply needs: it runs afterwards, on the idle-priority background thread.
+        let rewarm = job.take_rewarm();
         self.flush_running.set(true);
         let started = std::time::Instant::now();
         let result = blocking(move || job.run()).await;
@@ -172,6 +181,17 @@ impl Partition {
                 self.log.borrow_mut().complete_flush(done);
                 *self.flush_error.borrow_mut() = None;
                 crate::replication::on_flushed(self);
+                // At most one in flight: one still queued behind a busy reactor covers the
+                // same pages (it reads the write position when it runs).
+                if let Some(rewarm) = rewarm.filter(|_| !self.rewarm_running.get()) {
+                    self.rewarm_running.set(true);
+                    let me = self.clone();
+                    glommio::spawn_local(async move {
+                        crate::background::run(move || rewarm.run()).await;
+                        me.rewarm_running.set(false);
+                    })
+                    .detach();
+                }
             }
             Err(e) => {
                 // The kernel may have dropped the dirty pages: the log fences itself and only a
@@ -259,7 +279,7 @@ impl Partition {
         self.prefault_job_running.set(true);
         let me = self.clone();
         glommio::spawn_local(async move {
-            let result = blocking(move || job.run()).await;
+            let result = crate::background::run(move || job.run()).await;
             me.prefault_job_running.set(false);
             match result {
                 Ok(done) => me.log.borrow_mut().complete_prefault(done),

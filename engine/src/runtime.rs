@@ -280,6 +280,17 @@ pub fn serve(
             cold: cold.clone(),
             meta: meta_cache.clone(),
         };
+        // Started here, outside the executor, so the thread is not pinned to the shard's core.
+        let background = match crate::background::Background::start(id) {
+            Ok(bg) => Some(bg),
+            Err(e) => {
+                eprintln!(
+                    "sprawl: shard {id}: no background thread ({e}); its background work runs \
+                     on the blocking pool"
+                );
+                None
+            }
+        };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
@@ -287,6 +298,9 @@ pub fn serve(
             .blocking_thread_pool_placement(PoolPlacement::Unbound(2));
         let handle = builder
             .spawn(move || async move {
+                if let Some(bg) = background {
+                    crate::background::install(bg);
+                }
                 // SAFETY: `fd` is a listening socket created by bind_shared and owned by this shard alone.
                 let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
                 shard::run(ctx, listener).await

@@ -161,14 +161,26 @@ fn a_dead_peer_fails_calls_instead_of_hanging() {
             let again = conn.call(&Request::ListTopics).await.unwrap_err();
             assert!(matches!(again, PeerError::Closed { .. }), "{again}");
             assert!(again.to_string().contains(&conn.addr().to_string()));
-            // Nothing listens any more: connecting names the address.
+            // Nothing listens any more: connecting fails and names the address. Usually the
+            // connect itself is refused; once in CI it succeeded and the handshake's read was
+            // reset (the freed port is in the ephemeral range: a TCP self-connect through it is
+            // one way that happens), so a failed handshake counts too.
             while dead_rx.try_recv().is_err() {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
             let refused = PeerConn::connect(conn.addr(), PeerConfig::default())
                 .await
                 .unwrap_err();
-            assert!(matches!(refused, PeerError::Connect { .. }), "{refused}");
+            assert!(
+                matches!(
+                    refused,
+                    PeerError::Connect { .. }
+                        | PeerError::Closed { .. }
+                        | PeerError::Handshake { .. }
+                ),
+                "{refused}"
+            );
+            assert!(refused.to_string().contains(&conn.addr().to_string()));
         })
         .unwrap();
     rx.recv().unwrap();

@@ -147,6 +147,24 @@ impl Rewarm {
     }
 }
 
+/// The rewarm of a [`FlushJob`], taken out of it with [`FlushJob::take_rewarm`]: run it after the
+/// flush job has finished (before, it would rewarm pages the fdatasync then cleans again).
+#[derive(Debug)]
+pub struct RewarmJob(Rewarm);
+
+impl RewarmJob {
+    /// Write-prefaults the pages just past the write position. Blocking; never fails (a page it
+    /// cannot prefault faults on the append instead).
+    pub fn run(self) {
+        self.0.run();
+    }
+
+    /// Bytes it write-prefaults at most.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes
+    }
+}
+
 impl std::fmt::Debug for Rewarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rewarm")
@@ -176,7 +194,14 @@ impl FlushJob {
         self.rewarm.as_ref().map(|r| r.bytes)
     }
 
-    /// Does the fdatasync(s), then rewarms the pages just past the data. Blocking.
+    /// Takes the rewarm out of the job, to be run separately once the job is done (e.g. at a
+    /// lower priority: nothing waits for it). [`FlushJob::run`] then does not rewarm.
+    pub fn take_rewarm(&mut self) -> Option<RewarmJob> {
+        self.rewarm.take().map(RewarmJob)
+    }
+
+    /// Does the fdatasync(s), then rewarms the pages just past the data (unless
+    /// [`FlushJob::take_rewarm`] took that part). Blocking.
     pub fn run(self) -> Result<FlushDone, StorageError> {
         for s in &self.seals {
             s.run(&self.io, &self.dir)?;

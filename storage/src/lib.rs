@@ -82,7 +82,7 @@ pub use config::{Compression, LogConfig, Prefault, RingConfig, PREFAULT_WINDOW_B
 pub use error::StorageError;
 pub use fetch::{FetchedBatch, ReadResult, StoredRecord};
 pub use io::Io;
-pub use jobs::{FlushDone, FlushJob, PrefaultDone, PrefaultJob, SegmentJob};
+pub use jobs::{FlushDone, FlushJob, PrefaultDone, PrefaultJob, RewarmJob, SegmentJob};
 pub use lifecycle::{RemovedSegment, RetentionJob, RetentionReason, RetentionReport};
 pub use log::{AppendOutcome, LogStats, PartitionLog, Record};
 pub use producer::{ProducerInfo, PRODUCER_BATCHES_KEPT};
@@ -95,6 +95,7 @@ const _: () = {
     const fn assert_send<T: Send + 'static>() {}
     assert_send::<PartitionLog>();
     assert_send::<FlushJob>();
+    assert_send::<RewarmJob>();
     assert_send::<SegmentJob>();
     assert_send::<PrefaultJob>();
     assert_send::<RetentionJob>();

@@ -251,6 +251,17 @@ fn write_prefault_takes_the_page_faults_off_the_append_path() {
 /// flush), and 7 with the rewarm but the index still growing on the shard.
 #[test]
 fn a_flush_rewarms_the_pages_past_the_data() {
+    flush_rewarms(false);
+}
+
+/// The same with the rewarm taken out of the flush job and run after `complete_flush`, as the
+/// engine does (on its idle-priority background thread): the appends still take no faults.
+#[test]
+fn a_rewarm_run_after_the_flush_completes_warms_the_same_pages() {
+    flush_rewarms(true);
+}
+
+fn flush_rewarms(separately: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = LogConfig {
         segment_bytes_max: 8 << 20,
@@ -270,11 +281,18 @@ fn a_flush_rewarms_the_pages_past_the_data() {
         }
         let taken = minor_faults() - before;
         prefault_due(&mut log);
-        let job = log.begin_flush().expect("a flush is due");
+        let mut job = log.begin_flush().expect("a flush is due");
         if let Some(bytes) = job.rewarm_bytes() {
             rewarmed += bytes;
         }
+        let rewarm = if separately { job.take_rewarm() } else { None };
+        if separately {
+            assert_eq!(job.rewarm_bytes(), None, "taken out of the job");
+        }
         log.complete_flush(job.run().expect("fdatasync"));
+        if let Some(r) = rewarm {
+            r.run();
+        }
         if round >= 80 {
             faults += taken;
             pages += (log.stats().data_bytes - start) / 4096;
