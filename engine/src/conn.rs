@@ -24,7 +24,8 @@ use net::codec::{
 
 use crate::follow::{Follow, Next};
 use crate::handlers::{
-    self, encode_error, encode_fetch, encode_response, resolve, Failure, LocalFut, ReadArgs,
+    self, encode_error, encode_fetch, encode_response, encode_response_sized, resolve, Failure,
+    LocalFut, ReadArgs,
 };
 use crate::metrics::add;
 use crate::notify::Notify;
@@ -39,6 +40,8 @@ const OVERLOAD_RETRY_AFTER_MS: u32 = 1000;
 const SUBSCRIPTIONS_PER_CONN_MAX: usize = 1024;
 /// Bytes of replies gathered into one socket write.
 const WRITE_BATCH_BYTES: usize = 256 << 10;
+/// Frames at least this large are written on their own instead of copied into the write batch.
+const WRITE_DIRECT_BYTES: usize = 64 << 10;
 /// Bytes read from the socket at a time when no frame size is known yet.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Largest push frame payload a subscription asks for.
@@ -155,20 +158,40 @@ async fn write_loop(
     rx: local_channel::LocalReceiver<Bytes>,
 ) {
     let mut batch = BytesMut::with_capacity(WRITE_BATCH_BYTES);
-    while let Some(first) = rx.recv().await {
+    let mut failed = false;
+    'frames: while let Some(first) = rx.recv().await {
         batch.clear();
-        batch.extend_from_slice(&first);
-        while batch.len() < WRITE_BATCH_BYTES {
-            match futures_lite::future::poll_once(rx.recv()).await {
-                Some(Some(more)) => batch.extend_from_slice(&more),
-                _ => break,
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if frame.len() >= WRITE_DIRECT_BYTES {
+                // A large frame (a fetch or push of many records) goes out as it is: copying it
+                // into the batch costs more than the write it would share.
+                let sent = (batch.is_empty() || writer.write_all(&batch).await.is_ok())
+                    && writer.write_all(&frame).await.is_ok();
+                batch.clear();
+                if !sent {
+                    failed = true;
+                    break 'frames;
+                }
+            } else {
+                batch.extend_from_slice(&frame);
+            }
+            if batch.len() >= WRITE_BATCH_BYTES {
+                break;
+            }
+            if let Some(Some(more)) = futures_lite::future::poll_once(rx.recv()).await {
+                next = Some(more);
             }
         }
-        if writer.write_all(&batch).await.is_err() {
-            // The peer is gone: keep draining so senders never block on a dead connection.
-            while rx.recv().await.is_some() {}
-            return;
+        if !batch.is_empty() && writer.write_all(&batch).await.is_err() {
+            failed = true;
+            break;
         }
+    }
+    if failed {
+        // The peer is gone: keep draining so senders never block on a dead connection.
+        while rx.recv().await.is_some() {}
+        return;
     }
     let _ = writer.flush().await;
     let _ = writer.close().await;
@@ -954,7 +977,7 @@ fn push_frame(id: u32, out: &handlers::ReadOutcome, limits: &Limits) -> Bytes {
         correlation_id: id,
         flags: 0,
     };
-    encode_response(
+    encode_response_sized(
         header,
         Response::Push {
             error: ErrorCode::None,
@@ -964,5 +987,6 @@ fn push_frame(id: u32, out: &handlers::ReadOutcome, limits: &Limits) -> Bytes {
             records: handlers::views(&out.records),
         },
         limits,
+        handlers::wire_bytes_estimate(&out.records),
     )
 }

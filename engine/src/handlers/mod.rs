@@ -26,7 +26,7 @@ use crate::shard::{CallBody, ReplyBody, Shard};
 mod produce;
 mod read;
 use produce::{offset_commit, produce_start};
-pub use read::{encode_fetch, read_anywhere, read_local, views};
+pub use read::{encode_fetch, read_anywhere, read_local, views, wire_bytes_estimate};
 
 /// A future on the shard's own executor.
 pub type LocalFut<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -227,7 +227,18 @@ pub async fn call_shard(
 pub fn encode_response(header: FrameHeader, response: Response<'_>, limits: &Limits) -> Bytes {
     // Most responses (produce acknowledgements, commits, errors) fit: one allocation instead of a
     // chain of reallocations as the frame grows (~3% of a shard's CPU at 128 B produce, perf).
-    let mut buf = BytesMut::with_capacity(RESPONSE_BYTES_TYPICAL);
+    encode_response_sized(header, response, limits, RESPONSE_BYTES_TYPICAL)
+}
+
+/// [`encode_response`] into a buffer of `capacity` bytes: a fetch or push of a megabyte of
+/// records sized up front is one allocation, not a dozen doublings that copy it again.
+pub fn encode_response_sized(
+    header: FrameHeader,
+    response: Response<'_>,
+    limits: &Limits,
+    capacity: usize,
+) -> Bytes {
+    let mut buf = BytesMut::with_capacity(capacity);
     match encode(
         &Frame::response_at(header.correlation_id, header.api_version, response),
         &mut buf,

@@ -184,7 +184,7 @@ pub async fn read_anywhere(shard: &Rc<Shard>, args: ReadArgs) -> ReadReply {
 
 /// Encodes fetched records as a Fetch response.
 pub fn encode_fetch(header: FrameHeader, out: &ReadOutcome, limits: &Limits) -> Bytes {
-    encode_response(
+    encode_response_sized(
         header,
         Response::Fetch {
             error: ErrorCode::None,
@@ -194,7 +194,28 @@ pub fn encode_fetch(header: FrameHeader, out: &ReadOutcome, limits: &Limits) -> 
             records: views(&out.records),
         },
         limits,
+        wire_bytes_estimate(&out.records),
     )
+}
+
+/// A little more than the encoded size of `records` in a fetch or push frame (each record's
+/// fields plus room for its framing), to size the frame's buffer once.
+pub fn wire_bytes_estimate(records: &[StoredRecord]) -> usize {
+    const FRAME_OVERHEAD: usize = 128;
+    const RECORD_OVERHEAD: usize = 40;
+    const HEADER_OVERHEAD: usize = 8;
+    let records: usize = records
+        .iter()
+        .map(|r| {
+            let headers: usize = r
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + HEADER_OVERHEAD)
+                .sum();
+            RECORD_OVERHEAD + r.key.as_ref().map_or(0, |k| k.len()) + r.value.len() + headers
+        })
+        .sum();
+    FRAME_OVERHEAD + records
 }
 
 /// Borrowed protocol views of stored records.
@@ -213,4 +234,60 @@ pub fn views(records: &[StoredRecord]) -> Vec<FetchedRecordView<'_>> {
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: u64, key: Option<&[u8]>, value_len: usize, headers: usize) -> StoredRecord {
+        StoredRecord {
+            offset,
+            timestamp_ms: 1_700_000_000_000 + (offset % 1_000) as i64,
+            key: key.map(Bytes::copy_from_slice),
+            value: Bytes::from(vec![7u8; value_len]),
+            headers: (0..headers)
+                .map(|i| {
+                    let name = format!("header-{i}");
+                    (Bytes::from(name), Bytes::from(vec![1u8; 8 + i]))
+                })
+                .collect(),
+            expires_at_ms: None,
+        }
+    }
+
+    /// The estimate sizes the frame buffer once: it must cover the encoded frame.
+    #[test]
+    fn wire_estimate_covers_the_encoded_fetch() {
+        let shapes: [(Option<&[u8]>, usize, usize); 5] = [
+            (None, 0, 0),
+            (None, 1, 0),
+            (Some(b"k"), 128, 1),
+            (Some(b"a-longer-key-of-some-size"), 1024, 3),
+            (None, 65_536, 0),
+        ];
+        for (key, value_len, headers) in shapes {
+            for count in [1usize, 2, 17, 1000] {
+                let records: Vec<StoredRecord> = (0..count as u64)
+                    .map(|o| record(u64::MAX / 2 + o, key, value_len, headers))
+                    .collect();
+                let out = ReadOutcome {
+                    records,
+                    high_offset: u64::MAX / 2 + count as u64,
+                    start_offset: 0,
+                };
+                let limits = Limits {
+                    frame_bytes_max: u32::MAX,
+                };
+                let frame = encode_fetch(NO_HEADER, &out, &limits);
+                let estimate = wire_bytes_estimate(&out.records);
+                assert!(
+                    frame.len() <= estimate,
+                    "{count} records of key {key:?}, value {value_len} B, {headers} headers: \
+                     frame {} B, estimate {estimate} B",
+                    frame.len()
+                );
+            }
+        }
+    }
 }

@@ -21,8 +21,20 @@ use super::sprawl::{client_config, leader_addr, refused};
 use super::{Delivered, DriverError, Endpoint, SEND_TS_HEADER};
 use crate::config::ConsumeFrom;
 
-/// Records a consumer lets the server push ahead per partition.
+/// Records a partition-following thread lets the server push ahead.
 pub(super) const CONSUMER_CREDITS: u32 = 4_096;
+/// Records one consumer lets the server push ahead over all its partitions (each partition gets
+/// an equal share, at least [`CONSUMER_CREDITS_MIN`]). One partition gets all of it: a credit of
+/// 4,096 left a 1 KiB replay waiting on the grant round trip (G6 in docs/benchmarks/peers.md).
+pub(super) const CONSUMER_CREDIT_BUDGET: u32 = 32_768;
+/// The smallest credit per partition, however many partitions a consumer reads.
+pub(super) const CONSUMER_CREDITS_MIN: u32 = 1_024;
+
+/// The credit each of `partitions` partitions of one consumer gets.
+pub(super) fn credits_per_partition(partitions: usize) -> u32 {
+    let share = CONSUMER_CREDIT_BUDGET as usize / partitions.max(1);
+    (share as u32).max(CONSUMER_CREDITS_MIN)
+}
 /// The longest wait on one leader's connection while others may have records.
 pub const POLL_SLICE: Duration = Duration::from_millis(1);
 /// How long a partition's subscription is retried on its (new) leader.
@@ -49,6 +61,8 @@ pub struct SprawlConsumer {
     topic: String,
     meta: ClusterClient,
     push_queue_max: usize,
+    /// The credit granted per partition ([`credits_per_partition`]).
+    credits: u32,
     feeds: Vec<Feed>,
     /// The feed polled first next time (round robin over several leaders).
     turn: usize,
@@ -60,12 +74,15 @@ impl SprawlConsumer {
         partitions: &[u32],
         from: ConsumeFrom,
     ) -> Result<Self, DriverError> {
-        let push_queue_max = (partitions.len() * CONSUMER_CREDITS as usize).max(1_024);
+        let credits = credits_per_partition(partitions.len());
+        // A push carries at least one record, so the credit bounds the queued pushes.
+        let push_queue_max = (partitions.len() * credits as usize).max(1_024);
         let meta = ClusterClient::connect(&[endpoint.addr.as_str()], client_config(1))?;
         let mut consumer = SprawlConsumer {
             topic: endpoint.topic.clone(),
             meta,
             push_queue_max,
+            credits,
             feeds: Vec::new(),
             turn: 0,
         };
@@ -119,7 +136,7 @@ impl SprawlConsumer {
         let feed = &mut self.feeds[index];
         let subscribed = feed
             .client
-            .subscribe(&self.topic, partition, offset, CONSUMER_CREDITS);
+            .subscribe(&self.topic, partition, offset, self.credits);
         let id = match subscribed {
             Ok(id) => id,
             Err(e) => {
@@ -193,7 +210,7 @@ impl SprawlConsumer {
             sub.next_offset = last.offset + 1;
         }
         sub.uncredited += n as u32;
-        if sub.uncredited >= CONSUMER_CREDITS / 2 {
+        if sub.uncredited >= self.credits / 2 {
             let grant = sub.uncredited;
             sub.uncredited = 0;
             feed.client.credit(push.subscription_id, grant)?;
