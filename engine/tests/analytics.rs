@@ -253,7 +253,7 @@ fn a_hot_shard_is_relieved_by_a_live_move() {
     for &p in &busy {
         let values: Vec<String> = read_all(&mut c, "load", p)
             .into_iter()
-            .map(|r| String::from_utf8(r.value).unwrap())
+            .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
             .collect();
         let expected: Vec<String> = (0..seqs[p as usize]).map(|i| format!("{p}-{i}")).collect();
         assert_eq!(

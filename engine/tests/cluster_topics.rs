@@ -165,7 +165,7 @@ fn topics_are_placed_over_the_cluster_and_served_by_their_leaders() {
         cc.produce("orders", p, Acks::All, None, &rec).unwrap();
         let f = cc.fetch("orders", p, 1, 1 << 20, 0).unwrap();
         assert_eq!(f.records.len(), 1, "partition {p}");
-        assert_eq!(f.records[0].value, b"routed");
+        assert_eq!(f.records[0].value, &b"routed"[..]);
         let (leader, _) = cc.leader_of("orders", p).unwrap();
         assert_eq!(u64::from(leader), leaders[&p]);
     }

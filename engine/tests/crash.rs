@@ -218,7 +218,7 @@ fn cli_producer_retries_through_a_crash_without_duplicates() {
     let recs = read_all(&mut c, "retry", 0);
     let values: Vec<String> = recs
         .iter()
-        .map(|r| String::from_utf8(r.value.clone()).unwrap())
+        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
         .collect();
     let expected: Vec<String> = (0..lines).map(|i| format!("line-{i}")).collect();
     assert_eq!(values.len(), expected.len(), "no loss, no duplicates");

@@ -79,7 +79,7 @@ fn rest_topics_publish_and_read() {
     // The same records through the binary protocol.
     let mut c = node.client();
     let f = c.fetch("web", 1, 0, 1 << 20, 0).unwrap();
-    assert_eq!(f.records[1].value, b"two");
+    assert_eq!(f.records[1].value, &b"two"[..]);
     assert_eq!(f.records[2].value, vec![0xffu8]);
 
     // Compatibility layer: POST /publish with id and ttl, GET /status, /health, /metrics.

@@ -78,7 +78,7 @@ fn live_moves_lose_duplicate_and_reorder_nothing() {
     let expected: Vec<Vec<u8>> = (0..lines).map(|i| format!("r{i}").into_bytes()).collect();
     let stored: Vec<Vec<u8>> = read_all(&mut c, "mv", 0)
         .into_iter()
-        .map(|r| r.value)
+        .map(|r| r.value.to_vec())
         .collect();
     assert_eq!(stored.len(), lines, "no loss, no duplicates");
     assert!(stored == expected, "stored records are in order");

@@ -67,7 +67,13 @@ fn records_round_trip_in_order_per_partition() {
                 assert_eq!(r.offset, i as u64);
                 assert_eq!(r.value, format!("{t}/{p}/{i}").into_bytes());
                 assert_eq!(r.key.as_deref(), Some(b"k".as_slice()));
-                assert_eq!(r.headers, vec![(b"h".to_vec(), b"v".to_vec())]);
+                assert_eq!(
+                    r.headers,
+                    vec![(
+                        bytes::Bytes::from_static(b"h"),
+                        bytes::Bytes::from_static(b"v")
+                    )]
+                );
                 assert!(
                     r.timestamp_ms > 0,
                     "server stamps records sent without a timestamp"
@@ -100,7 +106,7 @@ fn subscriptions_push_with_credits_and_long_poll_waits() {
     let f = consumer.fetch("events", 1, 0, 1 << 20, 10_000).unwrap();
     producer.join().unwrap();
     assert_eq!(f.records.len(), 1);
-    assert_eq!(f.records[0].value, b"late");
+    assert_eq!(f.records[0].value, &b"late"[..]);
 
     // Subscribe with 5 credits: exactly 5 records arrive until more credit is granted.
     let values: Vec<Vec<u8>> = (0..20).map(|i| format!("m{i}").into_bytes()).collect();
@@ -207,7 +213,7 @@ fn ttl_expired_records_are_never_delivered() {
         std::hint::spin_loop();
     }
     let f = c.fetch("ephemeral", 0, 0, 1 << 20, 0).unwrap();
-    let values: Vec<&[u8]> = f.records.iter().map(|r| r.value.as_slice()).collect();
+    let values: Vec<&[u8]> = f.records.iter().map(|r| &r.value[..]).collect();
     assert_eq!(values, vec![b"fresh".as_slice()]);
     assert_eq!(f.records[0].offset, 1);
 }

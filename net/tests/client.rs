@@ -298,7 +298,10 @@ fn server_errors_map_to_typed_client_errors() {
     assert_eq!(fetched.records[0].key.as_deref(), Some(&b"k"[..]));
     assert_eq!(
         fetched.records[0].headers,
-        vec![(b"h".to_vec(), b"1".to_vec())]
+        vec![(
+            bytes::Bytes::from_static(b"h"),
+            bytes::Bytes::from_static(b"1")
+        )]
     );
 
     let err = client.list_topics().unwrap_err();

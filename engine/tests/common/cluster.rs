@@ -176,7 +176,7 @@ pub fn read_partition(addrs: &[String], topic: &str, partition: u32) -> Vec<(u64
         }
         for r in f.records {
             offset = r.offset + 1;
-            out.push((r.offset, r.value));
+            out.push((r.offset, r.value.to_vec()));
         }
     }
 }

@@ -142,7 +142,7 @@ fn read_once(cc: &mut ClusterClient, p: u32, by: &mut BTreeSet<u32>) -> Option<P
         let Some(last) = f.records.last().map(|r| r.offset) else {
             return Some(recs);
         };
-        recs.extend(f.records.into_iter().map(|r| (r.offset, r.value)));
+        recs.extend(f.records.into_iter().map(|r| (r.offset, r.value.to_vec())));
         from = last + 1;
     }
 }

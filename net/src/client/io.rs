@@ -4,6 +4,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::error::ClientError;
 use super::types::{to_push, to_reply, PushBatch, Reply};
 use crate::codec::{decode, Body, Decoded, Limits, LENGTH_FIELD_BYTES};
@@ -29,7 +31,7 @@ impl Wait {
     }
 }
 
-/// A frame received from the server, already copied out of the read buffer.
+/// A frame received from the server, decoded from its own copy of the frame bytes.
 pub(crate) enum Incoming {
     Reply {
         correlation_id: u32,
@@ -91,40 +93,67 @@ impl Connection {
         result.map_err(|e| self.io_error(e))
     }
 
-    /// Reads until one whole frame is buffered, decodes it and copies it out.
+    /// Reads until one whole frame is buffered, then copies it out of the read buffer in one
+    /// piece (a `Bytes` the decoded records slice, see [`super::types::Record`]) and decodes it.
     pub fn read_incoming(&mut self, wait: Wait) -> Result<Incoming, ClientError> {
         loop {
-            let needed = match decode(&self.read_buf[self.start..self.end], &self.recv_limits) {
-                Ok(Decoded::Frame(frame, used)) => {
-                    let incoming = match &frame.body {
-                        Body::Response(response) => match to_push(response) {
-                            Some(push) => Incoming::Push(push),
-                            None => Incoming::Reply {
-                                correlation_id: frame.header.correlation_id,
-                                api_key: frame.header.api_key,
-                                result: to_reply(response, &self.addr, frame.header.correlation_id),
-                            },
-                        },
-                        Body::Request(_) => {
-                            return Err(ClientError::BadReply {
-                                addr: self.addr.clone(),
-                                correlation_id: frame.header.correlation_id,
-                                reason: "the server sent a request frame",
-                            })
-                        }
-                    };
-                    self.start += used;
-                    return Ok(incoming);
+            let buffered = &self.read_buf[self.start..self.end];
+            // Decode only once the whole frame is here: decoding builds the record list, which
+            // a partial frame would throw away.
+            let whole = buffered
+                .first_chunk::<LENGTH_FIELD_BYTES>()
+                .and_then(|prefix| {
+                    let bytes = LENGTH_FIELD_BYTES + u32::from_le_bytes(*prefix) as usize;
+                    (buffered.len() >= bytes).then_some(bytes)
+                });
+            let needed = match whole {
+                Some(bytes) => {
+                    let frame = Bytes::copy_from_slice(&buffered[..bytes]);
+                    self.start += bytes;
+                    return self.incoming(&frame);
                 }
-                Ok(Decoded::Incomplete { needed }) => needed,
-                Err(source) => {
-                    return Err(ClientError::Protocol {
-                        addr: self.addr.clone(),
-                        source,
-                    })
-                }
+                // Incomplete, or a length prefix the limits refuse.
+                None => match decode(buffered, &self.recv_limits) {
+                    Ok(Decoded::Incomplete { needed }) => needed,
+                    Ok(Decoded::Frame(_, _)) => unreachable!("a frame decoded before it was whole"),
+                    Err(source) => {
+                        return Err(ClientError::Protocol {
+                            addr: self.addr.clone(),
+                            source,
+                        })
+                    }
+                },
             };
             self.fill(needed, wait)?;
+        }
+    }
+
+    /// Decodes one whole frame held in `frame`.
+    fn incoming(&self, frame: &Bytes) -> Result<Incoming, ClientError> {
+        let protocol = |source| ClientError::Protocol {
+            addr: self.addr.clone(),
+            source,
+        };
+        let decoded = match decode(frame, &self.recv_limits).map_err(protocol)? {
+            Decoded::Frame(decoded, _) => decoded,
+            // `read_incoming` found this frame whole in the read buffer.
+            Decoded::Incomplete { .. } => unreachable!("a whole frame decodes whole"),
+        };
+        let correlation_id = decoded.header.correlation_id;
+        match &decoded.body {
+            Body::Response(response) => Ok(match to_push(frame, response) {
+                Some(push) => Incoming::Push(push),
+                None => Incoming::Reply {
+                    correlation_id,
+                    api_key: decoded.header.api_key,
+                    result: to_reply(frame, response, &self.addr, correlation_id),
+                },
+            }),
+            Body::Request(_) => Err(ClientError::BadReply {
+                addr: self.addr.clone(),
+                correlation_id,
+                reason: "the server sent a request frame",
+            }),
         }
     }
 

@@ -3,6 +3,8 @@
 //! The codec decodes zero-copy into the client's read buffer; the client must reuse that buffer,
 //! so everything it hands back is copied out once, here.
 
+use bytes::Bytes;
+
 use super::error::ClientError;
 use crate::codec::{
     message_id, ApiVersionRange, BatchEpoch, DivergingEpoch, ErrorCode, FetchedRecordView,
@@ -74,27 +76,31 @@ impl ProduceAck {
     }
 }
 
-/// A delivered record.
+/// A delivered record. Key, value and header bytes are slices of the frame that carried them
+/// (`Bytes`, reference-counted): receiving a record copies nothing per record, and the frame's
+/// memory is freed when the last record sliced from it is dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub offset: u64,
     pub timestamp_ms: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<(Bytes, Bytes)>,
 }
 
-impl From<&FetchedRecordView<'_>> for Record {
-    fn from(r: &FetchedRecordView<'_>) -> Self {
+impl Record {
+    /// The record `view` describes; `frame` is the received frame `view` borrows from (its
+    /// slices become `Bytes` slices of `frame`, no copy).
+    pub(crate) fn from_view(frame: &Bytes, view: &FetchedRecordView<'_>) -> Self {
         Record {
-            offset: r.offset,
-            timestamp_ms: r.timestamp_ms,
-            key: r.key.map(<[u8]>::to_vec),
-            value: r.value.to_vec(),
-            headers: r
+            offset: view.offset,
+            timestamp_ms: view.timestamp_ms,
+            key: view.key.map(|k| frame.slice_ref(k)),
+            value: frame.slice_ref(view.value),
+            headers: view
                 .headers
                 .iter()
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map(|(k, v)| (frame.slice_ref(k), frame.slice_ref(v)))
                 .collect(),
         }
     }
@@ -233,13 +239,17 @@ pub(crate) enum Reply {
     Done,
 }
 
-fn records(records: &[FetchedRecordView<'_>]) -> Vec<Record> {
-    records.iter().map(Record::from).collect()
+fn records(frame: &Bytes, records: &[FetchedRecordView<'_>]) -> Vec<Record> {
+    records
+        .iter()
+        .map(|view| Record::from_view(frame, view))
+        .collect()
 }
 
 /// Converts a non-push response, mapping a non-`NONE` error code to [`ClientError::Server`].
 /// The reply variant always matches the response's api (the caller relies on it).
 pub(crate) fn to_reply(
+    frame: &Bytes,
     response: &Response<'_>,
     addr: &str,
     correlation_id: u32,
@@ -344,7 +354,7 @@ pub(crate) fn to_reply(
         } => Reply::Fetch(FetchResult {
             high_offset: *high_offset,
             start_offset: *start_offset,
-            records: records(recs),
+            records: records(frame, recs),
         }),
         Response::Subscribe {
             subscription_id, ..
@@ -419,7 +429,7 @@ pub(crate) fn to_reply(
 }
 
 /// Converts a push frame body.
-pub(crate) fn to_push(response: &Response<'_>) -> Option<PushBatch> {
+pub(crate) fn to_push(frame: &Bytes, response: &Response<'_>) -> Option<PushBatch> {
     match response {
         Response::Push {
             error,
@@ -430,9 +440,34 @@ pub(crate) fn to_push(response: &Response<'_>) -> Option<PushBatch> {
         } => Some(PushBatch {
             subscription_id: *subscription_id,
             high_offset: *high_offset,
-            records: records(recs),
+            records: records(frame, recs),
             ended: (*error != ErrorCode::None).then(|| (*error, (*message).to_owned())),
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_slices_its_frame_without_copying() {
+        let frame = Bytes::from_static(b"....key-value-hk-hv....");
+        let view = FetchedRecordView {
+            offset: 7,
+            timestamp_ms: 9,
+            key: Some(&frame[4..7]),
+            value: &frame[8..13],
+            headers: vec![(&frame[14..16], &frame[17..19])],
+        };
+        let r = Record::from_view(&frame, &view);
+        assert_eq!((r.offset, r.timestamp_ms), (7, 9));
+        assert_eq!(r.key.as_deref(), Some(&b"key"[..]));
+        assert_eq!(&r.value[..], b"value");
+        assert_eq!(r.headers, vec![(Bytes::from("hk"), Bytes::from("hv"))]);
+        // The same memory as the frame's, not a copy.
+        assert_eq!(r.value.as_ptr(), frame[8..].as_ptr());
+        assert_eq!(r.headers[0].1.as_ptr(), frame[17..].as_ptr());
     }
 }
