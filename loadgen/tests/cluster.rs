@@ -14,8 +14,25 @@ use net::client::{Client, ClientConfig};
 const TOPIC: &str = "replicated";
 const PARTITIONS: u32 = 6;
 
-/// Starts three nodes, each a controller, joined through the first one's gossip address.
+/// Starts three nodes, each a controller, joined through the first one's gossip address. The
+/// controllers' ports are fixed before the nodes start, so one may be taken in between (e.g. as
+/// the source port of a node's own connection attempt): then the cluster starts again on new
+/// ports, up to three times.
 fn start_cluster() -> Vec<SpawnedNode> {
+    let mut attempt = 1;
+    loop {
+        match try_start_cluster() {
+            Ok(nodes) => return nodes,
+            Err(e) if attempt < 3 && e.contains("already in use") => {
+                eprintln!("start attempt {attempt}: {e}; starting again on other ports");
+                attempt += 1;
+            }
+            Err(e) => panic!("start: {e}"),
+        }
+    }
+}
+
+fn try_start_cluster() -> Result<Vec<SpawnedNode>, String> {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let controllers = ports
         .iter()
@@ -37,9 +54,10 @@ fn start_cluster() -> Vec<SpawnedNode> {
             let seed = first.port_file_field("gossip").expect("gossip address");
             extra.extend(["--seeds".to_owned(), seed]);
         }
-        nodes.push(SpawnedNode::start_with(&sprawl_binary(), 1, port, &extra).expect("start"));
+        let node = SpawnedNode::start_with(&sprawl_binary(), 1, port, &extra);
+        nodes.push(node.map_err(|e| format!("{e:?}"))?);
     }
-    nodes
+    Ok(nodes)
 }
 
 /// Waits until the first node's metadata lists all three nodes (the controllers elected a
