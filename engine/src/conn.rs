@@ -41,7 +41,7 @@ const SUBSCRIPTIONS_PER_CONN_MAX: usize = 1024;
 /// Bytes of replies gathered into one socket write.
 const WRITE_BATCH_BYTES: usize = 256 << 10;
 /// Frames at least this large are written on their own instead of copied into the write batch.
-const WRITE_DIRECT_BYTES: usize = 64 << 10;
+const WRITE_DIRECT_BYTES: usize = crate::frame_pool::POOLED_MIN_BYTES;
 /// Bytes read from the socket at a time when no frame size is known yet.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Largest push frame payload a subscription asks for.
@@ -168,6 +168,7 @@ async fn write_loop(
                 // into the batch costs more than the write it would share.
                 let sent = (batch.is_empty() || writer.write_all(&batch).await.is_ok())
                     && writer.write_all(&frame).await.is_ok();
+                crate::frame_pool::recycle(frame);
                 batch.clear();
                 if !sent {
                     failed = true;

@@ -45,6 +45,7 @@ pub mod config;
 pub mod conn;
 pub mod controller;
 pub mod follow;
+pub mod frame_pool;
 pub mod groups;
 pub mod handlers;
 pub mod host;

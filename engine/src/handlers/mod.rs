@@ -238,7 +238,7 @@ pub fn encode_response_sized(
     limits: &Limits,
     capacity: usize,
 ) -> Bytes {
-    let mut buf = BytesMut::with_capacity(capacity);
+    let mut buf = crate::frame_pool::buffer(capacity);
     match encode(
         &Frame::response_at(header.correlation_id, header.api_version, response),
         &mut buf,
