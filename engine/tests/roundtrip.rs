@@ -217,3 +217,51 @@ fn ttl_expired_records_are_never_delivered() {
     assert_eq!(values, vec![b"fresh".as_slice()]);
     assert_eq!(f.records[0].offset, 1);
 }
+
+/// A fetch returns about `max_bytes` of records (each counted as key + value + 32 bytes), at
+/// least one, in order, whether the records were stored as one batch or one batch each (then
+/// the log's read, which counts stored batch bytes, may stop first).
+#[test]
+fn a_fetch_stops_at_its_byte_budget_but_returns_at_least_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_in(dir.path(), shards());
+    let mut c = node.client();
+    c.create_topic("budget", &config(2)).unwrap();
+    let values: Vec<Vec<u8>> = (0..10).map(|i| vec![b'a' + i as u8; 100]).collect();
+    fn view(v: &[u8]) -> RecordView<'_> {
+        RecordView {
+            key: None,
+            value: v,
+            headers: Vec::new(),
+            timestamp_ms: 0,
+            ttl_ms: 0,
+        }
+    }
+    // Partition 0: one batch of ten records; partition 1: ten batches of one.
+    let all: Vec<RecordView<'_>> = values.iter().map(|v| view(v)).collect();
+    c.produce("budget", 0, Acks::Leader, None, &all).unwrap();
+    for v in &values {
+        c.produce("budget", 1, Acks::Leader, None, &[view(v)])
+            .unwrap();
+    }
+    for p in 0..2 {
+        // 132 bytes a record: 300 bytes hold two, 1 byte still gets one.
+        for (max_bytes, want) in [(300, 2), (1, 1), (1 << 20, 10)] {
+            for from in [0u64, 4] {
+                let f = c.fetch("budget", p, from, max_bytes, 0).unwrap();
+                let got: Vec<(u64, &[u8])> =
+                    f.records.iter().map(|r| (r.offset, &r.value[..])).collect();
+                let expected: Vec<(u64, &[u8])> = (from..10)
+                    .take(want)
+                    .map(|o| (o, &values[o as usize][..]))
+                    .collect();
+                let case = format!("partition {p}, max_bytes {max_bytes}, from {from}");
+                assert!(!got.is_empty() && got.len() <= expected.len(), "{case}");
+                assert_eq!(got, expected[..got.len()], "{case}");
+                if p == 0 || max_bytes == 1 << 20 {
+                    assert_eq!(got.len(), expected.len(), "{case}");
+                }
+            }
+        }
+    }
+}

@@ -93,6 +93,19 @@ impl FetchedBatch {
         from_offset: u64,
         now_ms: i64,
     ) -> Result<Vec<StoredRecord>, StorageError> {
+        let mut out = Vec::new();
+        self.records_into(from_offset, now_ms, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`FetchedBatch::records`] appended to `out` (a reader of many batches keeps one list).
+    /// On `Err`, `out` may hold some of this batch's records: the caller discards the read.
+    pub fn records_into(
+        &self,
+        from_offset: u64,
+        now_ms: i64,
+        out: &mut Vec<StoredRecord>,
+    ) -> Result<(), StorageError> {
         let corrupt = |reason: &str| StorageError::Corrupt {
             path: format!("batch@{}", self.header.base_offset).into(),
             position: 0,
@@ -124,7 +137,6 @@ impl FetchedBatch {
                 Bytes::from(raw)
             }
         };
-        let mut out = Vec::new();
         let mut at = 0;
         let mut present: u32 = 0;
         let mut next_delta: u64 = 0;
@@ -147,7 +159,6 @@ impl FetchedBatch {
                 continue;
             }
             let headers = header_ranges(r.headers_area.0, &section, r.header_count)
-                .into_iter()
                 .map(|((ks, kl), (vs, vl))| {
                     (section.slice(ks..ks + kl), section.slice(vs..vs + vl))
                 })
@@ -166,7 +177,7 @@ impl FetchedBatch {
         {
             return Err(corrupt("record count does not match the batch header"));
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -420,17 +420,16 @@ pub fn header_ranges(
     area_start: usize,
     section: &[u8],
     count: u32,
-) -> Vec<((usize, usize), (usize, usize))> {
-    let mut out = Vec::with_capacity(count as usize);
+) -> impl Iterator<Item = ((usize, usize), (usize, usize))> + '_ {
     let mut pos = area_start;
-    for _ in 0..count {
+    (0..count).map(move |_| {
         let hk = u32_at(section, pos) as usize;
         let hv = u32_at(section, pos + 4) as usize;
         pos += RECORD_HEADER_PREFIX_BYTES;
-        out.push(((pos, hk), (pos + hk, hv)));
+        let ranges = ((pos, hk), (pos + hk, hv));
         pos += hk + hv;
-    }
-    out
+        ranges
+    })
 }
 
 /// Header of a `.index` / `.timeindex` file. `crc32c` covers the entries that follow.

@@ -151,16 +151,17 @@ fn decode_records(
     let mut records = Vec::new();
     let mut budget = i64::from(max_bytes);
     for batch in &read.batches {
-        let recs = batch
-            .records(offset, now)
+        let before = records.len();
+        batch
+            .records_into(offset, now, &mut records)
             .map_err(|e| storage_failure(&e))?;
-        for r in recs {
+        for (i, r) in records[before..].iter().enumerate() {
             let size = (r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + 32) as i64;
-            if !records.is_empty() && budget - size < 0 {
+            if before + i > 0 && budget - size < 0 {
+                records.truncate(before + i);
                 return Ok(records);
             }
             budget -= size;
-            records.push(r);
         }
     }
     Ok(records)
