@@ -27,7 +27,7 @@
 #                                     read() instead of spinning)
 #   --out DIR           OUT_DIR       results directory (/tmp/sprawl-peers-<UTC time>)
 #   --doc-dir DIR       DOC_DIR       where peers.md and peers.json go (docs/benchmarks; with
-#                                     --smoke the results directory)
+#                                     --smoke or a subset of --workloads the results directory)
 #   --gate-timeout-secs S GATE_TIMEOUT_S  bound of the quiet-gate wait (120)
 #   --smoke             1 repetition, 2 s runs, 0.5 s warm-up, 10 s gate bound
 #   --skip-build        SKIP_BUILD=1  use the binaries already in $CARGO_TARGET_DIR/release
@@ -54,6 +54,7 @@ source "$HERE/servers.sh"
 : "${WARMUP_S:=1}"
 : "${REPS:=3}"
 : "${WORKLOADS:=g1 g2 g4 s4 g3 g5 g6 u1 b2}"
+ALL_WORKLOADS="g1 g2 g4 s4 g3 g5 g6 u1 b2"
 : "${GATE_TIMEOUT_S:=120}"
 : "${GATE_LOAD:=1.0}"
 : "${WINDOW:=256}"
@@ -101,7 +102,12 @@ for W0 in $WORKLOADS; do
 done
 OUT_DIR=${OUT_DIR:-/tmp/sprawl-peers-$(date -u +%Y%m%dT%H%M%SZ)}
 if [[ -z $DOC_DIR ]]; then
-    if ((SMOKE)); then DOC_DIR=$OUT_DIR; else DOC_DIR=$REPO/docs/benchmarks; fi
+    # A smoke run or a subset of the workloads must not replace the committed full report.
+    if ((SMOKE)) || [[ $WORKLOADS != "$ALL_WORKLOADS" ]]; then
+        DOC_DIR=$OUT_DIR
+    else
+        DOC_DIR=$REPO/docs/benchmarks
+    fi
 fi
 mkdir -p "$OUT_DIR/runs" "$OUT_DIR/logs" "$OUT_DIR/data" "$DOC_DIR"
 RUNS=$OUT_DIR/runs.jsonl
