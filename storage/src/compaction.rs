@@ -222,8 +222,7 @@ impl CompactionJob {
     ) -> Result<(), StorageError> {
         scratch.clear();
         for r in keep {
-            let headers: Vec<(&[u8], &[u8])> =
-                r.headers.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+            let headers: Vec<(&[u8], &[u8])> = r.headers.iter().collect();
             let n = record_bytes(r.key.as_deref(), &r.value, &headers) as usize;
             let at = scratch.len();
             scratch.resize(at + n, 0);

@@ -30,8 +30,55 @@ pub struct StoredRecord {
     pub timestamp_ms: i64,
     pub key: Option<Bytes>,
     pub value: Bytes,
-    pub headers: Vec<(Bytes, Bytes)>,
+    pub headers: StoredHeaders,
     pub expires_at_ms: Option<i64>,
+}
+
+/// A stored record's headers: its header area as stored (`count` entries of `[u32 key len]
+/// [u32 value len][key][value]`, bounds checked when the record was decoded), one slice of the
+/// batch: a record's headers cost no allocation and one reference count, however many there are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredHeaders {
+    area: Bytes,
+    count: u32,
+}
+
+impl StoredHeaders {
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// `(key, value)` of each header, in stored order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        header_ranges(0, &self.area, self.count)
+            .map(|((ks, kl), (vs, vl))| (&self.area[ks..ks + kl], &self.area[vs..vs + vl]))
+    }
+
+    /// Header `i`, `None` past the last.
+    pub fn get(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        self.iter().nth(i)
+    }
+
+    /// Headers laid out as a stored record holds them (for records built outside a log).
+    pub fn from_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> StoredHeaders {
+        let mut area = Vec::new();
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            area.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            area.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            area.extend_from_slice(k);
+            area.extend_from_slice(v);
+        }
+        StoredHeaders {
+            area: Bytes::from(area),
+            count: pairs.len() as u32,
+        }
+    }
 }
 
 impl FetchedBatch {
@@ -158,11 +205,15 @@ impl FetchedBatch {
             if offset < from_offset || expired {
                 continue;
             }
-            let headers = header_ranges(r.headers_area.0, &section, r.header_count)
-                .map(|((ks, kl), (vs, vl))| {
-                    (section.slice(ks..ks + kl), section.slice(vs..vs + vl))
-                })
-                .collect();
+            let (area_start, area_len) = r.headers_area;
+            let headers = StoredHeaders {
+                area: if r.header_count == 0 {
+                    Bytes::new()
+                } else {
+                    section.slice(area_start..area_start + area_len)
+                },
+                count: r.header_count,
+            };
             out.push(StoredRecord {
                 offset,
                 timestamp_ms: r.timestamp_ms,
@@ -209,6 +260,22 @@ mod tests {
         buf[BATCH_HEADER_BYTES..].copy_from_slice(section);
         h.crc32c = seal_batch_crc(&mut buf);
         FetchedBatch::new(h, Bytes::from(buf))
+    }
+
+    #[test]
+    fn headers_keep_their_order_and_bytes() {
+        let h = StoredHeaders::from_pairs(&[(&b"a"[..], &b""[..]), (b"", b"xyz"), (b"k", b"v")]);
+        assert_eq!((h.len(), h.is_empty()), (3, false));
+        let got: Vec<(&[u8], &[u8])> = h.iter().collect();
+        assert_eq!(
+            got,
+            vec![(&b"a"[..], &b""[..]), (b"", b"xyz"), (b"k", b"v")]
+        );
+        assert_eq!(h.get(2), Some((&b"k"[..], &b"v"[..])));
+        assert_eq!(h.get(3), None);
+        let none = StoredHeaders::from_pairs::<&[u8], &[u8]>(&[]);
+        assert!(none.is_empty() && none.iter().next().is_none());
+        assert_eq!(none, StoredHeaders::default());
     }
 
     proptest! {

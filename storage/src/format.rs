@@ -291,7 +291,7 @@ pub struct RecordView<'a> {
     /// `(start, len)` of the key inside the records section, `None` for no key.
     pub key: Option<(usize, usize)>,
     pub value: (usize, usize),
-    /// Raw header area: `header_count` entries of `[u32 len][key][u32 len][value]`.
+    /// Raw header area: `header_count` entries of `[u32 key len][u32 value len][key][value]`.
     pub headers_area: (usize, usize),
     pub header_count: u32,
     pub section: &'a [u8],

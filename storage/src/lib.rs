@@ -80,7 +80,7 @@ mod segment;
 pub use compaction::{CompactionDone, CompactionJob, CompactionStats, COMPACTION_KEYS_MAX};
 pub use config::{Compression, LogConfig, Prefault, RingConfig, PREFAULT_WINDOW_BYTES_DEFAULT};
 pub use error::StorageError;
-pub use fetch::{FetchedBatch, ReadResult, StoredRecord};
+pub use fetch::{FetchedBatch, ReadResult, StoredHeaders, StoredRecord};
 pub use io::Io;
 pub use jobs::{FlushDone, FlushJob, PrefaultDone, PrefaultJob, RewarmJob, SegmentJob};
 pub use lifecycle::{RemovedSegment, RetentionJob, RetentionReason, RetentionReport};

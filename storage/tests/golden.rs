@@ -169,7 +169,7 @@ fn golden_files_read_back() {
     assert_eq!(recs.len(), 3);
     assert_eq!(recs[0].key.as_deref(), Some(&b"k1"[..]));
     assert_eq!(&recs[0].value[..], b"hello");
-    assert_eq!(&recs[0].headers[0].0[..], b"trace");
+    assert_eq!(recs[0].headers.get(0).unwrap().0, b"trace");
     assert_eq!(recs[1].key, None);
     assert_eq!(recs[1].expires_at_ms, Some(NOW_MS + 60_000));
     assert_eq!(recs[2].key.as_deref(), Some(&b""[..]));

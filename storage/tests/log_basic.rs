@@ -48,10 +48,7 @@ fn round_trip_with_keys_headers_and_ttl() {
     assert_eq!(got[0].key.as_deref(), Some(&b"key"[..]));
     assert_eq!(&got[0].value[..], b"value-0");
     assert_eq!(got[0].headers.len(), 2);
-    assert_eq!(
-        (&got[0].headers[0].0[..], &got[0].headers[0].1[..]),
-        (&b"h1"[..], &b"v1"[..])
-    );
+    assert_eq!(got[0].headers.get(0).unwrap(), (&b"h1"[..], &b"v1"[..]));
     assert_eq!(got[0].expires_at_ms, None);
     assert_eq!(got[1].key.as_deref(), Some(&b""[..]));
     assert_eq!(got[1].expires_at_ms, Some(1_100));
@@ -557,7 +554,7 @@ fn zstd_batches_round_trip_and_shrink() {
     assert_eq!(got.len(), 4);
     assert!(got[..3]
         .iter()
-        .all(|r| r.value[..] == v[..] && r.headers[0].1[..] == b"x"[..]));
+        .all(|r| r.value[..] == v[..] && r.headers.get(0).unwrap().1 == b"x"));
     assert_eq!(&got[3].value[..], &noise[..]);
 }
 

@@ -228,11 +228,7 @@ pub fn views(records: &[StoredRecord]) -> Vec<FetchedRecordView<'_>> {
             timestamp_ms: r.timestamp_ms,
             key: r.key.as_deref(),
             value: &r.value,
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_ref(), v.as_ref()))
-                .collect(),
+            headers: r.headers.iter().collect(),
         })
         .collect()
 }
@@ -247,12 +243,11 @@ mod tests {
             timestamp_ms: 1_700_000_000_000 + (offset % 1_000) as i64,
             key: key.map(Bytes::copy_from_slice),
             value: Bytes::from(vec![7u8; value_len]),
-            headers: (0..headers)
-                .map(|i| {
-                    let name = format!("header-{i}");
-                    (Bytes::from(name), Bytes::from(vec![1u8; 8 + i]))
-                })
-                .collect(),
+            headers: storage::StoredHeaders::from_pairs(
+                &(0..headers)
+                    .map(|i| (format!("header-{i}").into_bytes(), vec![1u8; 8 + i]))
+                    .collect::<Vec<_>>(),
+            ),
             expires_at_ms: None,
         }
     }
