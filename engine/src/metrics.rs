@@ -42,6 +42,8 @@ pub struct MetricsSnapshot {
     pub shard: usize,
     pub counters: Vec<(&'static str, u64)>,
     pub connections_open: u64,
+    /// Bytes of written frame buffers the shard keeps for reuse (`crate::frame_pool`).
+    pub frame_pool_bytes: u64,
     pub partitions: Vec<PartitionMetrics>,
 }
 

@@ -687,6 +687,7 @@ pub fn local_stats_taking_keys(
         shard: shard.id,
         counters: shard.metrics.counters(),
         connections_open: shard.connections.get() as u64,
+        frame_pool_bytes: crate::frame_pool::pooled().1 as u64,
         partitions,
     };
     (stats, metrics)

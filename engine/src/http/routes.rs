@@ -454,6 +454,14 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
             m.shard, m.connections_open
         );
     }
+    let _ = writeln!(out, "# TYPE sprawl_frame_pool_bytes gauge");
+    for (_, m) in all {
+        let _ = writeln!(
+            out,
+            "sprawl_frame_pool_bytes{{node=\"{node}\",shard=\"{}\"}} {}",
+            m.shard, m.frame_pool_bytes
+        );
+    }
     type Field = fn(&crate::metrics::PartitionMetrics) -> u64;
     let fields: [(&str, &str, Field); 16] = [
         ("partition_records_in_total", "counter", |p| p.records_in),
