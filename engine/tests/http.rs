@@ -152,24 +152,21 @@ fn stats_and_metrics_match_the_traffic() {
         .any(|s| s.metric == "sprawl_latency_us"));
     // A new partition's first segment is created by its first append (lazy, see partition.rs):
     // at most once per partition written to.
-    let sync_created: f64 = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "sprawl_partition_sync_segment_creations_total")
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum();
-    let pooled: f64 = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "sprawl_frame_pool_bytes")
-        .map(|s| match s.value {
-            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum();
+    let total = |name: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let sync_created = total("sprawl_partition_sync_segment_creations_total");
+    let pooled = total("sprawl_frame_pool_bytes");
     assert!(pooled >= 100.0 * 1024.0, "frame pool holds {pooled} bytes");
     for name in [
         "sprawl_partition_inline_reserves_total",

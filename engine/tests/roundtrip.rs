@@ -228,20 +228,12 @@ fn a_fetch_stops_at_its_byte_budget_but_returns_at_least_one_record() {
     let mut c = node.client();
     c.create_topic("budget", &config(2)).unwrap();
     let values: Vec<Vec<u8>> = (0..10).map(|i| vec![b'a' + i as u8; 100]).collect();
-    fn view(v: &[u8]) -> RecordView<'_> {
-        RecordView {
-            key: None,
-            value: v,
-            headers: Vec::new(),
-            timestamp_ms: 0,
-            ttl_ms: 0,
-        }
-    }
     // Partition 0: one batch of ten records; partition 1: ten batches of one.
-    let all: Vec<RecordView<'_>> = values.iter().map(|v| view(v)).collect();
-    c.produce("budget", 0, Acks::Leader, None, &all).unwrap();
+    let all: Vec<&[u8]> = values.iter().map(|v| &v[..]).collect();
+    c.produce("budget", 0, Acks::Leader, None, &common::records(&all))
+        .unwrap();
     for v in &values {
-        c.produce("budget", 1, Acks::Leader, None, &[view(v)])
+        c.produce("budget", 1, Acks::Leader, None, &common::records(&[v]))
             .unwrap();
     }
     for p in 0..2 {

@@ -446,21 +446,21 @@ fn prometheus(shard: &Shard, all: &[(StatsSnapshot, MetricsSnapshot)]) -> String
             }
         }
     }
-    let _ = writeln!(out, "# TYPE sprawl_connections_open gauge");
-    for (_, m) in all {
-        let _ = writeln!(
-            out,
-            "sprawl_connections_open{{node=\"{node}\",shard=\"{}\"}} {}",
-            m.shard, m.connections_open
-        );
-    }
-    let _ = writeln!(out, "# TYPE sprawl_frame_pool_bytes gauge");
-    for (_, m) in all {
-        let _ = writeln!(
-            out,
-            "sprawl_frame_pool_bytes{{node=\"{node}\",shard=\"{}\"}} {}",
-            m.shard, m.frame_pool_bytes
-        );
+    type ShardGauge = fn(&crate::metrics::MetricsSnapshot) -> u64;
+    let gauges: [(&str, ShardGauge); 2] = [
+        ("connections_open", |m| m.connections_open),
+        ("frame_pool_bytes", |m| m.frame_pool_bytes),
+    ];
+    for (name, value) in gauges {
+        let _ = writeln!(out, "# TYPE sprawl_{name} gauge");
+        for (_, m) in all {
+            let _ = writeln!(
+                out,
+                "sprawl_{name}{{node=\"{node}\",shard=\"{}\"}} {}",
+                m.shard,
+                value(m)
+            );
+        }
     }
     type Field = fn(&crate::metrics::PartitionMetrics) -> u64;
     let fields: [(&str, &str, Field); 16] = [
