@@ -17,8 +17,9 @@
 //!    again reporting only what it still consumes. Until that second sync the coordinator keeps
 //!    counting the revoked partition as the member's, and gives it to nobody else.
 //! 4. **Heartbeat** within the session timeout: `heartbeat(member_id, generation, now_ms)`.
-//!    [`Beat::SyncNeeded`] means the generation moved on or a partition it waits for has been
-//!    released: sync again (step 2). [`Beat::Stable`] means carry on.
+//!    [`Beat::SyncNeeded`] means the generation moved on, a partition it waits for has been
+//!    released, or it still holds a revoked partition (its last sync reported one): sync again
+//!    (step 2). [`Beat::Stable`] means carry on.
 //! 5. On [`GroupError::UnknownMember`] (the member left or its session expired, and its
 //!    partitions may already belong to others) stop consuming everything and join again with an
 //!    empty member id. On [`GroupError::IllegalGeneration`] join again with its id.

@@ -37,7 +37,8 @@ pub struct Synced {
 pub enum Beat {
     /// Nothing changed for this member: keep consuming.
     Stable,
-    /// The generation moved on, or a sync would now answer something else: sync again.
+    /// The generation moved on, a sync would now answer something else, or the member still
+    /// holds a revoked partition: sync again, reporting what it still consumes.
     SyncNeeded,
 }
 
@@ -316,8 +317,9 @@ impl Group {
     }
 
     /// Refreshes the member's session and says whether it should sync: when its generation is
-    /// not the current one, or when a sync would now answer something else than last time
-    /// (a partition was revoked from it, or one it waits for was released).
+    /// not the current one, when a sync would now answer something else than last time
+    /// (a partition was revoked from it, or one it waits for was released), or when it still
+    /// owns a partition it was not last assigned (its last report kept a revoked partition).
     ///
     /// Errors: [`GroupError::UnknownMember`]; [`GroupError::IllegalGeneration`] for a
     /// generation newer than the group's.
@@ -338,10 +340,12 @@ impl Group {
             return Ok(Beat::SyncNeeded);
         }
         let would = self.grantable(member_id);
+        // A member still holding a partition outside its assignment (revoked, or gone with a
+        // shrunk topic) is reminded to report it stopped: until it does, nobody else gets it.
         let same = self
             .members
             .get(member_id)
-            .is_some_and(|m| m.assigned == would);
+            .is_some_and(|m| m.assigned == would && m.owned == m.assigned);
         Ok(if same { Beat::Stable } else { Beat::SyncNeeded })
     }
 

@@ -279,7 +279,11 @@ fn revoke_before_reassign_with_commit_fencing() {
         (a2.generation, a2.assigned.clone()),
         (gen2, tps("x", &[0, 1]))
     );
-    assert_eq!(g.heartbeat("a", gen2, 5).unwrap(), Beat::Stable);
+    assert_eq!(
+        g.heartbeat("a", gen2, 5).unwrap(),
+        Beat::SyncNeeded,
+        "a still holds the revoked x2 and x3"
+    );
     // a still owns x3 until it reports it stopped: it may commit it even with its old generation.
     assert_eq!(g.check_commit("a", gen1, &Tp::new("x", 3)), Ok(()));
     assert!(matches!(
@@ -324,6 +328,34 @@ fn reporting_partitions_never_given_does_not_grab_them() {
     assert_eq!(a.assigned, tps("x", &[0]));
     let b = g.sync("b", gen, BTreeSet::new(), 0).unwrap();
     assert_eq!(b.assigned, tps("x", &[1]), "a's claim on x1 was ignored");
+}
+
+/// Found by `tests/group_props.rs`: a member whose topic shrank away under it, and whose later
+/// sync kept reporting the vanished partition, was told `Stable` for ever and kept owning it.
+#[test]
+fn a_member_keeping_a_revoked_partition_is_told_to_sync_until_it_lets_go() {
+    let mut g = Group::new("g");
+    g.join("a", t(&["x"]), Assignor::Range, SESSION_MS, 0)
+        .unwrap();
+    g.set_topics(counts(&[("x", 1)])).unwrap();
+    let gen = g.generation();
+    assert_eq!(
+        g.sync("a", gen, BTreeSet::new(), 0).unwrap().assigned,
+        tps("x", &[0])
+    );
+    g.set_topics(counts(&[("x", 0)])).unwrap();
+    let gen = g.generation();
+    assert_eq!(g.heartbeat("a", gen, 1).unwrap(), Beat::SyncNeeded);
+    for now in 2..4 {
+        // The report keeps x0: a is still finishing it (or misreports); it stays a's.
+        let s = g.sync("a", gen, tps("x", &[0]), now).unwrap();
+        assert!(s.assigned.is_empty());
+        assert_eq!(g.members()[0].owned, tps("x", &[0]));
+        assert_eq!(g.heartbeat("a", gen, now).unwrap(), Beat::SyncNeeded);
+    }
+    g.sync("a", gen, BTreeSet::new(), 4).unwrap();
+    assert!(g.members()[0].owned.is_empty());
+    assert_eq!(g.heartbeat("a", gen, 5).unwrap(), Beat::Stable);
 }
 
 #[test]
