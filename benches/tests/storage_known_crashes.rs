@@ -80,6 +80,27 @@ fn zstd_batch_with_huge_records_bytes_allocates_at_most_64_mib() {
     );
 }
 
+/// Within the batch limit, the declared size still set the allocation: a zstd batch declaring
+/// 64 MiB (the limit) of records made a 64 MiB allocation before the frame said otherwise.
+/// libFuzzer (2026-12-02, `docs/soak.md`): `out-of-memory (malloc(67108864))` in
+/// `storage::fetch::FetchedBatch::records_into`. Now the buffer grows with the actual output.
+#[test]
+fn zstd_batch_declaring_the_limit_allocates_by_its_output() {
+    let mut input = seed("seed-fixed-active");
+    let zstd_batch = *batch_positions(&input).last().expect("three batches");
+    assert_eq!(input[zstd_batch + 62] & 0b11, 1, "the last seed batch is zstd");
+    input[zstd_batch + 56..zstd_batch + 60]
+        .copy_from_slice(&(64u32 << 20).to_le_bytes());
+    LARGEST_BYTES.store(0, Ordering::Relaxed);
+    check_segment_file(&input);
+    let largest = LARGEST_BYTES.load(Ordering::Relaxed);
+    assert!(
+        largest <= 4 << 20,
+        "one allocation of {largest} bytes while reading a {}-byte segment",
+        input.len()
+    );
+}
+
 /// A checkpointed segment's `.index` is trusted once its CRCs verify; only its first entry and
 /// the positions' upper bound are checked. An entry whose relative offset is out of order makes
 /// `read` start at a later batch, silently skipping records. The fuzz harness reports:

@@ -173,7 +173,7 @@ impl FetchedBatch {
                         crate::config::BATCH_BYTES_LIMIT
                     )));
                 }
-                let raw = zstd::bulk::decompress(
+                let raw = decompress_bounded(
                     &self.bytes[BATCH_HEADER_BYTES..],
                     self.header.records_bytes as usize,
                 )
@@ -230,6 +230,22 @@ impl FetchedBatch {
         }
         Ok(())
     }
+}
+
+/// Output of a zstd batch allocated up front, at most: larger declared sizes grow the buffer as
+/// output actually arrives. A batch whose checksum verifies may still declare a `records_bytes`
+/// its frame does not hold (a buggy or hostile writer): sizing the buffer by the declaration
+/// alone let a few hundred bytes of input allocate 64 MiB (libFuzzer, `storage_segment`).
+const ZSTD_PREALLOC_MAX: usize = 1 << 20;
+
+/// Decompresses one batch's records section: up to `expected` bytes, one more to tell a frame
+/// that holds more than declared (the caller compares the length with `expected`).
+fn decompress_bounded(src: &[u8], expected: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(expected.min(ZSTD_PREALLOC_MAX));
+    let decoder = zstd::stream::read::Decoder::with_buffer(src)?.single_frame();
+    decoder.take(expected as u64 + 1).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
