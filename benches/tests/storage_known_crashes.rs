@@ -146,3 +146,17 @@ fn time_index_with_a_decreasing_entry_never_skips_the_first_match() {
         "a wrong time index is rebuilt or ignored, not fatal"
     );
 }
+
+/// **Open defect** (found by the fuzz soak of 2026-12-02, `docs/soak.md`): time index entries
+/// that never go backwards, so they pass the check above, but whose running maxima understate
+/// the batches they cover (`i64::MIN + 1000` at offset 0, then `0` at offset 3, over batches
+/// stamped from 1000 on) make `offset_for_timestamp(1000)` start at offset 3 and answer 3
+/// instead of 0. The index's CRCs verify, so only a buggy or hostile writer makes such a file;
+/// checking every entry against the batches it covers at open means reading the whole segment.
+/// Run it with `cargo test -p benches --test storage_known_crashes -- --ignored`.
+#[test]
+#[ignore = "open defect: a checksummed time index that understates earlier batches misleads offset_for_timestamp (docs/soak.md)"]
+fn time_index_understating_its_batches_never_skips_the_first_match() {
+    let input = include_bytes!("../../fuzz/known-defects/storage_index-understated-time-index.bin");
+    check_index_files(input);
+}
