@@ -37,6 +37,25 @@ pub(crate) struct LeaderKill {
     pub(crate) restart_after: Duration,
 }
 
+/// When a network fault's rules were in place (history time), so that a failover can be told
+/// apart from one that overlapped another fault.
+#[derive(Debug)]
+pub(crate) struct NetFault {
+    pub(crate) kind: Fault,
+    /// Which nodes: `3` (isolated), `1->3` (packets from 1 to 3 dropped), `1<->3` (both ways),
+    /// `all` (lossy), `1 and 2` (both isolated: last replica standing).
+    pub(crate) nodes: String,
+    pub(crate) from: Duration,
+    pub(crate) to: Duration,
+}
+
+impl NetFault {
+    /// Whether the fault's window meets `[at, at + long]`.
+    pub(crate) fn overlaps(&self, at: Duration, long: Duration) -> bool {
+        self.from <= at + long && self.to >= at
+    }
+}
+
 /// The metadata controllers' Raft leader as some node other than index `not` sees it.
 pub(crate) fn controller_leader(c: &NsCluster, not: usize) -> Option<u64> {
     (0..c.len()).filter(|i| *i != not).find_map(|i| {
@@ -63,6 +82,7 @@ pub(crate) struct Run {
     pub(crate) leader_kills: Vec<LeaderKill>,
     /// "Last replica standing" windows, history time.
     pub(crate) no_majority: Vec<(Duration, Duration)>,
+    pub(crate) net_faults: Vec<NetFault>,
     pub(crate) done: BTreeMap<Fault, u64>,
     pub(crate) in_sync_timeouts: Vec<String>,
 }
@@ -94,6 +114,21 @@ impl Run {
         must(self.c.lab.heal(i), "heal", i);
     }
 
+    /// Holds a network fault installed at `from` for 3-8 s, heals `nodes`, records its window.
+    fn hold_and_heal(&mut self, kind: Fault, label: String, from: Duration, nodes: &[usize]) {
+        self.hold(3_000, 8_000);
+        for i in nodes {
+            self.heal(*i);
+        }
+        let to = self.shared.history.now();
+        self.net_faults.push(NetFault {
+            kind,
+            nodes: label,
+            from,
+            to,
+        });
+    }
+
     /// Carries out one fault and waits until it has ended (nodes healed and running again).
     pub(crate) fn apply(&mut self, f: Fault) {
         match f {
@@ -122,37 +157,44 @@ impl Run {
             Fault::Isolate => {
                 let v = self.node();
                 must(self.c.lab.isolate(v), "isolate", v);
-                self.hold(3_000, 8_000);
-                self.heal(v);
+                let from = self.shared.history.now();
+                self.hold_and_heal(f, format!("{}", v + 1), from, &[v]);
             }
             Fault::DropFrom => {
                 let (a, b) = self.pair();
                 must(self.c.lab.drop_from(a, b), "drop-from on", a);
-                self.hold(3_000, 8_000);
-                self.heal(a);
+                let from = self.shared.history.now();
+                self.hold_and_heal(f, format!("{}->{}", b + 1, a + 1), from, &[a]);
             }
             Fault::DropTo => {
                 let (a, b) = self.pair();
                 must(self.c.lab.drop_to(a, b), "drop-to on", a);
-                self.hold(3_000, 8_000);
-                self.heal(a);
+                let from = self.shared.history.now();
+                self.hold_and_heal(f, format!("{}->{}", a + 1, b + 1), from, &[a]);
             }
             Fault::Cut => {
                 let (a, b) = self.pair();
                 must(self.c.lab.drop_from(a, b), "cut on", a);
                 must(self.c.lab.drop_from(b, a), "cut on", b);
-                self.hold(3_000, 8_000);
-                self.heal(a);
-                self.heal(b);
+                let from = self.shared.history.now();
+                self.hold_and_heal(f, format!("{}<->{}", a + 1, b + 1), from, &[a, b]);
             }
             Fault::Lossy => {
                 for i in 0..self.c.len() {
                     must(self.c.lab.lossy(i, 10), "lossy on", i);
                 }
+                let from = self.shared.history.now();
                 std::thread::sleep(Duration::from_secs(10));
                 for i in 0..self.c.len() {
                     self.heal(i);
                 }
+                let to = self.shared.history.now();
+                self.net_faults.push(NetFault {
+                    kind: f,
+                    nodes: "all".into(),
+                    from,
+                    to,
+                });
             }
             Fault::LastStanding => {
                 let third = self.node();
@@ -170,6 +212,12 @@ impl Run {
                     self.heal(*i);
                 }
                 self.no_majority.push((from, to));
+                self.net_faults.push(NetFault {
+                    kind: f,
+                    nodes: format!("{} and {}", two[0] + 1, two[1] + 1),
+                    from,
+                    to: self.shared.history.now(),
+                });
                 self.hold(1_000, 3_000);
                 self.start(third);
             }
