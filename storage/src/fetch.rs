@@ -232,15 +232,16 @@ impl FetchedBatch {
     }
 }
 
-/// Output of a zstd batch allocated up front, at most: larger declared sizes grow the buffer as
-/// output actually arrives. A batch whose checksum verifies may still declare a `records_bytes`
-/// its frame does not hold (a buggy or hostile writer): sizing the buffer by the declaration
+/// Output of a zstd frame allocated up front, at most: larger declared sizes grow the buffer as
+/// output actually arrives. A batch (or cold chunk) whose checksum verifies may still declare a
+/// size its frame does not hold (a buggy or hostile writer): sizing the buffer by the declaration
 /// alone let a few hundred bytes of input allocate 64 MiB (libFuzzer, `storage_segment`).
 const ZSTD_PREALLOC_MAX: usize = 1 << 20;
 
-/// Decompresses one batch's records section: up to `expected` bytes, one more to tell a frame
-/// that holds more than declared (the caller compares the length with `expected`).
-fn decompress_bounded(src: &[u8], expected: usize) -> std::io::Result<Vec<u8>> {
+/// Decompresses one zstd frame whose size is declared elsewhere (a batch's `records_bytes`, a
+/// cold chunk's `raw_bytes`): up to `expected` bytes, one more to tell a frame that holds more
+/// than declared (the caller compares the length with `expected`).
+pub(crate) fn decompress_bounded(src: &[u8], expected: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::with_capacity(expected.min(ZSTD_PREALLOC_MAX));
     let decoder = zstd::stream::read::Decoder::with_buffer(src)?.single_frame();

@@ -347,7 +347,7 @@ pub fn decode_chunk(stored: &[u8], entry: &ChunkEntry, key: &str) -> Result<Byte
             "chunk size does not match its entry",
         ));
     }
-    let raw = zstd::bulk::decompress(stored, entry.raw_bytes as usize)
+    let raw = crate::fetch::decompress_bounded(stored, entry.raw_bytes as usize)
         .map_err(|e| ColdError::corrupt(key, format!("zstd: {e}")))?;
     if raw.len() != entry.raw_bytes as usize || crc32c::crc32c(&raw) != entry.raw_crc32c {
         return Err(ColdError::corrupt(key, "chunk checksum mismatch"));
