@@ -57,12 +57,12 @@ fn batch_positions(input: &[u8]) -> Vec<usize> {
     out
 }
 
-/// `FetchedBatch::records` passes the header's `records_bytes` (up to 4 GiB) to
-/// `zstd::bulk::decompress` as its output capacity, which allocates it before decompressing.
-/// libFuzzer: `out-of-memory (malloc(1932407088))` in `storage::fetch::FetchedBatch::records`
-/// (storage/src/fetch.rs, the `zstd::bulk::decompress` call).
-#[test]
-fn zstd_batch_with_huge_records_bytes_allocates_at_most_64_mib() {
+/// Reads the seed segment with its zstd batch declaring `records_bytes` (the harness re-seals the
+/// CRC) and returns the largest single allocation made meanwhile and the input's length. The
+/// two tests that measure run one at a time, so neither resets the other's maximum.
+fn largest_allocation_with_zstd_records_bytes(records_bytes: u32) -> (usize, usize) {
+    static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let mut input = seed("seed-fixed-active");
     let zstd_batch = *batch_positions(&input).last().expect("three batches");
     assert_eq!(
@@ -70,14 +70,23 @@ fn zstd_batch_with_huge_records_bytes_allocates_at_most_64_mib() {
         1,
         "the last seed batch is zstd"
     );
-    // records_bytes sits at bytes 56..60 of the batch header; the harness re-seals the CRC.
-    input[zstd_batch + 56..zstd_batch + 60].copy_from_slice(&u32::MAX.to_le_bytes());
+    // records_bytes sits at bytes 56..60 of the batch header.
+    input[zstd_batch + 56..zstd_batch + 60].copy_from_slice(&records_bytes.to_le_bytes());
+    LARGEST_BYTES.store(0, Ordering::Relaxed);
     check_segment_file(&input);
-    let largest = LARGEST_BYTES.load(Ordering::Relaxed);
+    (LARGEST_BYTES.load(Ordering::Relaxed), input.len())
+}
+
+/// `FetchedBatch::records` passes the header's `records_bytes` (up to 4 GiB) to
+/// `zstd::bulk::decompress` as its output capacity, which allocates it before decompressing.
+/// libFuzzer: `out-of-memory (malloc(1932407088))` in `storage::fetch::FetchedBatch::records`
+/// (storage/src/fetch.rs, the `zstd::bulk::decompress` call).
+#[test]
+fn zstd_batch_with_huge_records_bytes_allocates_at_most_64_mib() {
+    let (largest, len) = largest_allocation_with_zstd_records_bytes(u32::MAX);
     assert!(
         largest <= 64 << 20,
-        "one allocation of {largest} bytes while reading a {}-byte segment",
-        input.len()
+        "one allocation of {largest} bytes while reading a {len}-byte segment"
     );
 }
 
@@ -87,21 +96,10 @@ fn zstd_batch_with_huge_records_bytes_allocates_at_most_64_mib() {
 /// `storage::fetch::FetchedBatch::records_into`. Now the buffer grows with the actual output.
 #[test]
 fn zstd_batch_declaring_the_limit_allocates_by_its_output() {
-    let mut input = seed("seed-fixed-active");
-    let zstd_batch = *batch_positions(&input).last().expect("three batches");
-    assert_eq!(
-        input[zstd_batch + 62] & 0b11,
-        1,
-        "the last seed batch is zstd"
-    );
-    input[zstd_batch + 56..zstd_batch + 60].copy_from_slice(&(64u32 << 20).to_le_bytes());
-    LARGEST_BYTES.store(0, Ordering::Relaxed);
-    check_segment_file(&input);
-    let largest = LARGEST_BYTES.load(Ordering::Relaxed);
+    let (largest, len) = largest_allocation_with_zstd_records_bytes(64 << 20);
     assert!(
         largest <= 4 << 20,
-        "one allocation of {largest} bytes while reading a {}-byte segment",
-        input.len()
+        "one allocation of {largest} bytes while reading a {len}-byte segment"
     );
 }
 

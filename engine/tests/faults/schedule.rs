@@ -114,19 +114,24 @@ impl Run {
         must(self.c.lab.heal(i), "heal", i);
     }
 
+    /// Records a network fault whose rules were in place from `from` until now.
+    fn record(&mut self, kind: Fault, nodes: String, from: Duration) {
+        let to = self.shared.history.now();
+        self.net_faults.push(NetFault {
+            kind,
+            nodes,
+            from,
+            to,
+        });
+    }
+
     /// Holds a network fault installed at `from` for 3-8 s, heals `nodes`, records its window.
     fn hold_and_heal(&mut self, kind: Fault, label: String, from: Duration, nodes: &[usize]) {
         self.hold(3_000, 8_000);
         for i in nodes {
             self.heal(*i);
         }
-        let to = self.shared.history.now();
-        self.net_faults.push(NetFault {
-            kind,
-            nodes: label,
-            from,
-            to,
-        });
+        self.record(kind, label, from);
     }
 
     /// Carries out one fault and waits until it has ended (nodes healed and running again).
@@ -188,13 +193,7 @@ impl Run {
                 for i in 0..self.c.len() {
                     self.heal(i);
                 }
-                let to = self.shared.history.now();
-                self.net_faults.push(NetFault {
-                    kind: f,
-                    nodes: "all".into(),
-                    from,
-                    to,
-                });
+                self.record(f, "all".into(), from);
             }
             Fault::LastStanding => {
                 let third = self.node();
@@ -212,12 +211,7 @@ impl Run {
                     self.heal(*i);
                 }
                 self.no_majority.push((from, to));
-                self.net_faults.push(NetFault {
-                    kind: f,
-                    nodes: format!("{} and {}", two[0] + 1, two[1] + 1),
-                    from,
-                    to: self.shared.history.now(),
-                });
+                self.record(f, format!("{} and {}", two[0] + 1, two[1] + 1), from);
                 self.hold(1_000, 3_000);
                 self.start(third);
             }
