@@ -37,7 +37,7 @@ case $WL in
     g1) args=(--size 1024 --window "$WINDOW" --acks leader) ;;
     g2) args=(--size 128 --window "$WINDOW" --acks leader) ;;
     g3) args=(--size 1024 --window "$WINDOW" --acks all) ;;
-    g4) args=(--size 1024 --window 1 --acks leader) ;;
+    g4) args=(--size 1024 --window 1 --acks leader --busy-poll) ;;
     g5) args=(--size 1024 --window "$WINDOW" --acks leader --rate "${RATE:?g5 needs RATE=msgs/s}") ;;
     *) echo "profile: workload must be g1, g2, g3, g4 or g5 (with RATE)" >&2; exit 2 ;;
 esac

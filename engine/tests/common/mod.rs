@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod history;
 pub mod netns;
+pub mod ports;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -69,11 +69,12 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("report is JSON")
 }
 
-/// A free TCP port on 127.0.0.1 (released for the caller to bind).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr").port()
-}
+// Ports below the kernel's ephemeral range, so no outgoing connection takes one between the
+// pick and the server's bind (the same helper as the engine's tests).
+#[path = "../../../engine/tests/common/ports.rs"]
+mod ports;
+#[allow(unused_imports)] // not every test binary starts a server of its own
+pub use ports::free_port;
 
 /// True when `name` is an executable on PATH.
 pub fn on_path(name: &str) -> bool {
