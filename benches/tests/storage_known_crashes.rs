@@ -1,9 +1,9 @@
 //! Regression tests for the defects the storage fuzz targets found (see `docs/benchmarks/micro.md`,
 //! "Fuzzing", and `docs/soak.md`): a zstd batch's declared size is checked against the largest
-//! batch a log accepts and no longer sizes the output buffer by itself, and index files whose
-//! entries do not move forward are rebuilt instead of trusted. One defect is open: its test is
-//! `#[ignore]`d and says why. All need files whose checksums are valid, i.e. written by a buggy or
-//! hostile writer, not damaged by the disk.
+//! batch a log accepts and no longer sizes the output buffer by itself, index files whose
+//! entries do not move forward are rebuilt instead of trusted, and a time index whose running
+//! maxima understate its batches no longer misleads a timestamp lookup. All need files whose
+//! checksums are valid, i.e. written by a buggy or hostile writer, not damaged by the disk.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -149,16 +149,17 @@ fn time_index_with_a_decreasing_entry_never_skips_the_first_match() {
     );
 }
 
-/// **Open defect** (found by the fuzz soak of 2026-12-02, `docs/soak.md`): time index entries
-/// that never go backwards, so they pass the check above, but whose running maxima understate
-/// the batches they cover (`i64::MIN + 1000` at offset 0, then `0` at offset 3, over batches
-/// stamped from 1000 on) make `offset_for_timestamp(1000)` start at offset 3 and answer 3
-/// instead of 0. The index's CRCs verify, so only a buggy or hostile writer makes such a file;
-/// checking every entry against the batches it covers at open means reading the whole segment.
-/// Run it with `cargo test -p benches --test storage_known_crashes -- --ignored`.
+/// Found by the fuzz soak of 2026-12-02 (`docs/soak.md`): time index entries that never go
+/// backwards, so they pass the check above, but whose running maxima understate the batches they
+/// cover (`i64::MIN + 1000` at offset 0, then `0` at offset 3, over batches stamped from 1000 on)
+/// made `offset_for_timestamp(1000)` start at offset 3 and answer 3 instead of 0. The index's
+/// CRCs verify (only a writer bug makes such a file), so a lookup now checks a loaded time index
+/// against the segment's batch headers the first time it relies on it, and scans the segment
+/// when the index understates any batch. The input is also in the replayed corpus.
 #[test]
-#[ignore = "open defect: a checksummed time index that understates earlier batches misleads offset_for_timestamp (docs/soak.md)"]
 fn time_index_understating_its_batches_never_skips_the_first_match() {
-    let input = include_bytes!("../../fuzz/known-defects/storage_index-understated-time-index.bin");
-    check_index_files(input);
+    let input =
+        include_bytes!("../../fuzz/corpus/storage_index/3e82003b5d5502c850470f1b9e051789aaf49072");
+    let outcome = check_index_files(input);
+    assert!(outcome.opened, "the log opens with the understated index");
 }

@@ -9,6 +9,7 @@ use crate::fetch::{FetchedBatch, ReadResult};
 use crate::format::{
     encode_record, record_bytes, seal_batch_crc, BatchHeader, RecordFields, BATCH_HEADER_BYTES,
     BATCH_NEVER_EXPIRES, NEVER_EXPIRES, NO_PRODUCER_ID, NO_SEQUENCE, RECORD_PREFIX_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use crate::io::Io;
 use crate::jobs::SealWork;
@@ -436,16 +437,28 @@ impl PartitionLog {
             if seg.is_empty() || seg.max_timestamp_ms < ts_ms {
                 continue;
             }
-            // The last index entry whose running max is < ts: nothing before it can match.
-            let i = seg
-                .time_index
-                .partition_point(|e| e.max_timestamp_ms < ts_ms);
+            // The last index entry whose running max is < ts: nothing before it can match, if the
+            // index bounds its batches (checked once for an index loaded from a file).
+            let i = if seg.time_index_sound()? {
+                seg.time_index
+                    .partition_point(|e| e.max_timestamp_ms < ts_ms)
+            } else {
+                0
+            };
             let from = if i == 0 {
                 seg.base_offset()
             } else {
                 seg.base_offset() + u64::from(seg.time_index[i - 1].relative_offset)
             };
-            let (mut pos, _) = seg.position_of(from)?;
+            if from >= seg.next_offset {
+                // A sound entry this far bounds every batch of the segment: none matches.
+                continue;
+            }
+            let mut pos = if i == 0 {
+                SEGMENT_HEADER_BYTES as u64
+            } else {
+                seg.position_of(from)?.0
+            };
             while pos < seg.write_pos {
                 let h = seg.batch_header_at(pos)?;
                 if h.max_timestamp_ms >= ts_ms {

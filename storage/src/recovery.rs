@@ -175,6 +175,7 @@ fn load_trusted(
         Some((offsets, times)) => {
             seg.offset_index = offsets;
             seg.time_index = times;
+            seg.time_index_trust = crate::segment::TIME_INDEX_UNCHECKED.into();
             seg.write_pos = end;
             seg.high_water = end;
             seg.next_offset = h.next_offset;

@@ -15,7 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -308,9 +308,20 @@ pub(crate) struct Segment {
     pub max_expires_at_ms: i64,
     pub offset_index: Vec<OffsetIndexEntry>,
     pub time_index: Vec<TimeIndexEntry>,
+    /// Whether `time_index` is known to bound its batches (see [`Segment::time_index_sound`]):
+    /// one of the `TIME_INDEX_*` values. An index built in this process is; one loaded from a
+    /// `.timeindex` file is checked the first time a timestamp lookup relies on it.
+    pub time_index_trust: AtomicU8,
     pub bytes_since_index: u64,
     pub batch_count: u64,
 }
+
+/// [`Segment::time_index_trust`]: built from the batches, or checked against them and sound.
+pub(crate) const TIME_INDEX_SOUND: u8 = 0;
+/// Loaded from a file and not checked yet.
+pub(crate) const TIME_INDEX_UNCHECKED: u8 = 1;
+/// Checked and found to understate some batch: lookups in this segment scan it from the start.
+pub(crate) const TIME_INDEX_UNSOUND: u8 = 2;
 
 impl Segment {
     /// Turns a prepared segment into the active one starting at `base_offset`.
@@ -344,6 +355,7 @@ impl Segment {
             max_expires_at_ms: i64::MIN,
             offset_index: Vec::new(),
             time_index: Vec::new(),
+            time_index_trust: AtomicU8::new(TIME_INDEX_SOUND),
             bytes_since_index: 0,
             batch_count: 0,
         };
@@ -393,6 +405,7 @@ impl Segment {
             max_expires_at_ms: i64::MIN,
             offset_index: Vec::new(),
             time_index: Vec::new(),
+            time_index_trust: AtomicU8::new(TIME_INDEX_SOUND),
             bytes_since_index: 0,
             batch_count: 0,
         }
@@ -563,6 +576,43 @@ impl Segment {
         Ok(h)
     }
 
+    /// Whether every time index entry is at least the largest timestamp of the batches before the
+    /// one holding its offset, which is what lets a timestamp lookup skip those batches. True of
+    /// an index this process built; a `.timeindex` file whose checksums verify can still break it
+    /// (a writer bug), and only the batches can tell. Checked once, by walking every batch header
+    /// of the segment, then remembered.
+    pub fn time_index_sound(&self) -> Result<bool, StorageError> {
+        match self.time_index_trust.load(Ordering::Relaxed) {
+            TIME_INDEX_SOUND => return Ok(true),
+            TIME_INDEX_UNSOUND => return Ok(false),
+            _ => {}
+        }
+        let base = self.header.base_offset;
+        let mut entries = self.time_index.iter().peekable();
+        // Largest timestamp of the batches before the one at `pos`.
+        let mut before = i64::MIN;
+        let mut sound = true;
+        let mut pos = SEGMENT_HEADER_BYTES as u64;
+        while pos < self.write_pos && sound {
+            let h = self.batch_header_at(pos)?;
+            let last = h.last_offset().saturating_sub(base);
+            while let Some(e) = entries.next_if(|e| u64::from(e.relative_offset) <= last) {
+                sound &= e.max_timestamp_ms >= before;
+            }
+            before = before.max(h.max_timestamp_ms);
+            pos += u64::from(h.batch_bytes);
+        }
+        // Entries past the last batch must bound all of them.
+        sound &= entries.all(|e| e.max_timestamp_ms >= before);
+        let trust = if sound {
+            TIME_INDEX_SOUND
+        } else {
+            TIME_INDEX_UNSOUND
+        };
+        self.time_index_trust.store(trust, Ordering::Relaxed);
+        Ok(sound)
+    }
+
     /// Byte position of the batch containing `offset` (which must be in this segment), found from
     /// the sparse index and a short walk of batch headers.
     pub fn position_of(&self, offset: u64) -> Result<(u64, BatchHeader), StorageError> {
@@ -578,6 +628,12 @@ impl Segment {
         loop {
             let h = self.batch_header_at(pos)?;
             if h.last_offset() >= offset {
+                if h.base_offset > offset && pos > SEGMENT_HEADER_BYTES as u64 {
+                    // The entry pointed past its own offset (an index file written wrong but
+                    // checksummed right): walk from the first batch instead.
+                    pos = SEGMENT_HEADER_BYTES as u64;
+                    continue;
+                }
                 return Ok((pos, h));
             }
             pos += u64::from(h.batch_bytes);

@@ -730,3 +730,51 @@ fn read_prefaulted_segments_work_the_same() {
     drop(log);
     assert_eq!(raw_batches(&open(dir.path(), cfg), 0), before);
 }
+
+/// An `.index` file written wrong but checksummed right: entry 1 points at the batch that holds
+/// entry 2's offset (positions still increase, so the file loads). A read from entry 1's offset
+/// must still start at that offset, not at the later batch.
+#[test]
+fn index_entry_pointing_past_its_offset_never_makes_read_skip() {
+    use storage::format::{
+        decode_offset_entries, encode_offset_entries, IndexFileHeader, SegmentHeader,
+        INDEX_FILE_HEADER_BYTES, OFFSET_INDEX_MAGIC,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for i in 0..70 {
+        append_n(&mut log, 2, 100, i);
+    }
+    log.close().unwrap();
+    let path = dir.path().join(format!("{:020}.index", 0));
+    let file = std::fs::read(&path).unwrap();
+    let header = IndexFileHeader::decode(&file, OFFSET_INDEX_MAGIC).expect("index header");
+    let mut entries = decode_offset_entries(&file[INDEX_FILE_HEADER_BYTES..]);
+    assert!(entries.len() >= 4, "the segment has several index entries");
+    // Entry 1 takes the position between entries 2 and 3 (a batch start at or after entry 2's).
+    entries[1].position = entries[2].position;
+    entries[2].position = (entries[2].position + entries[3].position) / 2;
+    let target = u64::from(entries[1].relative_offset);
+    let mut body = Vec::new();
+    encode_offset_entries(&entries, &mut body);
+    let segment = std::fs::read(dir.path().join(format!("{:020}.seg", 0))).unwrap();
+    let mut out = vec![0u8; INDEX_FILE_HEADER_BYTES];
+    IndexFileHeader {
+        entries_crc32c: crc32c::crc32c(&body),
+        segment_header_crc32c: SegmentHeader::decode(&segment).unwrap().crc32c(),
+        ..header
+    }
+    .encode(&mut out);
+    out.extend_from_slice(&body);
+    std::fs::write(&path, out).unwrap();
+
+    let (log, report) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(report.indexes_rebuilt, 0, "the index file was trusted");
+    let read = log.read(target, 4096).unwrap();
+    let first = read.batches.first().expect("a batch");
+    assert!(
+        first.base_offset() <= target && first.last_offset() >= target,
+        "read from {target} returned the batch at {}",
+        first.base_offset()
+    );
+}
