@@ -241,12 +241,24 @@ const ZSTD_PREALLOC_MAX: usize = 1 << 20;
 /// Decompresses one zstd frame whose size is declared elsewhere (a batch's `records_bytes`, a
 /// cold chunk's `raw_bytes`): up to `expected` bytes, one more to tell a frame that holds more
 /// than declared (the caller compares the length with `expected`).
+///
+/// The frame's window is bounded by `expected` too: zstd allocates the window a frame header asks
+/// for (up to 128 MiB) before it decodes a byte, and every frame Sprawl writes is compressed in
+/// one call with its size known, so its window never exceeds the data. A frame asking for more
+/// is refused ("Frame requires too much memory").
 pub(crate) fn decompress_bounded(src: &[u8], expected: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::with_capacity(expected.min(ZSTD_PREALLOC_MAX));
-    let decoder = zstd::stream::read::Decoder::with_buffer(src)?.single_frame();
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(src)?.single_frame();
+    decoder.window_log_max(window_log_for(expected))?;
     decoder.take(expected as u64 + 1).read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// The smallest zstd window log (10 to 27) whose window holds `bytes`.
+fn window_log_for(bytes: usize) -> u32 {
+    let needed = usize::BITS - bytes.saturating_sub(1).leading_zeros();
+    needed.clamp(10, 27)
 }
 
 #[cfg(test)]
@@ -277,6 +289,30 @@ mod tests {
         buf[BATCH_HEADER_BYTES..].copy_from_slice(section);
         h.crc32c = seal_batch_crc(&mut buf);
         FetchedBatch::new(h, Bytes::from(buf))
+    }
+
+    #[test]
+    fn a_frame_asking_for_a_window_beyond_its_data_is_refused() {
+        let data = vec![7u8; 4096];
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.set_parameter(zstd::zstd_safe::CParameter::WindowLog(27))
+            .unwrap();
+        std::io::Write::write_all(&mut enc, &data).unwrap();
+        let frame = enc.finish().unwrap();
+        assert!(
+            decompress_bounded(&frame, data.len()).is_err(),
+            "a 4 KiB frame declaring a 128 MiB window is refused before the window is allocated"
+        );
+        // What Sprawl writes (one call, size known) decodes, at any size.
+        for len in [0usize, 1, 1000, 1 << 10, (1 << 10) + 1, 3 << 20] {
+            let raw: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let frame = zstd::bulk::compress(&raw, 19).unwrap();
+            assert_eq!(decompress_bounded(&frame, len).unwrap(), raw, "{len} bytes");
+        }
+        assert_eq!(window_log_for(0), 10);
+        assert_eq!(window_log_for(1 << 20), 20);
+        assert_eq!(window_log_for((1 << 20) + 1), 21);
+        assert_eq!(window_log_for(usize::MAX), 27);
     }
 
     #[test]
