@@ -620,20 +620,18 @@ impl Segment {
         let i = self
             .offset_index
             .partition_point(|e| u64::from(e.relative_offset) <= rel);
-        let mut pos = if i == 0 {
-            SEGMENT_HEADER_BYTES as u64
-        } else {
-            u64::from(self.offset_index[i - 1].position)
-        };
+        let entry = i.checked_sub(1).map(|k| self.offset_index[k]);
+        let mut pos = entry.map_or(SEGMENT_HEADER_BYTES as u64, |e| u64::from(e.position));
+        // Every entry is made at the start of the batch it names; an index file written wrong but
+        // checksummed right may say otherwise, and then the walk starts at the first batch.
+        let mut check = entry.map(|e| self.header.base_offset + u64::from(e.relative_offset));
         loop {
             let h = self.batch_header_at(pos)?;
+            if check.take().is_some_and(|base| h.base_offset != base) {
+                pos = SEGMENT_HEADER_BYTES as u64;
+                continue;
+            }
             if h.last_offset() >= offset {
-                if h.base_offset > offset && pos > SEGMENT_HEADER_BYTES as u64 {
-                    // The entry pointed past its own offset (an index file written wrong but
-                    // checksummed right): walk from the first batch instead.
-                    pos = SEGMENT_HEADER_BYTES as u64;
-                    continue;
-                }
                 return Ok((pos, h));
             }
             pos += u64::from(h.batch_bytes);
