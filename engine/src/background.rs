@@ -19,8 +19,9 @@
 //! nothing is refused and nothing waits for room. Callers already keep at most one job of each
 //! kind in flight per partition.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
 /// Jobs queued for a shard's background thread before new ones go to the blocking pool.
 pub const QUEUE_MAX: usize = 1_024;
@@ -57,6 +58,49 @@ impl Background {
 
 thread_local! {
     static CURRENT: RefCell<Option<Background>> = const { RefCell::new(None) };
+    static PENDING: Cell<usize> = const { Cell::new(0) };
+    static PENDING_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Jobs this (executor) thread handed to its background thread whose callers still wait for
+/// them.
+pub fn pending() -> usize {
+    PENDING.with(Cell::get)
+}
+
+/// How long this thread has had background jobs pending without a break (`None`: none now). A
+/// shard holds off spinning on a socket for a while when there are any (`crate::spin_read`):
+/// with the node on one core, a spinning reactor would starve the idle-priority thread.
+pub fn pending_for(now: Instant) -> Option<Duration> {
+    PENDING_SINCE
+        .with(Cell::get)
+        .map(|t| now.saturating_duration_since(t))
+}
+
+/// Counts one job as pending for as long as it lives.
+struct PendingJob;
+
+impl PendingJob {
+    fn new() -> Self {
+        PENDING.with(|p| {
+            if p.get() == 0 {
+                PENDING_SINCE.with(|s| s.set(Some(Instant::now())));
+            }
+            p.set(p.get() + 1)
+        });
+        PendingJob
+    }
+}
+
+impl Drop for PendingJob {
+    fn drop(&mut self) {
+        PENDING.with(|p| {
+            p.set(p.get() - 1);
+            if p.get() == 0 {
+                PENDING_SINCE.with(|s| s.set(None));
+            }
+        });
+    }
 }
 
 /// Makes `background` the one [`run`] uses on this (executor) thread.
@@ -81,9 +125,13 @@ where
         Some(bg) => bg.jobs.try_send(job).err().map(|e| e.into_inner()),
         None => Some(job),
     });
-    if let Some(job) = refused {
-        glommio::executor().spawn_blocking(job).await;
-    }
+    let _pending = match refused {
+        Some(job) => {
+            glommio::executor().spawn_blocking(job).await;
+            None
+        }
+        None => Some(PendingJob::new()),
+    };
     match done_rx.recv_async().await {
         Ok(Ok(value)) => value,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
@@ -130,6 +178,18 @@ mod tests {
                     .await;
                 assert!(caught.is_err());
                 assert_eq!(run(|| 7).await, 7);
+                // A job counts as pending while its caller waits for it.
+                assert_eq!(pending(), 0);
+                let (go_tx, go_rx) = flume::bounded::<()>(1);
+                let waiting = glommio::spawn_local(run(move || go_rx.recv().unwrap()));
+                glommio::yield_if_needed().await;
+                futures_lite::future::yield_now().await;
+                assert_eq!(pending(), 1);
+                assert!(pending_for(Instant::now()).is_some());
+                go_tx.send(()).unwrap();
+                waiting.await;
+                assert_eq!(pending(), 0);
+                assert_eq!(pending_for(Instant::now()), None);
             })
             .unwrap()
             .join()

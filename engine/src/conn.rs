@@ -63,6 +63,12 @@ struct Conn {
     /// The peer is another node asking on a client's behalf (handshake client name
     /// [`crate::metadata::FORWARD_CLIENT_NAME`]): answer from this node alone, never ask further.
     from_peer: Cell<bool>,
+    /// This connection's id on its shard (for [`crate::spin_read::SpinGate`]).
+    id: u64,
+    /// The socket, for [`crate::spin_read`] (the stream itself is split into the two loops).
+    fd: std::os::fd::RawFd,
+    /// How long to spin on the socket for the next request (zero: never).
+    spin_read: Duration,
 }
 
 /// Serves one accepted connection until the peer closes it, it misbehaves, or the node stops.
@@ -76,6 +82,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     shard.connections.set(shard.connections.get() + 1);
     shard.connections_changed.notify_all();
     let _ = stream.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (reader, writer) = futures_lite::io::split(stream);
     let inflight_max = shard.config.conn_inflight_max;
     let (tx, rx) = local_channel::new_bounded::<Bytes>(inflight_max as usize + 64);
@@ -87,6 +94,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         subscriptions: RefCell::new(HashMap::new()),
         closed: Cell::new(false),
         from_peer: Cell::new(false),
+        id: shard.next_conn_id.replace(shard.next_conn_id.get() + 1),
+        fd,
+        spin_read: Duration::from_micros(shard.config.spin_read_us),
     });
     let writer_task = glommio::spawn_local(write_loop(writer, rx));
     read_loop(&conn, reader).await;
@@ -276,6 +286,7 @@ async fn read_loop(conn: &Rc<Conn>, mut reader: futures_lite::io::ReadHalf<TcpSt
         }
         let frame = buf.split_to(total).freeze();
         let received = std::time::Instant::now();
+        shard.spin_gate.request(conn.id, received);
         let permits = (req_permit, bytes_permit);
         match decode(&frame, &limits) {
             Ok(Decoded::Frame(f, _)) => {
@@ -342,6 +353,38 @@ async fn read_until(
 ) -> Option<usize> {
     while buf.len() < want {
         let start = buf.len();
+        if !conn.spin_read.is_zero() {
+            let inflight_max = u64::from(conn.shard.config.conn_inflight_max);
+            let spin = crate::spin_read::Spin {
+                fd: conn.fd,
+                conn: conn.id,
+                gate: &conn.shard.spin_gate,
+                budget: conn.spin_read,
+            };
+            let spun = crate::spin_read::spin_recv(
+                &spin,
+                buf,
+                (want - start).max(READ_CHUNK_BYTES),
+                || {
+                    conn.shard.stopping.get()
+                        || crate::spin_read::blocking_running()
+                        || crate::spin_read::background_holds_off(crate::background::pending_for(
+                            std::time::Instant::now(),
+                        ))
+                },
+                || conn.inflight.available() == inflight_max,
+            )
+            .await;
+            match spun {
+                crate::spin_read::Spun::Data => {
+                    add(&conn.shard.metrics.spin_reads, 1);
+                    continue;
+                }
+                crate::spin_read::Spun::Closed => return None,
+                crate::spin_read::Spun::Missed => add(&conn.shard.metrics.spin_misses, 1),
+                crate::spin_read::Spun::Skipped => {}
+            }
+        }
         let chunk = (want - start).max(READ_CHUNK_BYTES);
         buf.resize(start + chunk, 0);
         let stop = async {

@@ -11,7 +11,8 @@
 //! that still block a reactor: an append that outruns its prefault job reserves inline (one
 //! fallocate), a segment created inline is counted in
 //! `sprawl_partition_sync_segment_creations_total`, and installing a compaction renames files. Backpressure is budget-based: a connection that has spent its in-flight budget is
-//! simply not read until replies go out.
+//! simply not read until replies go out. A shard whose one active connection sends a request at a
+//! time spins on that socket between requests instead of parking ([`spin_read`]).
 //!
 //! Cluster membership (gossip, `membership`), the Raft metadata controllers (`controller`), the
 //! metadata every node follows (`metadata`) and partition replication (`replication`) run in the
@@ -21,7 +22,7 @@
 //! `docs/cluster.md` says what exists.
 //!
 //! Modules: [`config`] (flags > env > TOML), [`runtime`] (executors, limits, signals), [`shard`]
-//! (routing, mesh calls), [`conn`] (one connection), [`handlers`] (requests on the owning shard),
+//! (routing, mesh calls), [`conn`] (one connection), [`spin_read`] (its spin for the next request), [`handlers`] (requests on the owning shard),
 //! [`follow`] (following a partition for pushes and streams), [`admin`] (topic create/delete),
 //! [`moves`] (live partition moves), [`analytics_shard`], [`analytics_lead`] and [`host`] (the
 //! analytics shard, its leadership hand-overs in a cluster, its host readings), [`http`] (REST, WebSocket, events, stats, web page), [`stats`] (latency
@@ -61,5 +62,6 @@ pub mod peer;
 pub mod replication;
 pub mod runtime;
 pub mod shard;
+pub mod spin_read;
 pub mod stats;
 pub mod tiering;

@@ -20,6 +20,10 @@ pub struct ShardMetrics {
     pub connections_rejected: Cell<u64>,
     /// Times a connection stopped reading because a budget was spent.
     pub backpressure_waits: Cell<u64>,
+    /// Socket reads that got their bytes while the reader spun (`crate::spin_read`), and spins
+    /// that ended without any (the reader then parked as usual).
+    pub spin_reads: Cell<u64>,
+    pub spin_misses: Cell<u64>,
     /// Consumer groups coordinated by this shard: joins answered.
     pub group_joins: Cell<u64>,
     /// Group generation changes (a member came or went, partitions were added).
@@ -105,6 +109,8 @@ impl ShardMetrics {
                 self.connections_rejected.get(),
             ),
             ("backpressure_waits_total", self.backpressure_waits.get()),
+            ("spin_reads_total", self.spin_reads.get()),
+            ("spin_misses_total", self.spin_misses.get()),
             ("group_joins_total", self.group_joins.get()),
             ("group_rebalances_total", self.group_rebalances.get()),
             (

@@ -170,7 +170,9 @@ impl Partition {
         let rewarm = job.take_rewarm();
         self.flush_running.set(true);
         let started = std::time::Instant::now();
+        let running = crate::spin_read::BlockingRunning::start();
         let result = blocking(move || job.run()).await;
+        drop(running);
         self.stats.record(
             crate::stats::Op::Fsync,
             started.elapsed().as_micros() as u64,

@@ -161,6 +161,9 @@ pub struct Shard {
     pub stop_notify: Notify,
     pub connections: Cell<usize>,
     pub connections_changed: Notify,
+    /// Ids for connections (from 1), and which of them may spin on its socket.
+    pub next_conn_id: Cell<u64>,
+    pub spin_gate: crate::spin_read::SpinGate,
     pub next_subscription: Cell<u32>,
     /// Round-robin counter for REST publishes without key or partition.
     pub http_round_robin: Cell<u32>,
@@ -448,6 +451,8 @@ async fn run_inner(ctx: ShardContext, listener: glommio::net::TcpListener) -> Re
         stop_notify: Notify::default(),
         connections: Cell::new(0),
         connections_changed: Notify::default(),
+        next_conn_id: Cell::new(1),
+        spin_gate: crate::spin_read::SpinGate::default(),
         next_subscription: Cell::new(1),
         http_round_robin: Cell::new(0),
         metrics: ShardMetrics::default(),

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// env SPRAWL_SPIN_BEFORE_PARK_US)
     #[argh(option)]
     pub spin_before_park_us: Option<u64>,
+    /// microseconds a shard whose only connection has nothing in flight spins on that socket for
+    /// the next request before parking (default 50; 0 = never; env SPRAWL_SPIN_READ_US)
+    #[argh(option)]
+    pub spin_read_us: Option<u64>,
     /// background fdatasync interval for acks=leader data, ms (default 1000; env SPRAWL_FLUSH_INTERVAL_MS)
     #[argh(option)]
     pub flush_interval_ms: Option<u64>,
@@ -83,6 +87,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         shards: a.shards,
         node_id: a.node_id,
         spin_before_park_us: a.spin_before_park_us,
+        spin_read_us: a.spin_read_us,
         flush_interval_ms: a.flush_interval_ms,
         analytics: a.analytics,
         config: a.config,

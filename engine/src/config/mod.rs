@@ -19,6 +19,10 @@ pub use cold::{ColdConfig, ColdOverrides, DEFAULT_S3_REGION};
 pub const DEFAULT_PORT: u16 = 7070;
 /// Default HTTP stats port.
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
+/// Default of [`ServeConfig::spin_read_us`].
+pub const DEFAULT_SPIN_READ_US: u64 = 50;
+/// Largest accepted [`ServeConfig::spin_read_us`].
+pub const SPIN_READ_US_MAX: u64 = 100_000;
 
 /// A configuration error: which setting, where it came from, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,9 @@ pub struct ServeConfig {
     /// How long an idle reactor spins before parking, in microseconds (0 = park at once); `None`
     /// = [`ServeConfig::effective_spin_before_park_us`] decides from the shard count.
     pub spin_before_park_us: Option<u64>,
+    /// How long a shard whose only connection has nothing in flight spins on that socket for the
+    /// next request before parking, in microseconds (0 = never; see [`crate::spin_read`]).
+    pub spin_read_us: u64,
     /// Background fdatasync interval for data not already synced for `acks=all`.
     pub flush_interval_ms: u64,
     /// Largest accepted frame after the handshake.
@@ -114,6 +121,7 @@ impl ServeConfig {
             shards: available_cores(),
             node_id: 0,
             spin_before_park_us: None,
+            spin_read_us: DEFAULT_SPIN_READ_US,
             flush_interval_ms: 1000,
             frame_bytes_max: 8 << 20,
             conn_inflight_max: 256,
@@ -150,6 +158,7 @@ pub struct Overrides {
     pub shards: Option<usize>,
     pub node_id: Option<u32>,
     pub spin_before_park_us: Option<u64>,
+    pub spin_read_us: Option<u64>,
     pub flush_interval_ms: Option<u64>,
     pub analytics: Option<String>,
     pub config: Option<PathBuf>,
@@ -170,6 +179,7 @@ struct FileConfig {
     shards: Option<usize>,
     node_id: Option<u32>,
     spin_before_park_us: Option<u64>,
+    spin_read_us: Option<u64>,
     flush_interval_ms: Option<u64>,
     frame_bytes_max: Option<u32>,
     conn_inflight_max: Option<u32>,
@@ -243,6 +253,7 @@ fn apply_file(cfg: &mut ServeConfig, path: &Path) -> Result<(), ConfigError> {
         &mut cfg.spin_before_park_us,
         file.spin_before_park_us.map(Some),
     );
+    set(&mut cfg.spin_read_us, file.spin_read_us);
     set(&mut cfg.flush_interval_ms, file.flush_interval_ms);
     set(&mut cfg.frame_bytes_max, file.frame_bytes_max);
     set(&mut cfg.conn_inflight_max, file.conn_inflight_max);
@@ -343,6 +354,12 @@ fn apply_env(cfg: &mut ServeConfig, env: &HashMap<String, String>) -> Result<(),
         cfg.spin_before_park_us = Some(us);
     }
     env_num(
+        &mut cfg.spin_read_us,
+        get("SPRAWL_SPIN_READ_US"),
+        "spin-read-us",
+        "SPRAWL_SPIN_READ_US",
+    )?;
+    env_num(
         &mut cfg.flush_interval_ms,
         get("SPRAWL_FLUSH_INTERVAL_MS"),
         "flush-interval-ms",
@@ -405,6 +422,7 @@ fn apply_flags(cfg: &mut ServeConfig, f: &Overrides) -> Result<(), ConfigError> 
         &mut cfg.spin_before_park_us,
         f.spin_before_park_us.map(Some),
     );
+    set(&mut cfg.spin_read_us, f.spin_read_us);
     set(&mut cfg.flush_interval_ms, f.flush_interval_ms);
     if let Some(v) = &f.analytics {
         cfg.analytics = parse_mode(v, "--analytics")?;
@@ -463,6 +481,15 @@ fn validate(cfg: &ServeConfig) -> Result<(), ConfigError> {
             "http-port",
             cfg.http_port.to_string(),
             "must differ from --port",
+        ));
+    }
+    if cfg.spin_read_us > SPIN_READ_US_MAX {
+        return Err(invalid(
+            "spin-read-us",
+            cfg.spin_read_us.to_string(),
+            &format!(
+                "must be at most {SPIN_READ_US_MAX} (a spin holds the shard's core; 0 turns it off)"
+            ),
         ));
     }
     if cfg.frame_bytes_max < 64 << 10 || cfg.frame_bytes_max > 64 << 20 {

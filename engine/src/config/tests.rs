@@ -188,3 +188,37 @@ fn spin_before_park_follows_the_shard_count_unless_set() {
         "the flag wins"
     );
 }
+
+#[test]
+fn the_socket_spin_is_set_from_file_env_and_flag_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spin.toml");
+    std::fs::write(&file, "spin_read_us = 7\n").unwrap();
+    let from_file = Overrides {
+        config: Some(file),
+        shards: Some(1),
+        ..Overrides::default()
+    };
+    assert_eq!(
+        resolve(&from_file, &HashMap::new()).unwrap().spin_read_us,
+        7
+    );
+    let mut env = HashMap::new();
+    env.insert("SPRAWL_SPIN_READ_US".to_string(), "0".to_string());
+    assert_eq!(resolve(&from_file, &env).unwrap().spin_read_us, 0);
+    let flag = Overrides {
+        spin_read_us: Some(SPIN_READ_US_MAX + 1),
+        shards: Some(1),
+        ..Overrides::default()
+    };
+    let err = resolve(&flag, &env).unwrap_err().to_string();
+    assert!(err.contains("spin-read-us"), "{err}");
+    let default = Overrides {
+        shards: Some(1),
+        ..Overrides::default()
+    };
+    assert_eq!(
+        resolve(&default, &HashMap::new()).unwrap().spin_read_us,
+        DEFAULT_SPIN_READ_US
+    );
+}
