@@ -19,7 +19,8 @@
 //! and appends then fault their pages in; measured, see `docs/decisions.md`), unless that work
 //! is starved anyway ([`background_holds_off`]), nor while a flush runs ([`BlockingRunning`]).
 //! Idle connections (a client's metadata connection) do not count. glommio's stream keeps no
-//! buffer of its own, so reading the descriptor directly loses nothing.
+//! buffer of its own, so reading the descriptor directly loses nothing; a stream that does (TLS,
+//! a buffered reader) must not be read this way.
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
