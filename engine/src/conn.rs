@@ -365,11 +365,11 @@ async fn read_until(
                 &spin,
                 buf,
                 (want - start).max(READ_CHUNK_BYTES),
-                || {
+                |now| {
                     conn.shard.stopping.get()
                         || crate::spin_read::blocking_running()
                         || crate::spin_read::background_holds_off(crate::background::pending_for(
-                            std::time::Instant::now(),
+                            now,
                         ))
                 },
                 || conn.inflight.available() == inflight_max,
